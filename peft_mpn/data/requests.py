@@ -1,0 +1,185 @@
+"""What an edit *is*: one fact, stated in one or more languages.
+
+An :class:`EditRequest` holds a :class:`FactView` per language. The view in ``edit_language`` is the edit
+itself; the other views are its parallel versions (translations of the prompt with the target written in
+that language, or the same label for a classifier). Editors read requests; loaders produce them; the
+metric judges predictions on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+Target = str | int
+
+
+class EditRequestError(ValueError):
+    """An edit request that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class FactView:
+    """The fact in one language.
+
+    Args:
+        prompt: the edit prompt (a question or a sentence prefix; for classifiers, the input text).
+        target: the new answer (generation) or the label id (classification).
+        rephrases: paraphrases of ``prompt`` in the same language (generality).
+        subject: the subject entity, where known.
+        true_answer: the answer before the edit, where known.
+        locality_prompt / locality_answer: an unrelated fact that must not change.
+        portability_question / portability_answer: a question whose answer follows from the edit.
+    """
+
+    prompt: str
+    target: Target
+    rephrases: tuple[str, ...] = ()
+    subject: str | None = None
+    true_answer: str | None = None
+    locality_prompt: str | None = None
+    locality_answer: str | None = None
+    portability_question: str | None = None
+    portability_answer: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rephrases, str):
+            object.__setattr__(self, "rephrases", (self.rephrases,))
+        else:
+            object.__setattr__(self, "rephrases", tuple(self.rephrases))
+
+    def validate(self, language: str) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise EditRequestError(f"The {language!r} version has an empty prompt; give the text to edit on.")
+        if self.target is None or (isinstance(self.target, str) and not self.target.strip()):
+            raise EditRequestError(
+                f"The {language!r} version has an empty target; give the new answer written in {language!r} "
+                "(or drop that language from the request)."
+            )
+        if isinstance(self.target, bool) or not isinstance(self.target, (str, int)):
+            raise EditRequestError(
+                f"The {language!r} target must be a string (generation) or an int label (classification), "
+                f"got {type(self.target).__name__}."
+            )
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One fact to edit, in ``edit_language``, with optional parallel versions in other languages."""
+
+    views: Mapping[str, FactView]
+    edit_language: str = "en"
+    case_id: str | None = None
+
+    def __post_init__(self) -> None:
+        views = {str(lang): view for lang, view in self.views.items()}
+        object.__setattr__(self, "views", views)
+        if self.edit_language not in views:
+            raise EditRequestError(
+                f"The edit language {self.edit_language!r} has no version in this request "
+                f"(languages given: {sorted(views)}); add it or set edit_language to one of them."
+            )
+        for lang, view in views.items():
+            view.validate(lang)
+        kinds = {isinstance(view.target, str) for view in views.values()}
+        if len(kinds) > 1:
+            raise EditRequestError("Mixed target kinds: every version must have a string target or an int label.")
+        if not self.is_generation:
+            labels = {view.target for view in views.values()}
+            if len(labels) > 1:
+                raise EditRequestError(
+                    f"Parallel versions of a classification edit must share the label, got {sorted(labels)}."
+                )
+
+    @classmethod
+    def single(
+        cls,
+        prompt: str,
+        target: Target,
+        *,
+        language: str = "en",
+        parallel: Mapping[str, FactView | Mapping[str, Any] | tuple[str, Target]] | None = None,
+        case_id: str | None = None,
+        **view_fields: Any,
+    ) -> EditRequest:
+        """Build a request from a prompt and target, with ``parallel`` versions as views, dicts or pairs."""
+        views: dict[str, FactView] = {language: FactView(prompt=prompt, target=target, **view_fields)}
+        for lang, version in (parallel or {}).items():
+            if lang == language:
+                raise EditRequestError(f"A parallel version repeats the edit language {language!r}.")
+            views[lang] = _as_view(version, lang)
+        return cls(views=views, edit_language=language, case_id=case_id)
+
+    @property
+    def edit(self) -> FactView:
+        """The view that is edited."""
+        return self.views[self.edit_language]
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.views)
+
+    @property
+    def is_generation(self) -> bool:
+        return isinstance(self.edit.target, str)
+
+    def parallel(self, languages: Iterable[str] | None = None) -> dict[str, FactView]:
+        """Parallel versions (all but the edit language), optionally restricted to ``languages``."""
+        if languages is None:
+            return {lang: view for lang, view in self.views.items() if lang != self.edit_language}
+        return {lang: self.views[lang] for lang in languages if lang in self.views and lang != self.edit_language}
+
+    def restricted_to(self, languages: Sequence[str]) -> EditRequest:
+        """The same request keeping only ``languages`` (the edit language is always kept)."""
+        keep = {self.edit_language, *languages}
+        return EditRequest(
+            views={lang: view for lang, view in self.views.items() if lang in keep},
+            edit_language=self.edit_language,
+            case_id=self.case_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON- and ``datasets``-friendly record."""
+        return {
+            "case_id": self.case_id,
+            "edit_language": self.edit_language,
+            "views": {lang: {**asdict(view), "rephrases": list(view.rephrases)} for lang, view in self.views.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> EditRequest:
+        """Inverse of :meth:`to_dict` (also accepts ``datasets`` rows, where absent languages are ``None``)."""
+        views = {lang: _as_view(view, lang) for lang, view in record["views"].items() if view is not None}
+        case_id = record.get("case_id")
+        return cls(
+            views=views,
+            edit_language=record.get("edit_language", "en"),
+            case_id=None if case_id is None else str(case_id),
+        )
+
+
+_VIEW_FIELDS = {f.name for f in fields(FactView)}
+
+
+def _as_view(version: FactView | Mapping[str, Any] | tuple[str, Target], language: str) -> FactView:
+    if isinstance(version, FactView):
+        return version
+    if isinstance(version, tuple):
+        if len(version) != 2:
+            raise EditRequestError(f"The {language!r} version must be a (prompt, target) pair.")
+        return FactView(prompt=version[0], target=version[1])
+    if isinstance(version, Mapping):
+        if "target" not in version or version.get("target") in (None, ""):
+            raise EditRequestError(
+                f"The {language!r} version has no target; every parallel version needs the new answer written "
+                f"in {language!r} (or the label, for classifiers)."
+            )
+        unknown = set(version) - _VIEW_FIELDS
+        if unknown:
+            raise EditRequestError(f"Unknown field(s) {sorted(unknown)} in the {language!r} version.")
+        return FactView(**{k: v for k, v in version.items() if v is not None or k in ("prompt", "target")})
+    raise EditRequestError(f"Cannot read the {language!r} version from a {type(version).__name__}.")
+
+
+__all__ = ["EditRequest", "EditRequestError", "FactView", "Target"]
