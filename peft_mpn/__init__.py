@@ -1,0 +1,26 @@
+"""peft-mpn: cross-lingual knowledge editing as PEFT tuners.
+
+``import peft_mpn`` registers the PEFT types ``MPN`` (and ``LAFN``) so that ``get_peft_model``,
+``PeftModel.from_pretrained``, ``save_pretrained``/``push_to_hub`` and transformers' ``load_adapter`` work
+for them as they do for LoRA.
+"""
+
+from .data import EditRequest, EditRequestError, FactView
+from .loading import from_pretrained
+from .tuners import FFN_SPECS, FFNSpec, MPNConfig, MPNLayer, MPNModel, PatchSet, UnsupportedArchitectureError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FFN_SPECS",
+    "EditRequest",
+    "EditRequestError",
+    "FFNSpec",
+    "FactView",
+    "MPNConfig",
+    "MPNLayer",
+    "MPNModel",
+    "PatchSet",
+    "UnsupportedArchitectureError",
+    "from_pretrained",
+]

@@ -1,0 +1,26 @@
+"""Loading edit adapters with the plugin guaranteed to be registered."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from peft import PeftModel
+from transformers import PreTrainedModel
+
+
+def from_pretrained(
+    model: PreTrainedModel,
+    adapter: str | os.PathLike,
+    adapter_name: str = "default",
+    is_trainable: bool = False,
+    **kwargs: Any,
+) -> PeftModel:
+    """``PeftModel.from_pretrained`` for MPN/LAFN adapters (local folder or Hub id, ``revision=`` supported).
+
+    Importing this module has registered the plugin's PEFT types, so this works in a process that never wrote
+    ``import peft_mpn`` itself.
+    """
+    return PeftModel.from_pretrained(
+        model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs
+    )

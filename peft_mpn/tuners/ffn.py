@@ -1,0 +1,163 @@
+"""Where the feed-forward network lives in each supported architecture: the one table both tuners read.
+
+Paths are relative to one transformer block (``model.layers.<i>`` for Llama, ``bert.encoder.layer.<i>`` for
+BERT). ``block`` is the module MPN wraps: its forward receives the FFN input ``h`` (argument ``input_arg``)
+and its output contains the FFN output. Patches are added to the output of ``down_proj``, so they sit inside
+the FFN, before any dropout, residual or LayerNorm.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FFNSpec:
+    layers: str  # name of the ModuleList that holds the blocks ("layers", "h", "layer")
+    block: str  # module that MPN wraps, relative to a block
+    input_arg: int  # position of the FFN input in ``block.forward``
+    input_kwarg: str  # its keyword name
+    up_proj: str  # input projection (d -> F), relative to a block
+    down_proj: str  # output projection (F -> d), relative to a block
+    gate_proj: str | None = None  # gate projection of gated FFNs, relative to a block
+    activation_keys: tuple[str, ...] = ("hidden_act",)  # model-config attributes naming the activation
+    exclude: tuple[str, ...] = ()  # modules whose name ends like ``block`` but are not the FFN
+
+    @property
+    def is_gated(self) -> bool:
+        return self.gate_proj is not None
+
+    def relative_to_block(self, path: str) -> str:
+        """``path`` (relative to a block) made relative to the wrapped ``block`` module."""
+        prefix = self.block + "."
+        if not path.startswith(prefix):
+            raise ValueError(f"{path!r} is not inside {self.block!r}")
+        return path[len(prefix) :]
+
+
+_GATED_DECODER = FFNSpec(
+    layers="layers",
+    block="mlp",
+    input_arg=0,
+    input_kwarg="x",
+    up_proj="mlp.up_proj",
+    down_proj="mlp.down_proj",
+    gate_proj="mlp.gate_proj",
+    activation_keys=("hidden_activation", "hidden_act"),
+)
+_BERT_LIKE = FFNSpec(
+    layers="layer",
+    block="output",
+    input_arg=1,
+    input_kwarg="input_tensor",
+    up_proj="intermediate.dense",
+    down_proj="output.dense",
+    activation_keys=("hidden_act",),
+    exclude=("attention.output",),
+)
+_GPT2 = FFNSpec(
+    layers="h",
+    block="mlp",
+    input_arg=0,
+    input_kwarg="hidden_states",
+    up_proj="mlp.c_fc",
+    down_proj="mlp.c_proj",
+    activation_keys=("activation_function",),
+)
+
+#: model_type -> where its FFN is. Add an architecture by adding a row.
+FFN_SPECS: dict[str, FFNSpec] = {
+    "llama": _GATED_DECODER,
+    "mistral": _GATED_DECODER,
+    "qwen2": _GATED_DECODER,
+    "qwen3": _GATED_DECODER,
+    "gemma": _GATED_DECODER,
+    "gemma2": _GATED_DECODER,
+    "gemma3_text": _GATED_DECODER,
+    "gpt2": _GPT2,
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "camembert": _BERT_LIKE,
+}
+
+
+class UnsupportedArchitectureError(ValueError):
+    """The model's FFN layout is not in :data:`FFN_SPECS` and cannot be found."""
+
+
+def model_config_dict(model_or_config: Any) -> dict[str, Any]:
+    if isinstance(model_or_config, Mapping):
+        return dict(model_or_config)
+    config = getattr(model_or_config, "config", model_or_config)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    raise UnsupportedArchitectureError(
+        "The model has no transformers config; pass target_modules explicitly."
+    )
+
+
+def ffn_spec(model_or_config: Any) -> FFNSpec:
+    """The FFN layout for a model (or its config / config dict)."""
+    config = model_config_dict(model_or_config)
+    model_type = config.get("model_type")
+    if model_type not in FFN_SPECS:
+        raise UnsupportedArchitectureError(
+            f"No FFN layout is known for model_type={model_type!r}. Supported: {', '.join(sorted(FFN_SPECS))}. "
+            "Add a row to peft_mpn.tuners.ffn.FFN_SPECS for this architecture."
+        )
+    return FFN_SPECS[model_type]
+
+
+def num_layers(model_or_config: Any) -> int:
+    config = model_config_dict(model_or_config)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    raise UnsupportedArchitectureError(
+        "Cannot tell how many layers the model has (no num_hidden_layers in config)."
+    )
+
+
+def activation_name(model_or_config: Any) -> str:
+    """The FFN activation named by the model config (e.g. ``gelu_pytorch_tanh`` for Gemma 3)."""
+    config = model_config_dict(model_or_config)
+    spec = ffn_spec(config)
+    for key in spec.activation_keys:
+        if isinstance(config.get(key), str):
+            return config[key]
+    raise UnsupportedArchitectureError(
+        f"The config names no FFN activation (looked for {spec.activation_keys}); set `activation` explicitly."
+    )
+
+
+_BLOCK_KEY = re.compile(r"^(?P<stack>.*?)\.?(?P<index>\d+)\.(?P<rest>.+)$")
+
+
+@dataclass(frozen=True)
+class BlockLocation:
+    """A module key split into the ModuleList of blocks, the block index and the path inside the block."""
+
+    stack: str
+    index: int
+    inner: str
+
+
+def locate_block(module_key: str) -> BlockLocation:
+    """Split ``model.layers.17.mlp`` into (``model.layers``, 17, ``mlp``)."""
+    match = _BLOCK_KEY.match(module_key)
+    if match is None:
+        raise UnsupportedArchitectureError(f"{module_key!r} is not inside a numbered stack of blocks.")
+    return BlockLocation(match["stack"], int(match["index"]), match["rest"])
+
+
+def get_block(model: nn.Module, module_key: str) -> nn.Module:
+    """The transformer block that contains ``module_key``."""
+    location = locate_block(module_key)
+    stack = model.get_submodule(location.stack)
+    return stack[location.index]

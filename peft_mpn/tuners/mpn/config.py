@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peft.config import PeftConfig
+
+from ..._registration import add_peft_type
+
+
+@dataclass
+class MPNConfig(PeftConfig):
+    """Configuration of a Multilingual Patch Neuron (MPN) adapter.
+
+    A patch is one extra FFN neuron: ``FFN'(h) = FFN(h) + act(h·Kᵀ + b)·V``, added inside the FFN output of the
+    targeted block(s). A fresh adapter has ``num_patches=0`` and reproduces the base model exactly; editors
+    (:class:`peft_mpn.MPNEditor`) add patches and keep ``num_patches`` up to date, so a saved adapter
+    directory is self-describing.
+
+    Example:
+
+        ```py
+        >>> import peft_mpn
+        >>> from peft import get_peft_model
+        >>> model = get_peft_model(base_model, peft_mpn.MPNConfig())  # last block's FFN
+        ```
+    """
+
+    target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "The FFN block module(s) to patch, as names (suffix match) or one regex (full match). "
+                "Default: the architecture's FFN block from peft_mpn.tuners.ffn.FFN_SPECS ('mlp' for "
+                "Llama/Gemma/Qwen2/GPT-2, 'output' for BERT/XLM-R)."
+            )
+        },
+    )
+    exclude_modules: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Module names (suffix match) or a regex (full match) never to patch."},
+    )
+    layers_to_transform: list[int] | int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Block index or indices to patch; negative indices count from the end. "
+                "Default when target_modules is also unset: the last block only (T-Patcher's choice). "
+                "With explicit target_modules and no indices, every matching block is patched."
+            )
+        },
+    )
+    layers_pattern: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Name of the ModuleList of blocks, for layers_to_transform (e.g. 'layers', 'h')."},
+    )
+    num_patches: int = field(
+        default=0,
+        metadata={
+            "help": (
+                "Number of patch neurons per targeted module. 0 for a fresh adapter; editors increase it as "
+                "edits are added, and loading reads it to size the saved tensors."
+            )
+        },
+    )
+    activation: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Activation of the patch neurons, a transformers ACT2FN name. Default: the FFN's own "
+                "activation, resolved from the model config when the adapter is created and stored here."
+            )
+        },
+    )
+    hidden_size: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Width of the FFN input the patch keys read. Filled in from the model when the adapter is "
+                "created; loading onto a model of another width is refused with a clear error."
+            )
+        },
+    )
+    init_patches: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "Create the patch tensors empty (True) or, with num_patches > 0, random (False, for tests). "
+                "Loading overwrites them with the saved values either way."
+            )
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = add_peft_type("MPN")
+        if isinstance(self.target_modules, (list, set, tuple)):
+            self.target_modules = list(self.target_modules)
+        if isinstance(self.exclude_modules, (set, tuple)):
+            self.exclude_modules = list(self.exclude_modules)
+        if self.layers_pattern and self.layers_to_transform is None:
+            raise ValueError("layers_pattern only makes sense together with layers_to_transform.")
+        if isinstance(self.target_modules, str) and self.layers_to_transform is not None:
+            raise ValueError(
+                "layers_to_transform cannot be used with a regex target_modules; put the index in the regex or "
+                "give target_modules as a list of names."
+            )
+        if self.num_patches < 0:
+            raise ValueError(f"num_patches must be >= 0, got {self.num_patches}.")

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import torch
+from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
+
+from ..ffn import activation_name, ffn_spec, num_layers
+from .config import MPNConfig
+from .layer import MPNLayer, PatchSet
+
+
+class MPNModel(BaseTuner):
+    """Multilingual Patch Neuron (MPN) tuner: patch neurons added to FFN blocks.
+
+    Created by ``peft.get_peft_model(model, MPNConfig())`` (after ``import peft_mpn``). A fresh adapter has no
+    patches and leaves the model unchanged; :class:`peft_mpn.MPNEditor` learns patches for edit requests.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): The model to be adapted.
+        config ([`MPNConfig`]): The configuration of the MPN adapter.
+        adapter_name (`str`): The name of the adapter, defaults to `"default"`.
+
+    Example:
+
+        ```py
+        >>> import peft_mpn
+        >>> from peft import get_peft_model
+        >>> model = get_peft_model(base_model, peft_mpn.MPNConfig(layers_to_transform=[-1]))
+        >>> model.base_model.patch_layers()  # {"model.model.layers.17.mlp": MPNLayer(...)}
+        ```
+    """
+
+    prefix: str = "mpn_"
+    tuner_layer_cls = MPNLayer
+
+    def _prepare_adapter_config(self, peft_config: MPNConfig, model_config: dict) -> MPNConfig:
+        spec = ffn_spec(model_config)
+        if peft_config.target_modules is None:
+            peft_config.target_modules = [spec.block]
+            peft_config.layers_pattern = spec.layers
+            if peft_config.exclude_modules is None and spec.exclude:
+                peft_config.exclude_modules = list(spec.exclude)
+            if peft_config.layers_to_transform is None:
+                peft_config.layers_to_transform = [-1]
+        if peft_config.layers_to_transform is not None:
+            total = num_layers(model_config)
+            indices = peft_config.layers_to_transform
+            indices = [indices] if isinstance(indices, int) else list(indices)
+            out_of_range = [i for i in indices if not -total <= i < total]
+            if out_of_range:
+                raise ValueError(
+                    f"layers_to_transform {out_of_range} out of range for a {total}-layer model."
+                )
+            peft_config.layers_to_transform = sorted({i % total for i in indices})
+        if peft_config.activation is None:
+            peft_config.activation = activation_name(model_config)
+        if peft_config.hidden_size is None:
+            peft_config.hidden_size = int(self.model.config.hidden_size)
+        elif peft_config.hidden_size != self.model.config.hidden_size:
+            raise ValueError(
+                f"This MPN adapter was made for a model of hidden size {peft_config.hidden_size}, but this model "
+                f"has hidden size {self.model.config.hidden_size}. Load it onto the base model it was made for "
+                f"({peft_config.base_model_name_or_path or 'see adapter_config.json'})."
+            )
+        return peft_config
+
+    def _create_and_replace(
+        self,
+        peft_config: MPNConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+    ) -> None:
+        if isinstance(target, MPNLayer):
+            target.update_layer(adapter_name, peft_config)
+            return
+        new_module = MPNLayer(
+            target,
+            adapter_name,
+            config=peft_config,
+            spec=ffn_spec(self.model),
+            block=parent,
+            ffn_activation=activation_name(self.model),
+        )
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _replace_module(
+        self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module
+    ) -> None:
+        # peft's version assumes a Linear (`.weight`); MPN wraps whole FFN blocks.
+        setattr(parent, child_name, new_module)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if self.prefix not in name:
+                param.requires_grad = False
+
+    # -- the interface editors use ---------------------------------------------------------------------------
+    def _resolve_adapter(self, adapter_name: str | None) -> str:
+        if adapter_name is not None:
+            if adapter_name not in self.peft_config:
+                raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
+            return adapter_name
+        active = self.active_adapters
+        if len(active) != 1:
+            raise ValueError(f"Several adapters are active ({active}); name the one to use.")
+        return active[0]
+
+    def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
+        """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
+        adapter_name = self._resolve_adapter(adapter_name)
+        return {
+            name: module
+            for name, module in self.model.named_modules()
+            if isinstance(module, MPNLayer) and adapter_name in module.mpn_keys
+        }
+
+    def num_patches(self, adapter_name: str | None = None) -> int:
+        return self.peft_config[self._resolve_adapter(adapter_name)].num_patches
+
+    def add_patches(self, layer_name: str, patches: PatchSet, adapter_name: str | None = None) -> None:
+        """Append ``patches`` to one layer of ``adapter_name`` and record the new count in its config.
+
+        Other layers of the same adapter get inert patches (zero keys and values contribute exactly zero), so
+        ``num_patches`` stays one number per adapter.
+        """
+        adapter_name = self._resolve_adapter(adapter_name)
+        layers = self.patch_layers(adapter_name)
+        if layer_name not in layers:
+            raise KeyError(f"No MPN layer {layer_name!r} in adapter {adapter_name!r}; have {sorted(layers)}.")
+        for name, layer in layers.items():
+            if name == layer_name:
+                layer.add_patches(adapter_name, patches)
+            else:
+                zeros = torch.zeros_like(patches.keys)
+                layer.add_patches(adapter_name, PatchSet(zeros, torch.zeros_like(patches.bias), zeros))
+        self.peft_config[adapter_name].num_patches += len(patches)

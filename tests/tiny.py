@@ -1,0 +1,90 @@
+"""Tiny models built from config and a byte-level tokenizer built with `tokenizers`: no network, no files."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    Gemma3TextConfig,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    XLMRobertaConfig,
+)
+
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+HIDDEN = 32
+
+
+def make_tokenizer(encoder: bool = False) -> PreTrainedTokenizerFast:
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(SPECIALS + alphabet)}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <eos> $B", special_tokens=[("<bos>", 1), ("<eos>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        cls_token="<bos>" if encoder else None,
+    )
+
+
+VOCAB = len(SPECIALS) + 256
+_COMMON = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_attention_heads=4)
+
+DECODER_CONFIGS = {
+    "llama": lambda: LlamaConfig(**_COMMON, num_hidden_layers=3, num_key_value_heads=2, head_dim=8),
+    "gemma3_text": lambda: Gemma3TextConfig(
+        **_COMMON,
+        num_hidden_layers=3,
+        num_key_value_heads=2,
+        head_dim=8,
+        sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    ),
+    "qwen2": lambda: Qwen2Config(**_COMMON, num_hidden_layers=3, num_key_value_heads=2),
+    "gpt2": lambda: GPT2Config(
+        vocab_size=VOCAB, n_embd=HIDDEN, n_layer=3, n_head=4, n_inner=64, n_positions=128
+    ),
+}
+ENCODER_CONFIGS = {
+    "bert": lambda: BertConfig(**_COMMON, num_hidden_layers=2, max_position_embeddings=128),
+    "xlm-roberta": lambda: XLMRobertaConfig(
+        **_COMMON, num_hidden_layers=2, max_position_embeddings=130, pad_token_id=0
+    ),
+}
+ALL_ARCHS = [*DECODER_CONFIGS, *ENCODER_CONFIGS]
+
+
+def tiny_model(arch: str, seed: int = 0, num_labels: int = 3) -> torch.nn.Module:
+    """A randomly initialised tiny causal LM (decoders) or sequence classifier (encoders), in eval mode."""
+    torch.manual_seed(seed)
+    if arch in DECODER_CONFIGS:
+        config = DECODER_CONFIGS[arch]()
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        config = ENCODER_CONFIGS[arch]()
+        config.num_labels = num_labels
+        model = AutoModelForSequenceClassification.from_config(config)
+    return model.eval()
+
+
+def sample_inputs(arch: str, texts: list[str] | None = None) -> dict[str, torch.Tensor]:
+    tokenizer = make_tokenizer(encoder=arch in ENCODER_CONFIGS)
+    texts = texts or ["The capital of France is", "Die Hauptstadt von Frankreich ist"]
+    return dict(tokenizer(texts, return_tensors="pt", padding=True))
+
+
+def logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**inputs).logits
