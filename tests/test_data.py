@@ -149,9 +149,7 @@ def test_mzsre_misaligned_file(mzsre_dir: Path) -> None:
     rows[1], rows[2] = rows[2], rows[1]
     write(mzsre_dir / "mzsre_test_duplicate_enth.json", rows)
     load_mzsre(mzsre_dir, ["de", "zh"])  # the other files still load
-    with pytest.raises(
-        DatasetLayoutError, match=r"mzsre_test_duplicate_enth\.json, case 1 is not aligned"
-    ) as err:
+    with pytest.raises(DatasetLayoutError, match=r"mzsre_test_duplicate_enth\.json, case 1 is not aligned") as err:
         load_mzsre(mzsre_dir)
     assert "re-download" in str(err.value)
 
@@ -182,9 +180,7 @@ def test_bmike_unusual_split_aligned_by_case_id(bmike_dir: Path) -> None:
     assert view.true_answer == "[de] old 7" and view.portability_answer == "[de] port answer 7"
     assert view.rephrases == (view.prompt,)  # kept although equal to the prompt
     assert load_bmike53(bmike_dir, "mysplit", "en")[1].languages == ["en"]  # English-only file
-    assert (
-        load_bmike53(bmike_dir.parent, "mysplit", "de", limit=1)[0].case_id == "7"
-    )  # folder above the split
+    assert load_bmike53(bmike_dir.parent, "mysplit", "de", limit=1)[0].case_id == "7"  # folder above the split
 
 
 def test_bmike_missing_case_dropped_with_warning_or_strict(bmike_dir: Path) -> None:
@@ -307,9 +303,7 @@ def test_real_mzsre() -> None:
     assert first.views["ru"].portability_answer == "легкая атлетика"
 
 
-@pytest.mark.skipif(
-    not (SHARED_DATA / "bmike53" / "zsre").is_dir(), reason="shared BMIKE-53 data not available"
-)
+@pytest.mark.skipif(not (SHARED_DATA / "bmike53" / "zsre").is_dir(), reason="shared BMIKE-53 data not available")
 def test_bundled_sample_is_reproducible() -> None:
     rebuilt = build_bmike53_sample(SHARED_DATA / "bmike53" / "zsre")
     bundled = json.loads((RESOURCES / "bmike53_sample.json").read_text(encoding="utf-8"))
