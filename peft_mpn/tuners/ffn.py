@@ -27,6 +27,7 @@ class FFNSpec:
     gate_proj: str | None = None  # gate projection of gated FFNs, relative to a block
     activation_keys: tuple[str, ...] = ("hidden_act",)  # model-config attributes naming the activation
     exclude: tuple[str, ...] = ()  # modules whose name ends like ``block`` but are not the FFN
+    encoder: bool = False  # bidirectional encoder: a classifier decides at the first ([CLS]) position
 
     @property
     def is_gated(self) -> bool:
@@ -59,6 +60,7 @@ _BERT_LIKE = FFNSpec(
     down_proj="output.dense",
     activation_keys=("hidden_act",),
     exclude=("attention.output",),
+    encoder=True,
 )
 _GPT2 = FFNSpec(
     layers="h",
@@ -97,9 +99,7 @@ def model_config_dict(model_or_config: Any) -> dict[str, Any]:
     config = getattr(model_or_config, "config", model_or_config)
     if hasattr(config, "to_dict"):
         return config.to_dict()
-    raise UnsupportedArchitectureError(
-        "The model has no transformers config; pass target_modules explicitly."
-    )
+    raise UnsupportedArchitectureError("The model has no transformers config; pass target_modules explicitly.")
 
 
 def ffn_spec(model_or_config: Any) -> FFNSpec:
@@ -119,9 +119,7 @@ def num_layers(model_or_config: Any) -> int:
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if isinstance(config.get(key), int):
             return config[key]
-    raise UnsupportedArchitectureError(
-        "Cannot tell how many layers the model has (no num_hidden_layers in config)."
-    )
+    raise UnsupportedArchitectureError("Cannot tell how many layers the model has (no num_hidden_layers in config).")
 
 
 def activation_name(model_or_config: Any) -> str:

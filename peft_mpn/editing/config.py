@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+
+@dataclass
+class MPNEditorConfig:
+    """How :class:`~peft_mpn.MPNEditor` learns patches. Defaults follow Transformer-Patcher (Huang et al., 2023).
+
+    MPN's part is ``augment_languages`` / ``samples_per_step``: the edit batch mixes the edit with sampled
+    parallel versions. ``augment_languages=[]`` turns that off, which is T-Patcher (``MPNEditorConfig.t_patcher()``).
+    """
+
+    # cross-lingual sampling (MPN)
+    augment_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Languages whose parallel versions join the edit batch. None: every parallel version a request "
+            "carries; []: none (T-Patcher)."
+        },
+    )
+    samples_per_step: int = field(
+        default=4, metadata={"help": "Parallel versions sampled into each step's edit batch (per request)."}
+    )
+    include_edit_language: bool = field(
+        default=True, metadata={"help": "Keep the edit-language version in every step's batch."}
+    )
+    key_init: Literal["edit", "mean"] = field(
+        default="edit",
+        metadata={
+            "help": "Initialise a patch key from the edit-language FFN input ('edit') or from the mean over the "
+            "edit and augmentation languages ('mean')."
+        },
+    )
+    # patches
+    max_patches_per_edit: int = field(
+        default=5, metadata={"help": "Generation: one patch per wrong target token, at most this many."}
+    )
+    amplifier_init: float = field(
+        default=10.0,
+        metadata={
+            "help": "Initial value of the element-wise amplifier a in the patch value v = z ⊙ a (z ~ N(0, I)); "
+            "both are trained, so a large a makes the value move fast."
+        },
+    )
+    # losses
+    label_smoothing: float = field(default=0.1, metadata={"help": "ε of the label-smoothed NLL edit loss."})
+    entropy_weight: float = field(
+        default=0.1, metadata={"help": "Classification: weight of the entropy term subtracted from the edit loss."}
+    )
+    activation_weight: float = field(default=1.0, metadata={"help": "Weight of the activation loss l_a."})
+    activation_topk: int = field(
+        default=5, metadata={"help": "l_a averages exp(-a) over the k least-activated edit inputs."}
+    )
+    memory_weight: float | None = field(
+        default=None,
+        metadata={"help": "Weight c_m of the memory loss; None: 10 for generation, 5 for classification."},
+    )
+    memory_topk: int = field(default=1000, metadata={"help": "l_m averages over the k most-activated memories."})
+    memory_margin: float = field(
+        default=3.0, metadata={"help": "The patch should stay below -margin on memories (and margin below the edit)."}
+    )
+    # optimisation
+    learning_rate: float = field(default=1e-2, metadata={"help": "Adam learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"help": "Adam weight decay."})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping norm."})
+    max_steps: int = field(default=200, metadata={"help": "Step budget per edit (T-Patcher allows up to 2000)."})
+    patience: int = field(
+        default=5,
+        metadata={"help": "Once the edit holds in every trained language, stop when l_m has not improved this long."},
+    )
+    # memory bank
+    memory_size: int = field(
+        default=20000, metadata={"help": "Most FFN inputs of unrelated text kept in the memory bank (subsampled)."}
+    )
+    memory_batch_size: int = field(default=16, metadata={"help": "Batch size when encoding memory texts."})
+    add_edits_to_memory: bool = field(
+        default=True, metadata={"help": "Append each edit's FFN inputs to the memory so later patches stay silent."}
+    )
+    # speed
+    prefix_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the frozen blocks below the patch once per edit and train on the suffix only "
+            "(identical results, much faster)."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed for value init and cross-lingual sampling."})
+
+    def __post_init__(self) -> None:
+        if self.key_init not in ("edit", "mean"):
+            raise ValueError(f"key_init must be 'edit' or 'mean', got {self.key_init!r}.")
+        for name in ("samples_per_step", "max_patches_per_edit", "activation_topk", "memory_topk", "max_steps"):
+            if getattr(self, name) < (0 if name == "samples_per_step" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.augment_languages is not None:
+            self.augment_languages = list(self.augment_languages)
+
+    @property
+    def augmented(self) -> bool:
+        return self.augment_languages != [] and self.samples_per_step > 0
+
+    @classmethod
+    def t_patcher(cls, **overrides: object) -> MPNEditorConfig:
+        """Transformer-Patcher: the same editor with cross-lingual augmentation off."""
+        return cls(**{**overrides, "augment_languages": []})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

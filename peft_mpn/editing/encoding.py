@@ -1,0 +1,106 @@
+"""Turning (prompt, target) pairs into token batches, the same way for editing and for judging."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ..data.requests import EditRequestError
+
+
+@dataclass(frozen=True)
+class TargetEncoding:
+    """``prompt + " " + target`` as token ids, with the target span marked."""
+
+    input_ids: tuple[int, ...]
+    prompt_length: int
+
+    @property
+    def target_ids(self) -> tuple[int, ...]:
+        return self.input_ids[self.prompt_length :]
+
+    @property
+    def decision_positions(self) -> range:
+        """Positions whose next-token prediction is a target token."""
+        return range(self.prompt_length - 1, len(self.input_ids) - 1)
+
+
+def join_target(prompt: str, target: str) -> str:
+    return target if prompt.endswith((" ", "\n")) or target.startswith(" ") else " " + target
+
+
+def encode_target(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> TargetEncoding:
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    target_ids = tokenizer(join_target(prompt, target), add_special_tokens=False)["input_ids"]
+    if not target_ids:
+        raise EditRequestError(f"The target {target!r} encodes to no tokens; give a non-empty answer.")
+    if not prompt_ids:
+        raise EditRequestError(f"The prompt {prompt!r} encodes to no tokens.")
+    return TargetEncoding(tuple(prompt_ids) + tuple(target_ids), len(prompt_ids))
+
+
+@dataclass
+class TargetBatch:
+    """Left-padded sequences: every target ends one token before the end, so one logits window covers all."""
+
+    input_ids: torch.Tensor  # [B, S]
+    attention_mask: torch.Tensor  # [B, S]
+    position_ids: torch.Tensor  # [B, S]
+    target_ids: torch.Tensor  # [B, T] (right-aligned, padded with -100 on the left)
+    encodings: list[TargetEncoding]
+
+    @property
+    def window(self) -> int:
+        """How many final positions hold every decision position (``logits_to_keep``)."""
+        return self.target_ids.shape[1] + 1
+
+    def model_inputs(self, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        tensors = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
+        return tensors if rows is None else {k: v[rows] for k, v in tensors.items()}
+
+    def targets(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        return self.target_ids if rows is None else self.target_ids[rows]
+
+    def decision_positions(self) -> torch.Tensor:
+        """[B, T] absolute positions (in the padded batch) predicting each target token; -1 where padding."""
+        length = self.input_ids.shape[1]
+        width = self.target_ids.shape[1]
+        offsets = torch.arange(width) - width  # -T .. -1
+        positions = length - 1 + offsets  # last decision position is length - 2
+        positions = positions.expand(len(self.encodings), -1).clone()
+        positions[self.target_ids == -100] = -1
+        return positions
+
+
+def collate_targets(encodings: Sequence[TargetEncoding], pad_token_id: int) -> TargetBatch:
+    length = max(len(e.input_ids) for e in encodings)
+    width = max(len(e.target_ids) for e in encodings)
+    input_ids = torch.full((len(encodings), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(encodings), length), dtype=torch.long)
+    target_ids = torch.full((len(encodings), width), -100, dtype=torch.long)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.input_ids)
+        input_ids[row, length - n :] = torch.tensor(encoding.input_ids)
+        attention_mask[row, length - n :] = 1
+        target_ids[row, width - len(encoding.target_ids) :] = torch.tensor(encoding.target_ids)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return TargetBatch(input_ids, attention_mask, position_ids, target_ids, list(encodings))
+
+
+def window_logits_at_targets(logits: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
+    """Logits of a ``window``-wide tail ([B, T+1, V]) -> the logits predicting each target slot ([B, T, V])."""
+    return logits[:, -batch_targets.shape[1] - 1 : -1]
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0

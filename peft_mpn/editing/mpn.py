@@ -1,0 +1,467 @@
+"""The MPN editor: learns patch neurons for edit requests (T-Patcher + cross-lingual sampling)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel, get_peft_model
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.requests import EditRequest, EditRequestError
+from ..tuners.ffn import ffn_spec
+from ..tuners.mpn import MPNConfig, MPNModel, PatchSet
+from .config import MPNEditorConfig
+from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .memory import MemoryBank
+from .prefix import PrefixCache, capture_ffn_inputs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EditResult:
+    """What happened to one request (or one batch of requests)."""
+
+    case_ids: list[str | None]
+    status: Literal["edited", "skipped", "unfixed"]
+    steps: int = 0
+    patches_added: int = 0
+    seconds: float = 0.0
+    languages: list[str] = field(default_factory=list)
+    fixed_languages: list[str] = field(default_factory=list)
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status in ("edited", "skipped")
+
+
+@dataclass
+class _Rows:
+    """The edit batch: one row per (request, language) version."""
+
+    request: list[int]
+    language: list[str]
+    is_edit: list[bool]
+
+    def of_request(self, index: int) -> list[int]:
+        return [r for r, q in enumerate(self.request) if q == index]
+
+
+@dataclass
+class _Patch:
+    request: int
+    rows: torch.Tensor  # rows of its request
+    anchors: torch.Tensor  # [len(rows), d] FFN inputs where it must fire
+    edit_anchor: torch.Tensor  # [d] the edit-language one
+
+
+class MPNEditor:
+    """Learns patch neurons that make edit requests hold, in the edit language and in its parallel versions.
+
+    Args:
+        model: a model with an MPN adapter (``get_peft_model(model, MPNConfig(...))``), or a plain transformers
+            model, which is then wrapped with ``peft_config`` (default ``MPNConfig()``: the last block's FFN).
+        tokenizer: its tokenizer.
+        config: the editing hyper-parameters (default: T-Patcher's, with cross-lingual sampling on).
+        memory_texts: unrelated text for the memory bank (strings or a ``datasets.Dataset`` with a ``text``
+            column). Keep them apart from the prompts you judge locality on.
+        adapter_name: the adapter to add patches to (default: the active one).
+
+    Example:
+
+        ```py
+        >>> editor = MPNEditor(model, tokenizer, memory_texts=unrelated_questions)
+        >>> editor.edit(EditRequest.single("The capital of France is", "Lyon",
+        ...                                parallel={"de": ("Die Hauptstadt von Frankreich ist", "Lyon")}))
+        >>> editor.model.save_pretrained("my-edit")
+        ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: MPNEditorConfig | None = None,
+        *,
+        memory_texts: Iterable[str] | Any | None = None,
+        adapter_name: str | None = None,
+        peft_config: MPNConfig | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(model, PeftModel):
+            model = get_peft_model(model, peft_config or MPNConfig())
+        tuner = model.base_model
+        if not isinstance(tuner, MPNModel):
+            raise TypeError(
+                f"The model carries a {type(tuner).__name__} adapter, not MPN; wrap it with "
+                "get_peft_model(model, MPNConfig()) or pass the plain model."
+            )
+        self.model = model
+        self.tuner = tuner
+        self.tokenizer = tokenizer
+        self.config = config or MPNEditorConfig()
+        self.progress = progress
+        self.adapter_name = tuner._resolve_adapter(adapter_name)
+        layers = tuner.patch_layers(self.adapter_name)
+        if len(layers) != 1:
+            raise ValueError(
+                f"The editor patches one FFN, but adapter {self.adapter_name!r} targets {len(layers)} "
+                f"({sorted(layers)}). Set layers_to_transform to a single block."
+            )
+        ((self.layer_name, self.layer),) = layers.items()
+        base = model.get_base_model()
+        self.is_classifier = type(base).__name__.endswith("ForSequenceClassification")
+        self.is_encoder = ffn_spec(base).encoder
+        self.memory = MemoryBank(self.config.memory_size, self.config.seed)
+        self._generator = torch.Generator().manual_seed(self.config.seed)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self._pad = pad_token_id(tokenizer)
+        if memory_texts is not None:
+            self.add_memory_texts(memory_texts)
+
+    @classmethod
+    def t_patcher(cls, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, **kwargs: Any):
+        """Transformer-Patcher: this editor with cross-lingual augmentation off."""
+        config = kwargs.pop("config", None) or MPNEditorConfig()
+        config = MPNEditorConfig(**{**config.to_dict(), "augment_languages": []})
+        return cls(model, tokenizer, config, **kwargs)
+
+    # -- memory ----------------------------------------------------------------------------------------------
+    def add_memory_texts(self, texts: Iterable[str] | Any) -> None:
+        """Encode unrelated ``texts`` and add their FFN inputs to the memory bank."""
+        if hasattr(texts, "column_names"):
+            if "text" not in texts.column_names:
+                raise ValueError(f"The memory dataset needs a 'text' column; it has {texts.column_names}.")
+            texts = texts["text"]
+        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+        if not texts:
+            raise ValueError("No memory texts given: pass unrelated, non-empty strings.")
+        size = self.config.memory_batch_size
+        chunks = range(0, len(texts), size)
+        for start in tqdm(chunks, desc="memory bank", disable=not self.progress, leave=False):
+            inputs = self._encode_texts(texts[start : start + size])
+            with self._frozen():
+                h = capture_ffn_inputs(self.model, self.layer, inputs)
+            self.memory.add_unrelated(self._memory_positions(h, inputs["attention_mask"]))
+
+    def add_memory_from_requests(self, requests: Iterable[EditRequest]) -> None:
+        """Use the locality prompts of ``requests`` (all languages) as memory texts."""
+        self.add_memory_texts(
+            view.locality_prompt for request in requests for view in request.views.values() if view.locality_prompt
+        )
+
+    def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
+        inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        if not self.is_encoder and self.tokenizer.padding_side == "left":
+            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        return inputs
+
+    def _memory_positions(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.is_classifier:
+            return h[torch.arange(len(h)), self._decision_index(mask)]
+        return h[mask.bool()]
+
+    def _decision_index(self, mask: torch.Tensor) -> torch.Tensor:
+        """Where a classifier decides: [CLS] for encoders, the last real token for decoders."""
+        if self.is_encoder:
+            return torch.zeros(len(mask), dtype=torch.long)
+        length = mask.shape[1]
+        return length - 1 - mask.flip(-1).argmax(-1)
+
+    # -- editing ---------------------------------------------------------------------------------------------
+    def edit(self, request: EditRequest) -> EditResult:
+        """Make one request hold (skipped when the model already gets every trained version right)."""
+        return self.edit_batch([request])
+
+    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
+        """Sequential editing: each request in turn, earlier patches frozen, their inputs added to the memory."""
+        requests = list(requests)
+        results = []
+        bar = tqdm(requests, desc="editing", disable=not self.progress)
+        for request in bar:
+            results.append(self.edit(request))
+            bar.set_postfix(patches=self.tuner.num_patches(self.adapter_name), last=results[-1].status)
+        return results
+
+    def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
+        """Learn patches for several requests in one run (each request gets its own patches)."""
+        if not requests:
+            raise EditRequestError("No edit requests given.")
+        for request in requests:
+            if request.is_generation == self.is_classifier:
+                kind = "a label" if self.is_classifier else "a string"
+                raise EditRequestError(
+                    f"This model is {'a classifier' if self.is_classifier else 'a causal LM'}: "
+                    f"targets must be {kind}, got {request.edit.target!r}."
+                )
+        start = time.perf_counter()
+        with self._frozen():
+            result = self._train(list(requests))
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _training_languages(self, request: EditRequest) -> list[str]:
+        allowed = self.config.augment_languages
+        if allowed == [] or self.config.samples_per_step == 0:
+            return [request.edit_language]
+        parallel = request.parallel(allowed)
+        return [request.edit_language, *parallel]
+
+    def _encode_rows(self, requests: list[EditRequest]) -> tuple[_Rows, Any]:
+        rows = _Rows([], [], [])
+        prompts, targets = [], []
+        for index, request in enumerate(requests):
+            for language in self._training_languages(request):
+                view = request.views[language]
+                rows.request.append(index)
+                rows.language.append(language)
+                rows.is_edit.append(language == request.edit_language)
+                prompts.append(view.prompt)
+                targets.append(view.target)
+        if self.is_classifier:
+            batch = self._encode_texts(prompts)
+            batch["labels"] = torch.tensor(targets, dtype=torch.long)
+            return rows, batch
+        encodings = [encode_target(self.tokenizer, p, t) for p, t in zip(prompts, targets)]
+        return rows, collate_targets(encodings, self._pad)
+
+    def _model_inputs(self, batch: Any, rows: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        if isinstance(batch, TargetBatch):
+            inputs = batch.model_inputs(rows)
+            if self._keeps_logits:
+                inputs["logits_to_keep"] = batch.window
+            return inputs
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return inputs if rows is None else {k: v[rows] for k, v in inputs.items()}
+
+    def _forward(self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None) -> torch.Tensor:
+        """Logits at the decision points: [B, T, V] for generation, [B, C] for classification."""
+        with cache.replay(rows):
+            logits = self.model(**self._model_inputs(batch, rows)).logits
+        if isinstance(batch, TargetBatch):
+            return window_logits_at_targets(logits, batch.targets(rows))
+        return logits
+
+    def _targets(self, batch: Any, rows: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(batch, TargetBatch):
+            return batch.targets(rows)
+        return batch["labels"] if rows is None else batch["labels"][rows]
+
+    @staticmethod
+    def _correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-row, per-token correctness ([B, T]; True on padding) or per-row ([B, 1]) for classifiers."""
+        predictions = logits.argmax(-1)
+        if targets.dim() == 1:
+            return (predictions == targets).unsqueeze(-1)
+        return (predictions == targets) | (targets == -100)
+
+    def _edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.dim() == 1:
+            log_probs = logits.log_softmax(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            return F.cross_entropy(logits, targets) - self.config.entropy_weight * entropy
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=-100,
+            label_smoothing=self.config.label_smoothing,
+        )
+
+    def _decision_positions(self, batch: Any) -> torch.Tensor:
+        """[B, T] positions in the padded batch whose FFN inputs the patches read (-1 for padding)."""
+        if isinstance(batch, TargetBatch):
+            return batch.decision_positions()
+        return self._decision_index(batch["attention_mask"]).unsqueeze(-1)
+
+    def _plan_patches(
+        self, requests: list[EditRequest], rows: _Rows, correct: torch.Tensor, positions: torch.Tensor, h: torch.Tensor
+    ) -> tuple[list[_Patch], list[int]]:
+        """One patch per wrong edit-language token (at most the cap; one for classifiers); skip right requests."""
+        patches: list[_Patch] = []
+        skipped = []
+        for index in range(len(requests)):
+            request_rows = rows.of_request(index)
+            if bool(correct[request_rows].all()):
+                skipped.append(index)
+                continue
+            edit_row = next(r for r in request_rows if rows.is_edit[r])
+            valid = positions[edit_row] >= 0
+            edit_wrong = (~correct[edit_row]) & valid
+            slots = torch.nonzero(valid).flatten()  # target-token slots of the edit row
+            relative = [int((slots == s).nonzero()) for s in torch.nonzero(edit_wrong).flatten()]
+            relative = (relative or [0])[: self.config.max_patches_per_edit]
+            row_tensor = torch.tensor(request_rows)
+            for rel in relative:
+                anchors = []
+                for r in request_rows:
+                    row_slots = torch.nonzero(positions[r] >= 0).flatten()
+                    slot = row_slots[min(rel, len(row_slots) - 1)]
+                    anchors.append(h[r, positions[r, slot]])
+                anchors = torch.stack(anchors)
+                edit_anchor = anchors[request_rows.index(edit_row)]
+                patches.append(_Patch(index, row_tensor, anchors, edit_anchor))
+        return patches, skipped
+
+    def _init_patches(self, patches: list[_Patch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.config.key_init == "mean":
+            queries = torch.stack([p.anchors.mean(0) for p in patches])
+        else:
+            queries = torch.stack([p.edit_anchor for p in patches])
+        keys = queries / queries.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+        bias = torch.zeros(len(patches))
+        noise = torch.randn(keys.shape, generator=self._generator)
+        amplifier = torch.full(keys.shape, self.config.amplifier_init)
+        return keys.clone(), bias, noise, amplifier
+
+    def _sample_rows(self, rows: _Rows, request_indices: Iterable[int]) -> torch.Tensor:
+        chosen = []
+        for index in request_indices:
+            request_rows = rows.of_request(index)
+            edit = [r for r in request_rows if rows.is_edit[r]]
+            parallel = [r for r in request_rows if not rows.is_edit[r]]
+            k = min(self.config.samples_per_step, len(parallel))
+            if k < len(parallel):
+                picks = torch.randperm(len(parallel), generator=self._generator)[:k]
+                parallel = [parallel[int(i)] for i in picks.sort().values]
+            if self.config.include_edit_language or not parallel:
+                chosen.extend(edit)
+            chosen.extend(parallel)
+        return torch.tensor(sorted(chosen))
+
+    def _train(self, requests: list[EditRequest]) -> EditResult:
+        config = self.config
+        rows, batch = self._encode_rows(requests)
+        cache = PrefixCache(
+            self.model,
+            self.layer_name,
+            self.layer,
+            self._model_inputs(batch, None),
+            enabled=config.prefix_cache,
+            root=self.tuner.model,
+        )
+        with torch.no_grad():
+            correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
+        positions = self._decision_positions(batch)
+        h = cache.ffn_inputs.float()
+        plan, skipped = self._plan_patches(requests, rows, correct, positions, h)
+        case_ids = [r.case_id for r in requests]
+        languages = list(dict.fromkeys(rows.language))
+        if not plan:
+            return EditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
+
+        keys, bias, noise, amplifier = self._init_patches(plan)
+        params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
+        optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        memory = self.memory.vectors
+        memory_weight = config.memory_weight
+        if memory_weight is None:
+            memory_weight = 5.0 if self.is_classifier else 10.0
+        if memory is None:
+            logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
+        active = sorted({p.request for p in plan})
+        trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
+        best_memory, since_best, step, losses, all_fixed = float("inf"), 0, 0, {}, False
+        for step in range(1, config.max_steps + 1):
+            step_rows = self._sample_rows(rows, active)
+            patch_set = PatchSet(keys, bias, noise * amplifier)
+            with self.layer.extra_patches(self.adapter_name, patch_set):
+                logits = self._forward(batch, cache, step_rows)
+            targets = self._targets(batch, step_rows)
+            edit_loss = self._edit_loss(logits, targets)
+            activation_loss, memory_loss = self._patch_losses(plan, keys, bias, step_rows, memory)
+            loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            losses = {"edit": edit_loss.item(), "activation": activation_loss.item(), "memory": memory_loss.item()}
+
+            if memory_loss.item() < best_memory * 0.99:
+                best_memory, since_best = memory_loss.item(), 0
+            else:
+                since_best += 1
+            if bool(self._correct(logits.detach(), targets).all()):
+                with (
+                    torch.no_grad(),
+                    self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, noise * amplifier)),
+                ):
+                    fixed = self._correct(
+                        self._forward(batch, cache, trained_rows), self._targets(batch, trained_rows)
+                    )
+                all_fixed = bool(fixed.all())
+                if all_fixed and (memory is None or since_best >= config.patience):
+                    break
+
+        with torch.no_grad():
+            final = PatchSet(keys.detach(), bias.detach(), (noise * amplifier).detach())
+            self.tuner.add_patches(self.layer_name, final, self.adapter_name)
+            correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
+        fixed_languages = [
+            lang
+            for lang in languages
+            if all(
+                bool(correct[r].all())
+                for r in range(len(rows.language))
+                if rows.language[r] == lang and rows.request[r] in active
+            )
+        ]
+        if config.add_edits_to_memory:
+            self.memory.add_edit(self._edit_memory(batch, h))
+        status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
+        return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, losses)
+
+    def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
+        mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
+        return self._memory_positions(h, mask)
+
+    def _patch_losses(
+        self,
+        plan: list[_Patch],
+        keys: torch.Tensor,
+        bias: torch.Tensor,
+        step_rows: torch.Tensor,
+        memory: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.config
+        activation_terms, memory_terms = [], []
+        memory_pre = None if memory is None else memory @ keys.T + bias  # [N, P]
+        for p, patch in enumerate(plan):
+            in_step = torch.isin(patch.rows, step_rows)
+            pre = patch.anchors[in_step] @ keys[p] + bias[p]
+            k = min(config.activation_topk, len(pre))
+            activation_terms.append(torch.exp(-pre).topk(k).values.mean())
+            if memory_pre is not None:
+                k = min(config.memory_topk, len(memory_pre))
+                m = memory_pre[:, p]
+                relative = torch.exp((m - pre.mean() + config.memory_margin).clamp(max=60)).topk(k).values.mean()
+                absolute = torch.exp((m + config.memory_margin).clamp(max=60)).topk(k).values.mean()
+                memory_terms.append(relative + absolute)
+        activation = torch.stack(activation_terms).mean()
+        memory_loss = torch.stack(memory_terms).mean() if memory_terms else torch.zeros(())
+        return activation, memory_loss
+
+    @contextmanager
+    def _frozen(self):
+        """Eval mode and no gradients into the model's own (or earlier patches') parameters."""
+        flags = {p: p.requires_grad for p in self.model.parameters()}
+        was_training = self.model.training
+        self.model.eval()
+        for p in flags:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in flags.items():
+                p.requires_grad_(flag)
+            self.model.train(was_training)
