@@ -21,6 +21,4 @@ def from_pretrained(
     Importing this module has registered the plugin's PEFT types, so this works in a process that never wrote
     ``import peft_mpn`` itself.
     """
-    return PeftModel.from_pretrained(
-        model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs
-    )
+    return PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -17,15 +17,22 @@ from transformers import (
 )
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
+#: Word-level vocabulary: every word the tests use is one token, so one-token targets make edits decidable.
+WORDS = sorted(
+    set(
+        ["the", "capital", "of", "france", "is", "paris", "lyon", "berlin", "rome", "madrid", "germany", "italy", "spain", "city", "river", "die", "hauptstadt", "von", "frankreich", "ist", "deutschland", "la", "capitale", "de", "est", "le", "fleuve", "ville", "a", "cat", "sat", "on", "mat", "weather", "nice", "today", "numbers", "go", "up", "hello", "world", "again", "dog", "runs", "in", "park", "sun", "shines", "over", "hills", "music", "plays", "loud", "book", "lies", "table", "bird", "sings", "morning", "rain", "falls", "who", "wrote", "hamlet", "shakespeare", "what", "colour", "sky", "blue", "where", "river", "flows", "north", "south", "true", "false", "yes", "no", "and", "or", "but", "not", "with", "for", "from", "to", "at", "by", "an", "this", "that", "these", "those"]
+    )
+)
+VOCAB = len(SPECIALS) + len(WORDS)
 HIDDEN = 32
 
 
 def make_tokenizer(encoder: bool = False) -> PreTrainedTokenizerFast:
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIALS + alphabet)}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
+    """A word-level tokenizer from the ``tokenizers`` library (``<bos>`` first, like Gemma's and BERT's [CLS])."""
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A <eos> $B", special_tokens=[("<bos>", 1), ("<eos>", 2)]
     )
@@ -36,11 +43,13 @@ def make_tokenizer(encoder: bool = False) -> PreTrainedTokenizerFast:
         eos_token="<eos>",
         unk_token="<unk>",
         cls_token="<bos>" if encoder else None,
+        padding_side="right" if encoder else "left",
     )
 
 
-VOCAB = len(SPECIALS) + 256
-_COMMON = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_attention_heads=4)
+_COMMON = dict(
+    vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_attention_heads=4, initializer_range=0.2
+)
 
 DECODER_CONFIGS = {
     "llama": lambda: LlamaConfig(**_COMMON, num_hidden_layers=3, num_key_value_heads=2, head_dim=8),
@@ -51,11 +60,10 @@ DECODER_CONFIGS = {
         head_dim=8,
         sliding_window=8,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        tie_word_embeddings=False,
     ),
     "qwen2": lambda: Qwen2Config(**_COMMON, num_hidden_layers=3, num_key_value_heads=2),
-    "gpt2": lambda: GPT2Config(
-        vocab_size=VOCAB, n_embd=HIDDEN, n_layer=3, n_head=4, n_inner=64, n_positions=128
-    ),
+    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=3, n_head=4, n_inner=64, n_positions=128),
 }
 ENCODER_CONFIGS = {
     "bert": lambda: BertConfig(**_COMMON, num_hidden_layers=2, max_position_embeddings=128),
@@ -72,6 +80,11 @@ def tiny_model(arch: str, seed: int = 0, num_labels: int = 3) -> torch.nn.Module
     if arch in DECODER_CONFIGS:
         config = DECODER_CONFIGS[arch]()
         model = AutoModelForCausalLM.from_config(config)
+        if arch == "gemma3_text":
+            # Gemma normalises the FFN output (scale 1 + w, w = 0 at init); a trained model's FFNs speak louder.
+            with torch.no_grad():
+                for layer in model.model.layers:
+                    layer.post_feedforward_layernorm.weight.fill_(2.0)
     else:
         config = ENCODER_CONFIGS[arch]()
         config.num_labels = num_labels

@@ -84,9 +84,7 @@ class EditRequest:
             view.validate(lang)
         kinds = {isinstance(view.target, str) for view in views.values()}
         if len(kinds) > 1:
-            raise EditRequestError(
-                "Mixed target kinds: every version must have a string target or an int label."
-            )
+            raise EditRequestError("Mixed target kinds: every version must have a string target or an int label.")
         if not self.is_generation:
             labels = {view.target for view in views.values()}
             if len(labels) > 1:
@@ -130,9 +128,7 @@ class EditRequest:
         """Parallel versions (all but the edit language), optionally restricted to ``languages``."""
         if languages is None:
             return {lang: view for lang, view in self.views.items() if lang != self.edit_language}
-        return {
-            lang: self.views[lang] for lang in languages if lang in self.views and lang != self.edit_language
-        }
+        return {lang: self.views[lang] for lang in languages if lang in self.views and lang != self.edit_language}
 
     def restricted_to(self, languages: Sequence[str]) -> EditRequest:
         """The same request keeping only ``languages`` (the edit language is always kept)."""
@@ -148,9 +144,7 @@ class EditRequest:
         return {
             "case_id": self.case_id,
             "edit_language": self.edit_language,
-            "views": {
-                lang: {**asdict(view), "rephrases": list(view.rephrases)} for lang, view in self.views.items()
-            },
+            "views": {lang: {**asdict(view), "rephrases": list(view.rephrases)} for lang, view in self.views.items()},
         }
 
     @classmethod

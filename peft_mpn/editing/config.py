@@ -68,7 +68,10 @@ class MPNEditorConfig:
     max_steps: int = field(default=200, metadata={"help": "Step budget per edit (T-Patcher allows up to 2000)."})
     patience: int = field(
         default=5,
-        metadata={"help": "Once the edit holds in every trained language, stop when l_m has not improved this long."},
+        metadata={
+            "help": "Once the edit holds in every trained language, stop when l_m <= 1 (memories below the margin "
+            "on average) or has not improved by 1% for this many steps."
+        },
     )
     # memory bank
     memory_size: int = field(
@@ -84,6 +87,14 @@ class MPNEditorConfig:
         metadata={
             "help": "Compute the frozen blocks below the patch once per edit and train on the suffix only "
             "(identical results, much faster)."
+        },
+    )
+    vocab_candidates: int | None = field(
+        default=512,
+        metadata={
+            "help": "Generation: take the edit loss's softmax over the targets plus each decision point's top-k "
+            "tokens (re-drawn at every full check) instead of the whole vocabulary; None for the exact softmax. "
+            "Whether an edit holds is always judged on the full vocabulary."
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed for value init and cross-lingual sampling."})

@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +63,44 @@ class _Patch:
     rows: torch.Tensor  # rows of its request
     anchors: torch.Tensor  # [len(rows), d] FFN inputs where it must fire
     edit_anchor: torch.Tensor  # [d] the edit-language one
+
+
+class _Vocabulary:
+    """A candidate vocabulary for the edit loss: the targets plus each decision point's top-k tokens.
+
+    The output layer dominates an edit's cost on large-vocabulary models (Gemma 3: 262k tokens); the softmax
+    is taken over these candidates during training, and whether the edit holds is always checked on the full
+    vocabulary (whose top tokens then join the candidates).
+    """
+
+    def __init__(self, targets: torch.Tensor, logits: torch.Tensor, k: int) -> None:
+        self.k = k
+        self.size = logits.shape[-1]
+        self.ids = torch.unique(targets[targets >= 0])
+        self.extend(logits)
+
+    def extend(self, logits: torch.Tensor) -> None:
+        top = logits.topk(min(self.k, logits.shape[-1]), dim=-1).indices
+        self.ids = torch.unique(torch.cat([self.ids, top.flatten()]))
+        self.index = torch.full((self.size,), -100, dtype=torch.long)
+        self.index[self.ids] = torch.arange(len(self.ids))
+        self._weights = None
+
+    def map(self, targets: torch.Tensor) -> torch.Tensor:
+        return torch.where(targets >= 0, self.index[targets.clamp(min=0)], targets)
+
+    @contextmanager
+    def restrict(self, model: PeftModel):
+        head = model.get_base_model().get_output_embeddings()
+        if self._weights is None:
+            bias = getattr(head, "bias", None)
+            self._weights = (head.weight[self.ids], None if bias is None else bias[self.ids])
+        weight, bias = self._weights
+        head.forward = lambda hidden: F.linear(hidden, weight, bias)
+        try:
+            yield
+        finally:
+            del head.forward
 
 
 class MPNEditor:
@@ -245,17 +283,20 @@ class MPNEditor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return inputs if rows is None else {k: v[rows] for k, v in inputs.items()}
 
-    def _forward(self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None) -> torch.Tensor:
-        """Logits at the decision points: [B, T, V] for generation, [B, C] for classification."""
-        with cache.replay(rows):
+    def _forward(
+        self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None, vocab: _Vocabulary | None = None
+    ) -> torch.Tensor:
+        """Logits at the decision points: [B, T, V] for generation (V: ``vocab`` if given), [B, C] for classifiers."""
+        with cache.replay(rows), vocab.restrict(self.model) if vocab is not None else nullcontext():
             logits = self.model(**self._model_inputs(batch, rows)).logits
         if isinstance(batch, TargetBatch):
             return window_logits_at_targets(logits, batch.targets(rows))
         return logits
 
-    def _targets(self, batch: Any, rows: torch.Tensor | None) -> torch.Tensor:
+    def _targets(self, batch: Any, rows: torch.Tensor | None, vocab: _Vocabulary | None = None) -> torch.Tensor:
         if isinstance(batch, TargetBatch):
-            return batch.targets(rows)
+            targets = batch.targets(rows)
+            return targets if vocab is None else vocab.map(targets)
         return batch["labels"] if rows is None else batch["labels"][rows]
 
     @staticmethod
@@ -351,7 +392,11 @@ class MPNEditor:
             root=self.tuner.model,
         )
         with torch.no_grad():
-            correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
+            full_logits = self._forward(batch, cache, None)
+            correct = self._correct(full_logits, self._targets(batch, None))
+        vocab = None
+        if isinstance(batch, TargetBatch) and config.vocab_candidates is not None:
+            vocab = _Vocabulary(batch.target_ids, full_logits, config.vocab_candidates)
         positions = self._decision_positions(batch)
         h = cache.ffn_inputs.float()
         plan, skipped = self._plan_patches(requests, rows, correct, positions, h)
@@ -372,12 +417,12 @@ class MPNEditor:
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
         best_memory, since_best, step, losses, all_fixed = float("inf"), 0, 0, {}, False
-        for step in range(1, config.max_steps + 1):
+        for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = self._sample_rows(rows, active)
             patch_set = PatchSet(keys, bias, noise * amplifier)
             with self.layer.extra_patches(self.adapter_name, patch_set):
-                logits = self._forward(batch, cache, step_rows)
-            targets = self._targets(batch, step_rows)
+                logits = self._forward(batch, cache, step_rows, vocab)
+            targets = self._targets(batch, step_rows, vocab)
             edit_loss = self._edit_loss(logits, targets)
             activation_loss, memory_loss = self._patch_losses(plan, keys, bias, step_rows, memory)
             loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
@@ -396,11 +441,13 @@ class MPNEditor:
                     torch.no_grad(),
                     self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, noise * amplifier)),
                 ):
-                    fixed = self._correct(
-                        self._forward(batch, cache, trained_rows), self._targets(batch, trained_rows)
-                    )
+                    check_logits = self._forward(batch, cache, trained_rows)
+                    fixed = self._correct(check_logits, self._targets(batch, trained_rows))
+                if vocab is not None:
+                    vocab.extend(check_logits)
                 all_fixed = bool(fixed.all())
-                if all_fixed and (memory is None or since_best >= config.patience):
+                memory_settled = memory is None or memory_loss.item() <= 1.0 or since_best >= config.patience
+                if all_fixed and memory_settled:
                     break
 
         with torch.no_grad():
@@ -455,7 +502,7 @@ class MPNEditor:
     def _frozen(self):
         """Eval mode and no gradients into the model's own (or earlier patches') parameters."""
         flags = {p: p.requires_grad for p in self.model.parameters()}
-        was_training = self.model.training
+        modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         for p in flags:
             p.requires_grad_(False)
@@ -464,4 +511,5 @@ class MPNEditor:
         finally:
             for p, flag in flags.items():
                 p.requires_grad_(flag)
-            self.model.train(was_training)
+            for m, mode in modes.items():
+                m.training = mode

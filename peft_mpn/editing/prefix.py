@@ -10,7 +10,7 @@ model's own forward (they are cheap), so this works for any architecture whose b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import torch
@@ -60,11 +60,8 @@ def _run_until(
 
     handles.append(layer.register_forward_hook(stop))
     try:
-        with layer.record_inputs() as recorded, torch.no_grad():
-            try:
-                model(**inputs)
-            except _StopForward:
-                pass
+        with layer.record_inputs() as recorded, torch.no_grad(), suppress(_StopForward):
+            model(**inputs)
     finally:
         for handle in handles:
             handle.remove()

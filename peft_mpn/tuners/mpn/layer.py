@@ -102,9 +102,7 @@ class MPNLayer(BaseTunerLayer, nn.Module):
         return self.mpn_keys[adapter_name].shape[0] if adapter_name in self.mpn_keys else 0
 
     def patches(self, adapter_name: str) -> PatchSet:
-        return PatchSet(
-            self.mpn_keys[adapter_name], self.mpn_bias[adapter_name], self.mpn_values[adapter_name]
-        )
+        return PatchSet(self.mpn_keys[adapter_name], self.mpn_bias[adapter_name], self.mpn_values[adapter_name])
 
     def activation(self, adapter_name: str) -> nn.Module:
         return ACT2FN[self.mpn_activation[adapter_name]]
@@ -138,9 +136,7 @@ class MPNLayer(BaseTunerLayer, nn.Module):
         if self.merged:
             raise RuntimeError("Unmerge the adapter before adding patches.")
         if patches.keys.shape[1] != self.hidden_size:
-            raise ValueError(
-                f"Patch keys have width {patches.keys.shape[1]}, the FFN input {self.hidden_size}."
-            )
+            raise ValueError(f"Patch keys have width {patches.keys.shape[1]}, the FFN input {self.hidden_size}.")
         for names, new in zip(self.adapter_layer_names, (patches.keys, patches.bias, patches.values)):
             store = getattr(self, names)
             old = store[adapter_name]
@@ -239,9 +235,7 @@ class MPNLayer(BaseTunerLayer, nn.Module):
                 continue
             self._check_mergeable(name)
             patches = self.patches(name)
-            if safe_merge and not all(
-                torch.isfinite(t).all() for t in (patches.keys, patches.bias, patches.values)
-            ):
+            if safe_merge and not all(torch.isfinite(t).all() for t in (patches.keys, patches.bias, patches.values)):
                 raise ValueError(f"NaNs or infs in adapter {name!r}; not merging.")
             _widen(self.up_proj, self.down_proj, patches)
             self.merged_adapters.append(name)
@@ -253,9 +247,7 @@ class MPNLayer(BaseTunerLayer, nn.Module):
 
 
 def _widen(up: nn.Module, down: nn.Module, patches: PatchSet) -> None:
-    keys, bias, values = (
-        t.detach().to(up.weight.dtype) for t in (patches.keys, patches.bias, patches.values)
-    )
+    keys, bias, values = (t.detach().to(up.weight.dtype) for t in (patches.keys, patches.bias, patches.values))
     if isinstance(up, Conv1D):
         up.weight = nn.Parameter(torch.cat([up.weight.data, keys.T], dim=1), requires_grad=False)
         up.bias = nn.Parameter(torch.cat([up.bias.data, bias]), requires_grad=False)

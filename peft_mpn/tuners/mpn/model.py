@@ -48,9 +48,7 @@ class MPNModel(BaseTuner):
             indices = [indices] if isinstance(indices, int) else list(indices)
             out_of_range = [i for i in indices if not -total <= i < total]
             if out_of_range:
-                raise ValueError(
-                    f"layers_to_transform {out_of_range} out of range for a {total}-layer model."
-                )
+                raise ValueError(f"layers_to_transform {out_of_range} out of range for a {total}-layer model.")
             peft_config.layers_to_transform = sorted({i % total for i in indices})
         if peft_config.activation is None:
             peft_config.activation = activation_name(model_config)
@@ -88,9 +86,7 @@ class MPNModel(BaseTuner):
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)
 
-    def _replace_module(
-        self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module
-    ) -> None:
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         # peft's version assumes a Linear (`.weight`); MPN wraps whole FFN blocks.
         setattr(parent, child_name, new_module)
 
