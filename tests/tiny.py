@@ -19,9 +19,15 @@ from transformers import (
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 #: Word-level vocabulary: every word the tests use is one token, so one-token targets make edits decidable.
 WORDS = sorted(
-    set(
-        ["the", "capital", "of", "france", "is", "paris", "lyon", "berlin", "rome", "madrid", "germany", "italy", "spain", "city", "river", "die", "hauptstadt", "von", "frankreich", "ist", "deutschland", "la", "capitale", "de", "est", "le", "fleuve", "ville", "a", "cat", "sat", "on", "mat", "weather", "nice", "today", "numbers", "go", "up", "hello", "world", "again", "dog", "runs", "in", "park", "sun", "shines", "over", "hills", "music", "plays", "loud", "book", "lies", "table", "bird", "sings", "morning", "rain", "falls", "who", "wrote", "hamlet", "shakespeare", "what", "colour", "sky", "blue", "where", "river", "flows", "north", "south", "true", "false", "yes", "no", "and", "or", "but", "not", "with", "for", "from", "to", "at", "by", "an", "this", "that", "these", "those"]
-    )
+    {
+        *"the capital of france is paris lyon berlin rome madrid germany italy spain city river".split(),
+        *"die hauptstadt von frankreich ist deutschland".split(),
+        *"la capitale de est le fleuve ville".split(),
+        *"a cat sat on mat weather nice today numbers go up hello world again dog runs in park".split(),
+        *"sun shines over hills music plays loud book lies table bird sings morning rain falls".split(),
+        *"who wrote hamlet shakespeare what colour sky blue where flows north south".split(),
+        *"true false yes no and or but not with for from to at by an this that these those".split(),
+    }
 )
 VOCAB = len(SPECIALS) + len(WORDS)
 HIDDEN = 32
