@@ -582,12 +582,7 @@ def test_target_modules_matching_nothing(target_modules):
     assert_untouched(model, types, reference, inputs)
 
 
-GPT2_ATTN_BUG = "GPT2Attention has a c_proj too: MPNLayer only checks for the down projection, not the up projection"
-
-
-@pytest.mark.parametrize(
-    "arch", ["llama", pytest.param("gpt2", marks=pytest.mark.xfail(strict=True, reason=GPT2_ATTN_BUG)), "bert"]
-)
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "bert"])
 def test_target_modules_that_are_not_ffn_blocks(arch):
     model = tiny_model(arch)
     inputs = sample_inputs(arch)
@@ -599,11 +594,6 @@ def test_target_modules_that_are_not_ffn_blocks(arch):
     assert_untouched(model, types, reference, inputs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="explicit target_modules=['output'] also wraps BertSelfOutput (attention.output, which has a 'dense'); "
-    "the architecture's exclude list is only applied to the default target",
-)
 def test_bert_like_output_target_never_patches_attention_silently():
     model = tiny_model("bert")
     try:

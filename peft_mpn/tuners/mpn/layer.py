@@ -72,7 +72,7 @@ class MPNLayer(BaseTunerLayer, nn.Module):
         self.__dict__["_block"] = block
         self.__dict__["_extra"] = None
         self.__dict__["_recorders"] = []
-        self.down_proj  # noqa: B018 - fail early if the block has no down projection
+        self.down_proj, self.up_proj  # noqa: B018 - fail early on modules that are not FFN blocks
         self.update_layer(adapter_name, config)
 
     # -- structure -------------------------------------------------------------------------------------------
@@ -89,9 +89,15 @@ class MPNLayer(BaseTunerLayer, nn.Module):
 
     @property
     def up_proj(self) -> nn.Module:
-        if self.spec.up_proj.startswith(self.spec.block + "."):
-            return self.get_base_layer().get_submodule(self.spec.relative_to_block(self.spec.up_proj))
-        return self._block.get_submodule(self.spec.up_proj)
+        try:
+            if self.spec.up_proj.startswith(self.spec.block + "."):
+                return self.get_base_layer().get_submodule(self.spec.relative_to_block(self.spec.up_proj))
+            return self._block.get_submodule(self.spec.up_proj)
+        except AttributeError as error:
+            raise ValueError(
+                f"The targeted {type(self.get_base_layer()).__name__} is not an FFN block: its block has no "
+                f"{self.spec.up_proj!r}. MPN patches FFN blocks; check target_modules / exclude_modules."
+            ) from error
 
     @property
     def hidden_size(self) -> int:
@@ -142,6 +148,14 @@ class MPNLayer(BaseTunerLayer, nn.Module):
             old = store[adapter_name]
             joined = torch.cat([old.detach(), new.detach().to(device=old.device, dtype=old.dtype)])
             store[adapter_name] = nn.Parameter(joined, requires_grad=old.requires_grad)
+
+    def clear_patches(self, adapter_name: str) -> None:
+        if self.merged:
+            raise RuntimeError("Unmerge the adapter before clearing its patches.")
+        for names in self.adapter_layer_names:
+            store = getattr(self, names)
+            old = store[adapter_name]
+            store[adapter_name] = nn.Parameter(old.detach()[:0].clone(), requires_grad=old.requires_grad)
 
     # -- hooks for editors -----------------------------------------------------------------------------------
     @contextmanager

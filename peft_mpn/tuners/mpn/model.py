@@ -42,6 +42,8 @@ class MPNModel(BaseTuner):
                 peft_config.exclude_modules = list(spec.exclude)
             if peft_config.layers_to_transform is None:
                 peft_config.layers_to_transform = [-1]
+        elif peft_config.exclude_modules is None and spec.exclude and not isinstance(peft_config.target_modules, str):
+            peft_config.exclude_modules = list(spec.exclude)  # e.g. BERT's attention.output is no FFN
         if peft_config.layers_to_transform is not None:
             total = num_layers(model_config)
             indices = peft_config.layers_to_transform
@@ -117,6 +119,13 @@ class MPNModel(BaseTuner):
 
     def num_patches(self, adapter_name: str | None = None) -> int:
         return self.peft_config[self._resolve_adapter(adapter_name)].num_patches
+
+    def clear_patches(self, adapter_name: str | None = None) -> None:
+        """Remove every patch of ``adapter_name``: the adapter is fresh again and reproduces the base model."""
+        adapter_name = self._resolve_adapter(adapter_name)
+        for layer in self.patch_layers(adapter_name).values():
+            layer.clear_patches(adapter_name)
+        self.peft_config[adapter_name].num_patches = 0
 
     def add_patches(self, layer_name: str, patches: PatchSet, adapter_name: str | None = None) -> None:
         """Append ``patches`` to one layer of ``adapter_name`` and record the new count in its config.
