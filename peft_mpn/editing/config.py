@@ -69,8 +69,8 @@ class MPNEditorConfig:
     patience: int = field(
         default=5,
         metadata={
-            "help": "Once the edit holds in every trained language, stop when l_m <= 1 (memories below the margin "
-            "on average) or has not improved by 1% for this many steps."
+            "help": "Once the edit holds in every trained language, stop when every memory is below -margin or "
+            "l_m has not improved by 1% for this many steps."
         },
     )
     # memory bank

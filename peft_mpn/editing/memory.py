@@ -33,6 +33,11 @@ class MemoryBank:
         self._edits.append(vectors.detach().reshape(-1, vectors.shape[-1]).float())
         self._joined = None
 
+    def clear_edits(self) -> None:
+        """Forget the inputs of past edits (keep the unrelated text)."""
+        self._edits = []
+        self._joined = None
+
     @property
     def vectors(self) -> torch.Tensor | None:
         if self._joined is None:

@@ -114,6 +114,7 @@ class MPNEditor:
         memory_texts: unrelated text for the memory bank (strings or a ``datasets.Dataset`` with a ``text``
             column). Keep them apart from the prompts you judge locality on.
         adapter_name: the adapter to add patches to (default: the active one).
+        memory: a memory bank to share (e.g. with another editor on the same model and layer).
 
     Example:
 
@@ -134,6 +135,7 @@ class MPNEditor:
         memory_texts: Iterable[str] | Any | None = None,
         adapter_name: str | None = None,
         peft_config: MPNConfig | None = None,
+        memory: MemoryBank | None = None,
         progress: bool = True,
     ) -> None:
         if not isinstance(model, PeftModel):
@@ -160,7 +162,7 @@ class MPNEditor:
         base = model.get_base_model()
         self.is_classifier = type(base).__name__.endswith("ForSequenceClassification")
         self.is_encoder = ffn_spec(base).encoder
-        self.memory = MemoryBank(self.config.memory_size, self.config.seed)
+        self.memory = memory if memory is not None else MemoryBank(self.config.memory_size, self.config.seed)
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
         self._pad = pad_token_id(tokenizer)
@@ -216,6 +218,11 @@ class MPNEditor:
             return torch.zeros(len(mask), dtype=torch.long)
         length = mask.shape[1]
         return length - 1 - mask.flip(-1).argmax(-1)
+
+    def reset(self) -> None:
+        """Remove every patch this adapter holds and forget past edits' inputs: back to the base model."""
+        self.tuner.clear_patches(self.adapter_name)
+        self.memory.clear_edits()
 
     # -- editing ---------------------------------------------------------------------------------------------
     def edit(self, request: EditRequest) -> EditResult:
@@ -424,7 +431,7 @@ class MPNEditor:
                 logits = self._forward(batch, cache, step_rows, vocab)
             targets = self._targets(batch, step_rows, vocab)
             edit_loss = self._edit_loss(logits, targets)
-            activation_loss, memory_loss = self._patch_losses(plan, keys, bias, step_rows, memory)
+            activation_loss, memory_loss, memory_peak = self._patch_losses(plan, keys, bias, step_rows, memory)
             loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
             optimizer.zero_grad()
             loss.backward()
@@ -446,7 +453,8 @@ class MPNEditor:
                 if vocab is not None:
                     vocab.extend(check_logits)
                 all_fixed = bool(fixed.all())
-                memory_settled = memory is None or memory_loss.item() <= 1.0 or since_best >= config.patience
+                silent = memory_peak < -config.memory_margin  # every memory below the margin
+                memory_settled = memory is None or silent or since_best >= config.patience
                 if all_fixed and memory_settled:
                     break
 
@@ -479,7 +487,8 @@ class MPNEditor:
         bias: torch.Tensor,
         step_rows: torch.Tensor,
         memory: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Activation loss, memory loss, and the highest pre-activation of any patch on any memory."""
         config = self.config
         activation_terms, memory_terms = [], []
         memory_pre = None if memory is None else memory @ keys.T + bias  # [N, P]
@@ -496,7 +505,8 @@ class MPNEditor:
                 memory_terms.append(relative + absolute)
         activation = torch.stack(activation_terms).mean()
         memory_loss = torch.stack(memory_terms).mean() if memory_terms else torch.zeros(())
-        return activation, memory_loss
+        peak = float("-inf") if memory_pre is None else memory_pre.max().item()
+        return activation, memory_loss, peak
 
     @contextmanager
     def _frozen(self):

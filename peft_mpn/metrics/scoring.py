@@ -1,0 +1,62 @@
+"""Teacher-forced scoring of (prompt, target) pairs: the predictions every metric is computed from."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ..editing.encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+
+
+@dataclass(frozen=True)
+class TargetScore:
+    """How a model does on one target under teacher forcing."""
+
+    predicted: tuple[int, ...]  # argmax token at each target position
+    target: tuple[int, ...]
+
+    @property
+    def token_accuracy(self) -> float:
+        return sum(p == t for p, t in zip(self.predicted, self.target)) / len(self.target)
+
+    @property
+    def exact(self) -> bool:
+        """Every target token is the argmax: greedy decoding would produce the target."""
+        return self.predicted == self.target
+
+
+@torch.no_grad()
+def score_targets(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 16,
+) -> list[TargetScore]:
+    """Teacher-forced predictions for each ``(prompt, target)``: ``prompt + " " + target``, argmax per target token."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    forward = getattr(model, "get_base_model", lambda: model)().forward
+    keeps_logits = "logits_to_keep" in inspect.signature(forward).parameters
+    pad = pad_token_id(tokenizer)
+    scores: list[TargetScore] = []
+    try:
+        for start in range(0, len(pairs), batch_size):
+            encodings = [encode_target(tokenizer, p, t) for p, t in pairs[start : start + batch_size]]
+            batch = collate_targets(encodings, pad)
+            inputs = batch.model_inputs()
+            if keeps_logits:
+                inputs["logits_to_keep"] = batch.window
+            logits = window_logits_at_targets(model(**inputs).logits, batch.target_ids)
+            predicted = logits.argmax(-1)
+            for row, encoding in enumerate(encodings):
+                width = len(encoding.target_ids)
+                scores.append(TargetScore(tuple(predicted[row, -width:].tolist()), encoding.target_ids))
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return scores

@@ -1,0 +1,233 @@
+"""The MPN editor on tiny models: edits hold, memories stay put, augmentation transfers, bad input is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import get_peft_model
+from tiny import logits, make_tokenizer, tiny_model
+
+from peft_mpn import EditRequest, EditRequestError, MPNConfig
+from peft_mpn.editing import EDITORS, MPNEditor, MPNEditorConfig, make_editor
+from peft_mpn.metrics import score_targets
+
+MEMORY = [
+    "the weather is nice today",
+    "a cat sat on the mat",
+    "numbers go up",
+    "hello world again",
+    "who wrote hamlet",
+    "the sky is blue",
+    "the dog runs in the park",
+    "music plays loud",
+]
+FRANCE = EditRequest.single(
+    "the capital of france is",
+    "lyon",
+    parallel={"de": ("die hauptstadt von frankreich ist", "lyon"), "fr": ("la capitale de la france est", "lyon")},
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def next_token(model, tokenizer, prompt: str) -> str:
+    inputs = dict(tokenizer([prompt], return_tensors="pt"))
+    return tokenizer.convert_ids_to_tokens(int(logits(model, inputs)[0, -1].argmax()))
+
+
+def all_predictions(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
+    return [logits(model, dict(tokenizer([t], return_tensors="pt"))).argmax(-1) for t in texts]
+
+
+def editor(arch: str = "gpt2", augment: list[str] | None = None, **config) -> MPNEditor:
+    tokenizer = make_tokenizer()
+    # lr 0.05 (T-Patcher's is 0.01) only to keep the tiny-model tests quick
+    settings = {
+        "max_steps": 200,
+        "learning_rate": 0.05,
+        "augment_languages": augment if augment is not None else ["de"],
+    }
+    settings.update(config)
+    return MPNEditor(tiny_model(arch), tokenizer, MPNEditorConfig(**settings), memory_texts=MEMORY, progress=False)
+
+
+@pytest.mark.parametrize("arch, activation", [("gemma3_text", None), ("gpt2", "relu")])
+def test_edit_fixes_a_wrong_prediction_and_keeps_memory_predictions(arch, activation):
+    # GELU leaks act(-3)·v ≈ -0.004·v below T-Patcher's margin, enough to flip the near-ties of a random tiny
+    # GPT-2 at some memory positions; with relu the patch is exactly silent there.
+    tokenizer = make_tokenizer()
+    ed = MPNEditor(
+        tiny_model(arch),
+        tokenizer,
+        MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=[]),
+        peft_config=MPNConfig(activation=activation),
+        memory_texts=MEMORY,
+        progress=False,
+    )
+    before = all_predictions(ed.model, ed.tokenizer, MEMORY)
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) != "lyon"
+
+    result = ed.edit(FRANCE)
+
+    assert result.status == "edited" and result.patches_added == 1
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"
+    after = all_predictions(ed.model, ed.tokenizer, MEMORY)
+    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    assert ed.model.peft_config["default"].num_patches == 1
+
+
+def test_augmentation_makes_the_patch_fire_on_parallel_inputs():
+    """English-only (T-Patcher) leaves German alone; MPN with German parallel data fixes German too."""
+    t_patcher = editor("gpt2", augment=[])
+    t_patcher.edit(FRANCE)
+    german = FRANCE.views["de"].prompt
+    assert next_token(t_patcher.model, t_patcher.tokenizer, FRANCE.edit.prompt) == "lyon"
+    assert next_token(t_patcher.model, t_patcher.tokenizer, german) != "lyon"
+
+    mpn = editor("gpt2", augment=["de"])
+    result = mpn.edit(FRANCE)
+    assert result.languages == ["en", "de"] and result.fixed_languages == ["en", "de"]
+    assert next_token(mpn.model, mpn.tokenizer, FRANCE.edit.prompt) == "lyon"
+    assert next_token(mpn.model, mpn.tokenizer, german) == "lyon"
+    # the patch fires on the German input: its pre-activation there is positive, unlike T-Patcher's
+    layer = mpn.layer
+    with layer.record_inputs() as recorded:
+        logits(mpn.model, dict(mpn.tokenizer([german], return_tensors="pt")))
+    assert layer.pre_activations(recorded[0][0, -1], layer.patches("default")).max() > 0
+    with t_patcher.layer.record_inputs() as recorded:
+        logits(t_patcher.model, dict(t_patcher.tokenizer([german], return_tensors="pt")))
+    assert t_patcher.layer.pre_activations(recorded[0][0, -1], t_patcher.layer.patches("default")).max() < 0
+
+
+def test_sequential_editing_keeps_earlier_edits():
+    ed = editor("gpt2", augment=[])
+    requests = [
+        EditRequest.single("the capital of france is", "lyon"),
+        EditRequest.single("the river flows", "south"),
+        EditRequest.single("the bird sings in the", "rain"),
+    ]
+    results = ed.edit_stream(requests)
+    assert [r.status for r in results] == ["edited"] * 3
+    for request in requests:
+        assert next_token(ed.model, ed.tokenizer, request.edit.prompt) == request.edit.target
+    # a request the model already gets right is skipped and adds nothing
+    patches = ed.model.peft_config["default"].num_patches
+    assert ed.edit(requests[0]).status == "skipped"
+    assert ed.model.peft_config["default"].num_patches == patches
+
+
+def test_batch_editing_puts_several_edits_in_one_adapter():
+    ed = editor("gpt2", augment=[])
+    requests = [
+        EditRequest.single("the capital of france is", "lyon"),
+        EditRequest.single("the river flows", "south"),
+    ]
+    result = ed.edit_batch(requests)
+    assert result.status == "edited" and result.patches_added == 2
+    for request in requests:
+        assert next_token(ed.model, ed.tokenizer, request.edit.prompt) == request.edit.target
+
+
+def test_multi_token_target_gets_one_patch_per_wrong_token_capped():
+    ed = editor("llama", augment=[], max_patches_per_edit=2)
+    request = EditRequest.single("who wrote hamlet", "the sky is")
+    result = ed.edit(request)
+    assert result.patches_added == 2
+    (score,) = score_targets(ed.model, ed.tokenizer, [(request.edit.prompt, request.edit.target)])
+    assert result.status == "edited" and score.exact
+
+
+def test_prefix_cache_gives_the_same_edit():
+    patches = []
+    for cached in (True, False):
+        ed = editor("llama", augment=["de"], prefix_cache=cached, max_steps=30, vocab_candidates=None)
+        result = ed.edit(FRANCE)
+        patches.append((result.steps, ed.layer.patches("default")))
+    (steps_a, a), (steps_b, b) = patches
+    assert steps_a == steps_b
+    assert torch.allclose(a.keys, b.keys, atol=1e-4) and torch.allclose(a.values, b.values, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch, parallel", [("bert", False), ("xlm-roberta", True)])
+def test_classifier_edit_flips_the_label_and_keeps_memory_labels(arch, parallel):
+    tokenizer = make_tokenizer(encoder=True)
+    model = tiny_model(arch, num_labels=3)
+    config = MPNEditorConfig(max_steps=200, learning_rate=0.05)
+    ed = MPNEditor(model, tokenizer, config, memory_texts=MEMORY, progress=False)
+    text = "the capital of france is lyon"
+    label = int((logits(ed.model, dict(tokenizer([text], return_tensors="pt"))).argmax() + 1) % 3)
+    before = [logits(ed.model, dict(tokenizer([t], return_tensors="pt"))).argmax() for t in MEMORY]
+
+    translations = {"de": ("die hauptstadt von frankreich ist lyon", label)} if parallel else {}
+    result = ed.edit(EditRequest.single(text, label, parallel=translations))
+
+    assert result.status == "edited" and result.patches_added == 1
+    assert int(logits(ed.model, dict(tokenizer([text], return_tensors="pt"))).argmax()) == label
+    after = [logits(ed.model, dict(tokenizer([t], return_tensors="pt"))).argmax() for t in MEMORY]
+    assert before == after
+
+
+def test_t_patcher_is_the_same_editor_with_augmentation_off():
+    assert EDITORS == ("mpn", "t-patcher")
+    tokenizer = make_tokenizer()
+    ed = make_editor("t-patcher", tiny_model("gpt2"), tokenizer, progress=False)
+    assert type(ed) is MPNEditor and ed.config.augment_languages == []
+    assert ed.edit(FRANCE).languages == ["en"]
+    with pytest.raises(ValueError, match="Unknown editor"):
+        make_editor("rome", tiny_model("gpt2"), tokenizer)
+
+
+def test_reset_returns_to_the_base_model():
+    ed = editor("gpt2", augment=[])
+    reference = logits(ed.model, dict(ed.tokenizer([FRANCE.edit.prompt], return_tensors="pt")))
+    ed.edit(FRANCE)
+    ed.reset()
+    assert ed.model.peft_config["default"].num_patches == 0
+    assert torch.equal(logits(ed.model, dict(ed.tokenizer([FRANCE.edit.prompt], return_tensors="pt"))), reference)
+
+
+@pytest.mark.parametrize(
+    "make_request, message",
+    [
+        (lambda: EditRequest.single("the capital of france is", ""), "empty target"),
+        (lambda: EditRequest.single("the capital of france is", "   "), "empty target"),
+        (lambda: EditRequest.single("", "lyon"), "empty prompt"),
+        (
+            lambda: EditRequest.single("the capital of france is", "lyon", parallel={"de": {"prompt": "die"}}),
+            "no target",
+        ),
+        (lambda: EditRequest.single("x", "lyon", parallel={"de": ("die hauptstadt", "")}), "empty target"),
+        (lambda: EditRequest.single("x", 1, parallel={"de": ("y", 2)}), "share the label"),
+    ],
+)
+def test_bad_requests_are_refused_clearly(make_request, message):
+    with pytest.raises(EditRequestError, match=message):
+        make_request()
+
+
+def test_wrong_target_kind_and_empty_batch_write_nothing():
+    ed = editor("gpt2")
+    with pytest.raises(EditRequestError, match="causal LM"):
+        ed.edit(EditRequest.single("the capital of france is", 1))
+    with pytest.raises(EditRequestError, match="No edit requests"):
+        ed.edit_batch([])
+    assert ed.model.peft_config["default"].num_patches == 0
+    assert len(ed.memory) == len(editor("gpt2").memory)
+
+
+def test_editor_refuses_multi_layer_adapters_and_other_tuners():
+    from peft import LoraConfig
+
+    tokenizer = make_tokenizer()
+    two_layers = get_peft_model(tiny_model("gpt2"), MPNConfig(target_modules=["mlp"]))
+    with pytest.raises(ValueError, match="single block"):
+        MPNEditor(two_layers, tokenizer)
+    lora = get_peft_model(tiny_model("gpt2"), LoraConfig(target_modules=["c_attn"]))
+    with pytest.raises(TypeError, match="not MPN"):
+        MPNEditor(lora, tokenizer)
