@@ -423,7 +423,7 @@ class MPNEditor:
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        best_memory, since_best, step, losses, all_fixed = float("inf"), 0, 0, {}, False
+        best_memory, since_best, step, losses = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = self._sample_rows(rows, active)
             patch_set = PatchSet(keys, bias, noise * amplifier)
@@ -443,7 +443,11 @@ class MPNEditor:
                 best_memory, since_best = memory_loss.item(), 0
             else:
                 since_best += 1
-            if bool(self._correct(logits.detach(), targets).all()):
+            silent = memory_peak < -config.memory_margin  # every memory below the margin
+            memory_settled = memory is None or silent or since_best >= config.patience
+            # The full check (every trained version, whole vocabulary) runs only when this step's batch is fixed
+            # and the memory has settled: it is the one pass over the full output layer.
+            if memory_settled and bool(self._correct(logits.detach(), targets).all()):
                 with (
                     torch.no_grad(),
                     self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, noise * amplifier)),
@@ -452,10 +456,7 @@ class MPNEditor:
                     fixed = self._correct(check_logits, self._targets(batch, trained_rows))
                 if vocab is not None:
                     vocab.extend(check_logits)
-                all_fixed = bool(fixed.all())
-                silent = memory_peak < -config.memory_margin  # every memory below the margin
-                memory_settled = memory is None or silent or since_best >= config.patience
-                if all_fixed and memory_settled:
+                if bool(fixed.all()):
                     break
 
         with torch.no_grad():
