@@ -151,7 +151,7 @@ class MPNEditor:
         self.tokenizer = tokenizer
         self.config = config or MPNEditorConfig()
         self.progress = progress
-        self.adapter_name = tuner._resolve_adapter(adapter_name)
+        self.adapter_name = tuner.resolve_adapter(adapter_name)
         layers = tuner.patch_layers(self.adapter_name)
         if len(layers) != 1:
             raise ValueError(

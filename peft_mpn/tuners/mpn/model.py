@@ -98,7 +98,8 @@ class MPNModel(BaseTuner):
                 param.requires_grad = False
 
     # -- the interface editors use ---------------------------------------------------------------------------
-    def _resolve_adapter(self, adapter_name: str | None) -> str:
+    def resolve_adapter(self, adapter_name: str | None = None) -> str:
+        """``adapter_name`` checked to exist, or the single active adapter."""
         if adapter_name is not None:
             if adapter_name not in self.peft_config:
                 raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
@@ -110,7 +111,7 @@ class MPNModel(BaseTuner):
 
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
         """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
-        adapter_name = self._resolve_adapter(adapter_name)
+        adapter_name = self.resolve_adapter(adapter_name)
         return {
             name: module
             for name, module in self.model.named_modules()
@@ -118,11 +119,11 @@ class MPNModel(BaseTuner):
         }
 
     def num_patches(self, adapter_name: str | None = None) -> int:
-        return self.peft_config[self._resolve_adapter(adapter_name)].num_patches
+        return self.peft_config[self.resolve_adapter(adapter_name)].num_patches
 
     def clear_patches(self, adapter_name: str | None = None) -> None:
         """Remove every patch of ``adapter_name``: the adapter is fresh again and reproduces the base model."""
-        adapter_name = self._resolve_adapter(adapter_name)
+        adapter_name = self.resolve_adapter(adapter_name)
         for layer in self.patch_layers(adapter_name).values():
             layer.clear_patches(adapter_name)
         self.peft_config[adapter_name].num_patches = 0
@@ -133,7 +134,7 @@ class MPNModel(BaseTuner):
         Other layers of the same adapter get inert patches (zero keys and values contribute exactly zero), so
         ``num_patches`` stays one number per adapter.
         """
-        adapter_name = self._resolve_adapter(adapter_name)
+        adapter_name = self.resolve_adapter(adapter_name)
         layers = self.patch_layers(adapter_name)
         if layer_name not in layers:
             raise KeyError(f"No MPN layer {layer_name!r} in adapter {adapter_name!r}; have {sorted(layers)}.")
