@@ -8,6 +8,7 @@ for them as they do for LoRA.
 from .data import EditRequest, EditRequestError, FactView
 from .loading import from_pretrained
 from .tuners import FFN_SPECS, FFNSpec, MPNConfig, MPNLayer, MPNModel, PatchSet, UnsupportedArchitectureError
+from .tuners.lafn import LAFNConfig, LAFNLayer, LAFNModel, NeuronAddition
 
 __version__ = "0.1.0"
 
@@ -17,9 +18,13 @@ __all__ = [
     "EditRequestError",
     "FFNSpec",
     "FactView",
+    "LAFNConfig",
+    "LAFNLayer",
+    "LAFNModel",
     "MPNConfig",
     "MPNLayer",
     "MPNModel",
+    "NeuronAddition",
     "PatchSet",
     "UnsupportedArchitectureError",
     "from_pretrained",

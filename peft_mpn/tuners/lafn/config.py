@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from peft.config import PeftConfig
+
+from ..._registration import add_peft_type
+
+
+def normalise_neurons(neurons: object) -> dict[int, list[int]]:
+    """``{layer: [neuron, ...]}`` with int keys (JSON gives strings), checked: non-empty, non-negative, no repeats."""
+    if not isinstance(neurons, dict) or not neurons:
+        raise ValueError(
+            "LAFN needs at least one located neuron: pass neurons={layer_index: [neuron_index, ...]} "
+            f"(got {neurons!r})."
+        )
+    normalised: dict[int, list[int]] = {}
+    for key, indices in neurons.items():
+        try:
+            layer = int(key)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"LAFN neurons: layer key {key!r} is not an integer layer index.") from error
+        if layer in normalised:
+            raise ValueError(f"LAFN neurons: layer {layer} is given twice ({list(neurons)}).")
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise ValueError(f"LAFN neurons for layer {layer} must be a list of neuron indices, got {indices!r}.")
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError(f"LAFN neurons: the neuron set of layer {layer} is empty; drop the layer or add neurons.")
+        negative = [i for i in indices if i < 0]
+        if negative:
+            raise ValueError(f"LAFN neurons for layer {layer}: negative neuron indices {negative[:10]}.")
+        if len(set(indices)) != len(indices):
+            repeated = sorted({i for i in indices if indices.count(i) > 1})
+            raise ValueError(f"LAFN neurons for layer {layer}: indices listed more than once {repeated[:10]}.")
+        normalised[layer] = indices
+    return normalised
+
+
+@dataclass
+class LAFNConfig(PeftConfig):
+    """Configuration of a Language-Agnostic Factual Neurons (LAFN) adapter: masked neuron deltas.
+
+    For the located neurons ``S`` of a layer's FFN, ``FFN(h) = W_down · a(h)`` becomes
+    ``FFN(h) + a_S(h) · ΔW_down[S]`` (and, with ``update_input``, the up/gate rows of ``S`` change too, so
+    ``a_S`` itself changes). Every other weight stays as it is; the deltas are the only trainable parameters.
+
+    **Cached** (``cached=True``): for every token position, the adapter's whole delta in that layer is applied
+    only where the located neurons fire on the *base* model, i.e. where ``mean_{k∈S} |a_k| > activation_threshold``
+    with ``a`` the FFN's unedited intermediate activation (the down projection's input); elsewhere the FFN output
+    is exactly the base output. A cached adapter cannot be merged into the weights.
+
+    Example:
+
+        ```py
+        >>> import peft_mpn
+        >>> from peft import get_peft_model
+        >>> model = get_peft_model(base_model, peft_mpn.LAFNConfig(neurons={12: [5, 77, 301]}))
+        ```
+    """
+
+    neurons: dict[int, list[int]] = field(
+        default_factory=dict,
+        metadata={
+            "help": (
+                "The located neurons: transformer layer index -> FFN neuron (intermediate) indices. Negative layer "
+                "indices count from the end and are stored normalised. The FFN blocks of these layers are the "
+                "targeted modules. Editors grow the sets with LAFNModel.add_neurons, which keeps this up to date."
+            )
+        },
+    )
+    target_modules: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "The FFN block module(s), as names (suffix match) or one regex (full match); only those in the layers "
+                "named in `neurons` are adapted. Default: the architecture's FFN block from "
+                "peft_mpn.tuners.ffn.FFN_SPECS ('mlp' for Llama/Gemma/Qwen2/GPT-2, 'output' for BERT/XLM-R)."
+            )
+        },
+    )
+    exclude_modules: list[str] | str | None = field(
+        default=None,
+        metadata={"help": "Module names (suffix match) or a regex (full match) never to adapt."},
+    )
+    layers_pattern: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Name of the ModuleList of blocks whose index the keys of `neurons` refer to ('layers', 'h', "
+                "'layer'). Default: from the architecture's FFN spec."
+            )
+        },
+    )
+    update_input: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Also learn deltas on the located neurons' input rows (up projection, and gate projection of gated "
+                "FFNs), not only on their down-projection columns. The neurons' activations then change too."
+            )
+        },
+    )
+    cached: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "The 'cached' update: per token, apply the delta only where the located neurons fire on the base "
+                "model, i.e. mean |a_k| over the layer's located set > activation_threshold (a = the FFN's unedited "
+                "intermediate activation). Otherwise the FFN output is the base output. Cannot be merged."
+            )
+        },
+    )
+    activation_threshold: float | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Firing threshold of the cached update (required with cached=True): a token uses the delta iff the "
+                "mean absolute base activation of the layer's located neurons exceeds it. "
+                "LAFNLayer.activation_score computes that statistic, e.g. to calibrate the threshold."
+            )
+        },
+    )
+    intermediate_size: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Width F of the targeted FFNs (number of neurons). Recorded from the model when the adapter is "
+                "created; loading onto a model with another FFN width is refused with a clear error."
+            )
+        },
+    )
+    hidden_size: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Model width d (FFN input and output). Recorded from the model when the adapter is created; loading "
+                "onto a model of another width is refused."
+            )
+        },
+    )
+    init_lafn_weights: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "Create the deltas as zeros (True: the adapter is the identity) or random (False, for tests). "
+                "Loading overwrites them with the saved values either way."
+            )
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.peft_type = add_peft_type("LAFN")
+        self.neurons = normalise_neurons(self.neurons)
+        if isinstance(self.target_modules, (list, set, tuple)):
+            self.target_modules = list(self.target_modules)
+        if isinstance(self.exclude_modules, (set, tuple)):
+            self.exclude_modules = list(self.exclude_modules)
+        if self.cached:
+            if self.activation_threshold is None:
+                raise ValueError(
+                    "cached=True needs activation_threshold: the delta applies to a token only where the mean "
+                    "|activation| of the located neurons exceeds it."
+                )
+            if not math.isfinite(self.activation_threshold) or self.activation_threshold < 0:
+                raise ValueError(
+                    f"activation_threshold must be a finite number >= 0, got {self.activation_threshold}."
+                )

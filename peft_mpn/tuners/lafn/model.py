@@ -1,0 +1,302 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, _ExcludedModule, check_target_module_exists
+from peft.utils import _get_submodules
+from torch import nn
+
+from ..ffn import UnsupportedArchitectureError, activation_name, ffn_spec, locate_block, num_layers
+from .config import LAFNConfig
+from .layer import LAFNLayer, ffn_width, model_width
+
+
+@dataclass(frozen=True)
+class NeuronAddition:
+    """What :meth:`LAFNModel.add_neurons` did: ``added`` are new (zero deltas), ``collisions`` were already there."""
+
+    layer: int
+    added: list[int]
+    collisions: list[int]
+
+
+def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
+    """The block index of module ``key`` (``model.layers.3.mlp`` -> 3), or None if not under ``layers_pattern``."""
+    try:
+        location = locate_block(key)
+    except UnsupportedArchitectureError:
+        return None
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) else list(layers_pattern or [])
+    if patterns and location.stack.rsplit(".", 1)[-1] not in patterns:
+        return None
+    return location.index
+
+
+class LAFNModel(BaseTuner):
+    """Language-Agnostic Factual Neurons (LAFN) tuner: learned deltas on located FFN neurons.
+
+    Created by ``peft.get_peft_model(model, LAFNConfig(neurons={layer: [neuron, ...]}))`` (after
+    ``import peft_mpn``). Zero deltas (the default) leave the model unchanged; an editor locates the neurons and
+    trains the deltas.
+
+    Interface for editors: :meth:`lafn_layers`, :meth:`neuron_sets`, :meth:`add_neurons` (grow a neuron set,
+    e.g. to union the sets of a batch or of sequential edits) and :meth:`resolve_adapter`.
+
+    Example:
+
+        ```py
+        >>> import peft_mpn
+        >>> from peft import get_peft_model
+        >>> model = get_peft_model(base_model, peft_mpn.LAFNConfig(neurons={12: [5, 77]}))
+        >>> model.base_model.neuron_sets()  # {12: [5, 77]}
+        >>> model.base_model.add_neurons(12, [77, 300])  # NeuronAddition(layer=12, added=[300], collisions=[77])
+        ```
+    """
+
+    prefix: str = "lafn_"
+    tuner_layer_cls = LAFNLayer
+
+    # -- creating adapters -----------------------------------------------------------------------------------
+    @staticmethod
+    def _check_target_module_exists(peft_config: LAFNConfig, key: str) -> bool | _ExcludedModule:
+        result = check_target_module_exists(peft_config, key)
+        if not result or isinstance(result, _ExcludedModule):
+            return result
+        return _layer_index(key, peft_config.layers_pattern) in peft_config.neurons
+
+    def _ffn_blocks(self, peft_config: LAFNConfig) -> dict[int, tuple[str, nn.Module]]:
+        """Every FFN block ``target_modules`` names, in any layer: layer index -> (module key, unwrapped block)."""
+        blocks: dict[int, tuple[str, nn.Module]] = {}
+        for key, module in self.model.named_modules():
+            result = check_target_module_exists(peft_config, key) if key else False
+            index = _layer_index(key, peft_config.layers_pattern) if result else None
+            if index is not None and index not in blocks:
+                blocks[index] = (key, module.get_base_layer() if isinstance(module, BaseTunerLayer) else module)
+        return blocks
+
+    def _ffn_shape(self, key: str, block: nn.Module) -> tuple[int, int]:
+        """(FFN width, model width) of the FFN block at ``key``; a clear error if it is no FFN block."""
+        spec = ffn_spec(self.model)
+        parent = self.model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else self.model
+        try:
+            down = block.get_submodule(spec.relative_to_block(spec.down_proj))
+            for path in (spec.up_proj, spec.gate_proj):
+                if path is not None and path.startswith(spec.block + "."):
+                    block.get_submodule(spec.relative_to_block(path))
+                elif path is not None:
+                    parent.get_submodule(path)
+        except AttributeError as error:
+            raise ValueError(
+                f"{key!r} ({type(block).__name__}) is not an FFN block of this {spec.block!r} layout: LAFN adapts FFN "
+                "blocks; check target_modules / exclude_modules."
+            ) from error
+        return ffn_width(down), model_width(down)
+
+    def _check_neurons(self, layer: int, indices: Iterable[int], width: int) -> None:
+        bad = [i for i in indices if not 0 <= i < width]
+        if bad:
+            raise ValueError(
+                f"LAFN neuron indices {bad[:10]} are out of range for layer {layer}, whose FFN has width {width} "
+                f"(valid: 0..{width - 1})."
+            )
+
+    def _prepare_adapter_config(self, peft_config: LAFNConfig, model_config: dict) -> LAFNConfig:
+        spec = ffn_spec(model_config)
+        if peft_config.target_modules is None:
+            peft_config.target_modules = [spec.block]
+            if peft_config.exclude_modules is None and spec.exclude:
+                peft_config.exclude_modules = list(spec.exclude)
+        elif peft_config.exclude_modules is None and spec.exclude and not isinstance(peft_config.target_modules, str):
+            peft_config.exclude_modules = list(spec.exclude)  # e.g. BERT's attention.output is no FFN
+        if peft_config.layers_pattern is None:
+            peft_config.layers_pattern = spec.layers
+        total = num_layers(model_config)
+        out_of_range = [layer for layer in peft_config.neurons if not -total <= layer < total]
+        if out_of_range:
+            raise ValueError(f"LAFN neurons name layers {out_of_range} out of range for a {total}-layer model.")
+        neurons = {layer % total: indices for layer, indices in peft_config.neurons.items()}
+        if len(neurons) != len(peft_config.neurons):
+            raise ValueError(f"LAFN neurons name the same layer twice (negative and positive): {peft_config.neurons}.")
+
+        blocks = self._ffn_blocks(peft_config)
+        missing = sorted(set(neurons) - set(blocks))
+        if missing:
+            raise ValueError(
+                f"No FFN block matching target_modules={peft_config.target_modules!r} in layer(s) {missing}; LAFN "
+                "adapts the FFN blocks of the layers named in `neurons`."
+            )
+        for layer in sorted(neurons):
+            key, block = blocks[layer]
+            width, hidden = self._ffn_shape(key, block)
+            if peft_config.hidden_size is None:
+                peft_config.hidden_size = hidden
+            if peft_config.intermediate_size is None:
+                peft_config.intermediate_size = width
+            if (peft_config.intermediate_size, peft_config.hidden_size) != (width, hidden):
+                raise ValueError(
+                    f"This LAFN adapter was made for FFNs of width {peft_config.intermediate_size} (model width "
+                    f"{peft_config.hidden_size}), but layer {layer}'s FFN has width {width} (model width {hidden}). "
+                    "Load it onto the base model it was made for "
+                    f"({peft_config.base_model_name_or_path or 'see base_model_name_or_path in adapter_config.json'})."
+                )
+            self._check_neurons(layer, neurons[layer], width)
+        peft_config.neurons = dict(sorted(neurons.items()))
+        return peft_config
+
+    def _create_and_replace(
+        self,
+        peft_config: LAFNConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: object,
+    ) -> None:
+        if isinstance(target, LAFNLayer):
+            target.update_layer(adapter_name, peft_config)
+            return
+        new_module = LAFNLayer(
+            target,
+            adapter_name,
+            config=peft_config,
+            spec=ffn_spec(self.model),
+            block=parent,
+            layer_index=_layer_index(current_key, peft_config.layers_pattern),
+            ffn_activation=activation_name(self.model),
+        )
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        # peft's version assumes a Linear (`.weight`); LAFN wraps whole FFN blocks.
+        setattr(parent, child_name, new_module)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if self.prefix not in name:
+                param.requires_grad = False
+
+    # -- merging: refuse cached adapters before touching any weight -------------------------------------------
+    def _check_mergeable(self, adapter_names: list[str] | None) -> None:
+        names = self.active_adapters if adapter_names is None else adapter_names
+        for layer in self.model.modules():
+            if isinstance(layer, LAFNLayer):
+                for name in names:
+                    layer.check_mergeable(name)
+
+    def merge_adapter(self, adapter_names: list[str] | None = None, safe_merge: bool = False) -> None:
+        self._check_mergeable(adapter_names)
+        super().merge_adapter(adapter_names=adapter_names, safe_merge=safe_merge)
+
+    def _unload_and_optionally_merge(
+        self,
+        merge: bool = True,
+        progressbar: bool = False,
+        safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        if merge:
+            self._check_mergeable(adapter_names)
+        return super()._unload_and_optionally_merge(
+            merge=merge, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
+        )
+
+    # -- the interface editors use ---------------------------------------------------------------------------
+    def resolve_adapter(self, adapter_name: str | None = None) -> str:
+        """``adapter_name`` checked to exist, or the single active adapter."""
+        if adapter_name is not None:
+            if adapter_name not in self.peft_config:
+                raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
+            return adapter_name
+        active = self.active_adapters
+        if len(active) != 1:
+            raise ValueError(f"Several adapters are active ({active}); name the one to use.")
+        return active[0]
+
+    def lafn_layers(self, adapter_name: str | None = None) -> dict[str, LAFNLayer]:
+        """The LAFN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        return {
+            name: module
+            for name, module in self.model.named_modules()
+            if isinstance(module, LAFNLayer) and adapter_name in module.lafn_down
+        }
+
+    def neuron_sets(self, adapter_name: str | None = None) -> dict[int, list[int]]:
+        """``{layer index: neuron indices}`` of ``adapter_name``, in delta-row order, as its layers hold them."""
+        layers = self.lafn_layers(adapter_name)
+        name = self.resolve_adapter(adapter_name)
+        return dict(sorted((layer.layer_index, layer.neurons(name)) for layer in layers.values()))
+
+    def add_neurons(self, layer_index: int, indices: Iterable[int], adapter_name: str | None = None) -> NeuronAddition:
+        """Grow ``adapter_name``'s neuron set in layer ``layer_index`` and record it in the config.
+
+        Existing deltas are kept; the new neurons get zero deltas (so the model's output does not change) appended
+        after the existing ones. Indices already in the set are not touched and are reported in ``collisions``. A
+        layer the adapter does not adapt yet gets a new LAFN layer. Nothing changes if any index is out of range.
+        """
+        adapter_name = self.resolve_adapter(adapter_name)
+        config = self.peft_config[adapter_name]
+        total = num_layers(self.model)
+        if not -total <= layer_index < total:
+            raise ValueError(f"Layer {layer_index} is out of range for a {total}-layer model.")
+        layer_index %= total
+        requested = list(dict.fromkeys(int(i) for i in indices))
+        if not requested:
+            raise ValueError(f"No neuron indices given for layer {layer_index}.")
+        if any(layer.merged for layer in self.lafn_layers(adapter_name).values()):
+            raise RuntimeError("Unmerge the adapter before adding neurons.")
+        blocks = self._ffn_blocks(config)
+        if layer_index not in blocks:
+            raise ValueError(f"No FFN block matching target_modules={config.target_modules!r} in layer {layer_index}.")
+        key, block = blocks[layer_index]
+        self._check_neurons(layer_index, requested, self._ffn_shape(key, block)[0])
+
+        present = set(config.neurons.get(layer_index, []))
+        result = NeuronAddition(
+            layer_index, [i for i in requested if i not in present], [i for i in requested if i in present]
+        )
+        if not result.added:
+            return result
+        existing = {layer.layer_index: layer for layer in self.lafn_layers(adapter_name).values()}
+        if layer_index in existing:
+            existing[layer_index].add_neurons(adapter_name, result.added)
+            config.neurons[layer_index] = config.neurons[layer_index] + result.added
+            return result
+
+        # A new layer for this adapter: zero deltas, trainable like the adapter's other deltas.
+        trainable = any(p.requires_grad for p in self.delta_parameters(adapter_name))
+        init = config.init_lafn_weights
+        config.neurons[layer_index] = result.added
+        config.init_lafn_weights = True
+        try:
+            parent, target, target_name = _get_submodules(self.model, key)
+            self._create_and_replace(config, adapter_name, target, target_name, parent, current_key=key)
+        except Exception:
+            del config.neurons[layer_index]
+            raise
+        finally:
+            config.init_lafn_weights = init
+        config.neurons = dict(sorted(config.neurons.items()))
+        layer = self.model.get_submodule(key)
+        layer.set_adapter(self.active_adapters)
+        for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate):
+            if adapter_name in store:
+                store[adapter_name].requires_grad_(trainable)
+        if key not in self.targeted_module_names:
+            self.targeted_module_names.append(key)
+        return result
+
+    def delta_parameters(self, adapter_name: str | None = None) -> list[torch.nn.Parameter]:
+        """All delta tensors of ``adapter_name`` (what an editor optimises)."""
+        name = self.resolve_adapter(adapter_name)
+        return [
+            store[name]
+            for layer in self.lafn_layers(name).values()
+            for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate)
+            if name in store
+        ]
