@@ -390,14 +390,15 @@ class MPNEditor:
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config
         rows, batch = self._encode_rows(requests)
-        cache = PrefixCache(
-            self.model,
-            self.layer_name,
-            self.layer,
-            self._model_inputs(batch, None),
-            enabled=config.prefix_cache,
-            root=self.tuner.model,
-        )
+        with self.layer.record_inputs() as recorded:
+            cache = PrefixCache(
+                self.model,
+                self.layer_name,
+                self._model_inputs(batch, None),
+                root=self.tuner.model,
+                enabled=config.prefix_cache,
+                stop_after=self.layer,
+            )
         with torch.no_grad():
             full_logits = self._forward(batch, cache, None)
             correct = self._correct(full_logits, self._targets(batch, None))
@@ -405,7 +406,7 @@ class MPNEditor:
         if isinstance(batch, TargetBatch) and config.vocab_candidates is not None:
             vocab = _Vocabulary(batch.target_ids, full_logits, config.vocab_candidates)
         positions = self._decision_positions(batch)
-        h = cache.ffn_inputs.float()
+        h = recorded[0].float()  # FFN inputs at the patched layer: fixed while the edit trains
         plan, skipped = self._plan_patches(requests, rows, correct, positions, h)
         case_ids = [r.case_id for r in requests]
         languages = list(dict.fromkeys(rows.language))

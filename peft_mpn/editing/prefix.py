@@ -42,61 +42,70 @@ class _Replay(nn.Module):
             return getattr(self.__dict__["original"], name)
 
 
-def capture_ffn_inputs(model: nn.Module, layer: MPNLayer, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The FFN inputs ``h`` at ``layer`` for ``inputs`` ([B, S, d]); stops the forward right after that block."""
-    return _run_until(model, layer, inputs, below=None)[1]
-
-
-def _run_until(
-    model: nn.Module, layer: MPNLayer, inputs: dict[str, torch.Tensor], below: nn.Module | None
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    entering: list[torch.Tensor] = []
-    handles = []
-    if below is not None:
-        handles.append(below.register_forward_hook(lambda m, i, out: entering.append(out)))
+def run_until(model: nn.Module, stop_after: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
+    """Run ``model`` on ``inputs`` without gradients and stop right after ``stop_after`` has run."""
 
     def stop(module: nn.Module, args: Any, output: Any) -> None:
         raise _StopForward
 
-    handles.append(layer.register_forward_hook(stop))
+    handle = stop_after.register_forward_hook(stop)
     try:
-        with layer.record_inputs() as recorded, torch.no_grad(), suppress(_StopForward):
+        with torch.no_grad(), suppress(_StopForward):
             model(**inputs)
     finally:
-        for handle in handles:
-            handle.remove()
+        handle.remove()
+
+
+def capture_ffn_inputs(model: nn.Module, layer: MPNLayer, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The FFN inputs ``h`` at ``layer`` for ``inputs`` ([B, S, d]); stops the forward right after that block."""
+    with layer.record_inputs() as recorded:
+        run_until(model, layer, inputs)
     if not recorded:
         raise RuntimeError("The patched FFN was not reached in the forward pass; is the adapter on this model?")
-    return (entering[0] if entering else None), recorded[0]
+    return recorded[0]
 
 
 class PrefixCache:
-    """Cached lower-block outputs and FFN inputs for one fixed batch.
+    """The hidden states entering one block for one fixed batch, replayed in later forward passes.
 
     Args:
-        model: the (PEFT-wrapped) model.
-        layer_name: module name of the MPN layer, relative to ``root``.
-        layer: that layer.
+        model: the (PEFT-wrapped) model to run.
+        module_name: a module inside the first block that changes (e.g. the MPN layer), relative to ``root``.
         inputs: the batch (every tensor indexed by row on dim 0).
+        root: the module ``module_name`` is relative to (default: ``model``).
         enabled: with False, nothing is replayed (same results, full cost: for measuring the speed-up).
-        root: the module ``layer_name`` is relative to (default: ``model``).
+        stop_after: the module after which the caching pass stops (default: that block); anything recorded
+            by hooks up to there (e.g. :meth:`MPNLayer.record_inputs`) is available afterwards.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layer_name: str,
-        layer: MPNLayer,
+        module_name: str,
         inputs: dict[str, torch.Tensor],
-        enabled: bool = True,
+        *,
         root: nn.Module | None = None,
+        enabled: bool = True,
+        stop_after: nn.Module | None = None,
     ) -> None:
-        location = locate_block(layer_name)
+        location = locate_block(module_name)
         self.stack = (root or model).get_submodule(location.stack)
         self.index = location.index
         self.enabled = enabled and self.index > 0
-        below = self.stack[self.index - 1] if self.index > 0 else None
-        self.entering, self.ffn_inputs = _run_until(model, layer, inputs, below)
+        block = self.stack[self.index]
+        entering: list[torch.Tensor] = []
+
+        def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            entering.append(args[0] if args else kwargs["hidden_states"])
+
+        handle = block.register_forward_pre_hook(keep, with_kwargs=True)
+        try:
+            run_until(model, stop_after or block, inputs)
+        finally:
+            handle.remove()
+        if not entering:
+            raise RuntimeError(f"Block {self.index} of {location.stack!r} was not reached in the forward pass.")
+        self.entering = entering[0]
 
     @contextmanager
     def replay(self, rows: torch.Tensor | None = None) -> Iterator[None]:
