@@ -1,0 +1,358 @@
+"""The LAFN editor: locate language-agnostic factual neurons, then learn deltas on just those neurons."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel, get_peft_model
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.requests import EditRequest, EditRequestError
+from ..tuners.ffn import locate_block
+from ..tuners.lafn import LAFNConfig, LAFNModel
+from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .mpn import _Vocabulary
+from .prefix import PrefixCache
+
+
+@dataclass
+class LAFNEditorConfig:
+    """How :class:`LAFNEditor` learns an edit."""
+
+    train_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Languages whose versions the edit is trained (and its neurons located) on. None: every "
+            "language a request carries (multilingual editing, the LAFN paper's setting); ['en']: cross-lingual "
+            "editing from English only."
+        },
+    )
+    use_rephrases: bool = field(default=True, metadata={"help": "Train on each version's paraphrases too."})
+    locator: Any = field(default=None, metadata={"help": "A peft_mpn.locating.LocatorConfig (default: its defaults)."})
+    update_input: bool = field(
+        default=False, metadata={"help": "Also learn deltas on the located neurons' up/gate rows."}
+    )
+    cached: bool = field(
+        default=False,
+        metadata={"help": "Apply the deltas only where the located neurons are active (see LAFNConfig.cached)."},
+    )
+    activation_threshold: float | None = field(
+        default=None, metadata={"help": "Threshold of the cached update (required with cached=True)."}
+    )
+    learning_rate: float = field(default=2e-2, metadata={"help": "Adam learning rate of the deltas."})
+    max_steps: int = field(default=100, metadata={"help": "Step budget per edit."})
+    locality_weight: float = field(
+        default=1.0, metadata={"help": "Weight of KL(unedited ‖ edited) on the unrelated locality texts."}
+    )
+    norm_weight: float = field(default=1e-3, metadata={"help": "Weight of the squared-norm penalty on the deltas."})
+    max_locality_texts: int = field(default=8, metadata={"help": "Most unrelated texts in the KL term."})
+    vocab_candidates: int | None = field(
+        default=512, metadata={"help": "Softmax of the edit loss over targets + top-k candidates (None: exact)."}
+    )
+    prefix_cache: bool = field(
+        default=True, metadata={"help": "Replay the frozen blocks below the lowest edited layer (exact, faster)."}
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LAFNEditResult:
+    case_ids: list[str | None]
+    status: Literal["edited", "skipped", "unfixed", "collided"]
+    steps: int = 0
+    neurons: dict[int, list[int]] = field(default_factory=dict)  # neurons trained by this edit
+    collisions: dict[int, list[int]] = field(default_factory=dict)  # located neurons already owned by earlier edits
+    seconds: float = 0.0
+    languages: list[str] = field(default_factory=list)
+    fixed_languages: list[str] = field(default_factory=list)
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status in ("edited", "skipped")
+
+
+class LAFNEditor:
+    """Locates the FFN neurons a fact activates across languages and trains deltas on just those.
+
+    Args:
+        model: a plain transformers causal LM (the LAFN adapter is created at the first edit, once its neurons
+            are known) or a PeftModel that already carries a LAFN adapter.
+        tokenizer: its tokenizer.
+        config: editing hyper-parameters.
+        locality_texts: unrelated prompts for the KL locality term; keep them apart from the prompts you judge
+            locality on.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: LAFNEditorConfig | None = None,
+        *,
+        locality_texts: Iterable[str] | None = None,
+        adapter_name: str = "default",
+        progress: bool = True,
+    ) -> None:
+        if isinstance(model, PeftModel) and not isinstance(model.base_model, LAFNModel):
+            raise TypeError(f"The model carries a {type(model.base_model).__name__} adapter, not LAFN.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or LAFNEditorConfig()
+        self.adapter_name = adapter_name
+        self.progress = progress
+        self._pad = pad_token_id(tokenizer)
+        self.locality_texts: list[str] = []
+        if locality_texts is not None:
+            self.add_locality_texts(locality_texts)
+
+    # -- set-up ----------------------------------------------------------------------------------------------
+    def add_locality_texts(self, texts: Iterable[str]) -> None:
+        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+        self.locality_texts = (self.locality_texts + texts)[: self.config.max_locality_texts]
+
+    def add_locality_from_requests(self, requests: Iterable[EditRequest]) -> None:
+        self.add_locality_texts(
+            view.locality_prompt for request in requests for view in request.views.values() if view.locality_prompt
+        )
+
+    @property
+    def base_model(self) -> PreTrainedModel:
+        return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+
+    @property
+    def tuner(self) -> LAFNModel | None:
+        return self.model.base_model if isinstance(self.model, PeftModel) else None
+
+    def reset(self) -> None:
+        """Remove the LAFN adapter: back to the base model."""
+        if isinstance(self.model, PeftModel):
+            self.model = self.model.unload()
+
+    def _languages(self, request: EditRequest) -> list[str]:
+        wanted = self.config.train_languages
+        if wanted is None:
+            return request.languages
+        missing = [lang for lang in wanted if lang not in request.views]
+        if missing:
+            raise EditRequestError(
+                f"Request {request.case_id!r} has no version in {missing} (has {request.languages}); "
+                "set train_languages to languages every request carries."
+            )
+        return list(wanted)
+
+    def locate(self, request: EditRequest):
+        """The language-agnostic neurons of ``request`` over its training languages."""
+        from ..locating import LocatorConfig, locate_neurons
+
+        views = {lang: request.views[lang] for lang in self._languages(request)}
+        with self._disabled():
+            return locate_neurons(self.base_model, self.tokenizer, views, self.config.locator or LocatorConfig())
+
+    # -- editing ---------------------------------------------------------------------------------------------
+    def edit(self, request: EditRequest) -> LAFNEditResult:
+        return self.edit_batch([request])
+
+    def edit_stream(self, requests: Iterable[EditRequest]) -> list[LAFNEditResult]:
+        """Sequential editing: each request in turn; neurons owned by earlier edits are not retrained."""
+        results = []
+        for request in tqdm(list(requests), desc="LAFN editing", disable=not self.progress):
+            results.append(self.edit(request))
+        return results
+
+    def edit_batch(self, requests: Sequence[EditRequest]) -> LAFNEditResult:
+        """Several facts into one adapter: the union of their neuron sets, trained jointly."""
+        if not requests:
+            raise EditRequestError("No edit requests given.")
+        if any(not r.is_generation for r in requests):
+            raise EditRequestError("The LAFN editor edits causal LMs: targets must be strings.")
+        start = time.perf_counter()
+        rows = [
+            (view_prompt, view.target, lang)
+            for request in requests
+            for lang in self._languages(request)
+            for view in [request.views[lang]]
+            for view_prompt in [view.prompt, *(view.rephrases if self.config.use_rephrases else ())]
+        ]
+        languages = list(dict.fromkeys(lang for _, _, lang in rows))
+        case_ids = [r.case_id for r in requests]
+        batch = collate_targets([encode_target(self.tokenizer, p, t) for p, t, _ in rows], self._pad)
+        if self._all_correct(batch):
+            return LAFNEditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
+
+        located: dict[int, list[int]] = {}
+        for request in requests:
+            for layer, indices in self.locate(request).neurons.items():
+                located[layer] = sorted({*located.get(layer, []), *indices})
+        trained, collisions = self._add_neurons(located)
+        if not any(trained.values()):
+            return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
+        steps, losses = self._train(batch, trained)
+        correct = self._row_correct(batch)
+        fixed = [lang for lang in languages if all(c for c, (_, _, la) in zip(correct, rows) if la == lang)]
+        status = "edited" if len(fixed) == len(languages) else "unfixed"
+        result = LAFNEditResult(
+            case_ids,
+            status,
+            steps,
+            {k: v for k, v in trained.items() if v},
+            collisions,
+            time.perf_counter() - start,
+            languages,
+            fixed,
+            losses,
+        )
+        return result
+
+    def _add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """Grow (or create) the adapter with ``located``; returns (new neurons, collisions) per layer."""
+        if self.tuner is None:
+            config = LAFNConfig(
+                neurons=located,
+                update_input=self.config.update_input,
+                cached=self.config.cached,
+                activation_threshold=self.config.activation_threshold,
+            )
+            self.model = get_peft_model(self.model, config, adapter_name=self.adapter_name)
+            return dict(located), {}
+        trained, collisions = {}, {}
+        for layer, indices in located.items():
+            addition = self.tuner.add_neurons(layer, indices, self.adapter_name)
+            trained[layer] = list(addition.added)
+            if addition.collisions:
+                collisions[layer] = list(addition.collisions)
+        return trained, collisions
+
+    @contextmanager
+    def _trainable(self, trained: dict[int, list[int]]):
+        """The delta tensors, trainable, with gradients masked to the neurons this edit trains."""
+        params, handles = [], []
+        sets = self.tuner.neuron_sets(self.adapter_name)
+        for name, layer in self.tuner.lafn_layers(self.adapter_name).items():
+            index = locate_block(name).index
+            owned = set(trained.get(index, []))
+            mask = torch.tensor([k in owned for k in sets[index]], dtype=torch.float32).unsqueeze(-1)
+            for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate):
+                if self.adapter_name in store:
+                    param = store[self.adapter_name]
+                    param.requires_grad_(True)
+                    handles.append(param.register_hook(lambda grad, mask=mask: grad * mask))
+                    params.append(param)
+        try:
+            yield params
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _train(self, batch: Any, trained: dict[int, list[int]]) -> tuple[int, dict[str, float]]:
+        config = self.config
+        layer_names = self.tuner.lafn_layers(self.adapter_name)
+        lowest = min(layer_names, key=lambda name: locate_block(name).index)
+        root = self.tuner.model
+        with self._frozen(), self._trainable(trained) as params:
+            inputs = self._inputs(batch)
+            cache = PrefixCache(self.model, lowest, batch.model_inputs(), root=root, enabled=config.prefix_cache)
+            with torch.no_grad(), cache.replay():
+                full = window_logits_at_targets(self.model(**inputs).logits, batch.target_ids)
+            vocab = _Vocabulary(batch.target_ids, full, config.vocab_candidates) if config.vocab_candidates else None
+            targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
+            locality = self._locality_setup(lowest, root)
+            optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+            losses: dict[str, float] = {}
+            step = 0
+            for step in range(1, config.max_steps + 1):  # noqa: B007 - reported after the loop
+                with cache.replay(), vocab.restrict(self.model) if vocab else _nothing():
+                    logits = window_logits_at_targets(self.model(**inputs).logits, batch.target_ids)
+                edit_loss = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+                )
+                locality_loss = self._locality_loss(locality)
+                norm = sum(p.pow(2).sum() for p in params)
+                loss = edit_loss + config.locality_weight * locality_loss + config.norm_weight * norm
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses = {"edit": edit_loss.item(), "locality": locality_loss.item(), "norm": float(norm)}
+                step_fixed = bool(((logits.argmax(-1) == targets) | (targets == -100)).all())
+                if step_fixed and all(self._row_correct(batch, cache)):
+                    break
+                if vocab is not None and step_fixed:
+                    with torch.no_grad(), cache.replay():
+                        vocab.extend(window_logits_at_targets(self.model(**inputs).logits, batch.target_ids))
+                    targets = vocab.map(batch.target_ids)
+        return step, losses
+
+    def _inputs(self, batch: Any) -> dict[str, torch.Tensor]:
+        inputs = batch.model_inputs()
+        if "logits_to_keep" in inspect.signature(self.base_model.forward).parameters:
+            inputs["logits_to_keep"] = batch.window
+        return inputs
+
+    def _locality_setup(self, lowest: str, root: torch.nn.Module) -> tuple | None:
+        if not self.locality_texts or self.config.locality_weight == 0:
+            return None
+        inputs = dict(self.tokenizer(self.locality_texts, return_tensors="pt", padding=True))
+        inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+        if self.tokenizer.padding_side == "left":
+            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        last = inputs["attention_mask"].shape[1] - 1 - inputs["attention_mask"].flip(-1).argmax(-1)
+        cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
+        with torch.no_grad(), cache.replay(), self._disabled():
+            reference = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
+        return inputs, last, cache, reference
+
+    def _locality_loss(self, locality: tuple | None) -> torch.Tensor:
+        if locality is None:
+            return torch.zeros(())
+        inputs, last, cache, reference = locality
+        with cache.replay():
+            current = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
+        return F.kl_div(current, reference, log_target=True, reduction="batchmean")
+
+    def _all_correct(self, batch: Any) -> bool:
+        with self._frozen():
+            return all(self._row_correct(batch))
+
+    def _row_correct(self, batch: Any, cache: PrefixCache | None = None) -> list[bool]:
+        with torch.no_grad(), cache.replay() if cache is not None else _nothing():
+            logits = window_logits_at_targets(self.model(**self._inputs(batch)).logits, batch.target_ids)
+        right = (logits.argmax(-1) == batch.target_ids) | (batch.target_ids == -100)
+        return right.all(-1).tolist()
+
+    @contextmanager
+    def _disabled(self):
+        if isinstance(self.model, PeftModel):
+            with self.model.disable_adapter():
+                yield
+        else:
+            yield
+
+    @contextmanager
+    def _frozen(self):
+        flags = {p: p.requires_grad for p in self.model.parameters()}
+        modes = {m: m.training for m in self.model.modules()}
+        self.model.eval()
+        for p in flags:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in self.model.parameters():
+                p.requires_grad_(flags.get(p, False))
+            for m, mode in modes.items():
+                m.training = mode
+
+
+@contextmanager
+def _nothing():
+    yield

@@ -1,0 +1,112 @@
+"""The LAFN editor on tiny models: located-neuron deltas make an edit hold in every language given."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import logits, make_tokenizer, tiny_model
+
+from peft_mpn import EditRequest, EditRequestError
+from peft_mpn.editing import LAFNEditor, LAFNEditorConfig
+from peft_mpn.locating import LocatorConfig
+
+LOCALITY = ["the weather is nice today", "a cat sat on the mat", "hello world again", "the sky is blue"]
+FRANCE = EditRequest.single(
+    "the capital of france is",
+    "lyon",
+    rephrases=["the city that is the capital of france is"],
+    parallel={
+        "de": {
+            "prompt": "die hauptstadt von frankreich ist",
+            "target": "lyon",
+            "rephrases": ["von frankreich die hauptstadt ist"],
+        },
+        "fr": {
+            "prompt": "la capitale de la france est",
+            "target": "lyon",
+            "rephrases": ["la ville capitale de la france est"],
+        },
+    },
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def next_token(model, tokenizer, prompt: str) -> str:
+    return tokenizer.convert_ids_to_tokens(
+        int(logits(model, dict(tokenizer([prompt], return_tensors="pt")))[0, -1].argmax())
+    )
+
+
+def editor(arch: str = "llama", **config) -> LAFNEditor:
+    settings = {
+        "max_steps": 150,
+        "learning_rate": 0.05,
+        "locality_weight": 10.0,
+        "locator": LocatorConfig(top_k=16, language_vote=0.5),
+        **config,
+    }
+    return LAFNEditor(
+        tiny_model(arch), make_tokenizer(), LAFNEditorConfig(**settings), locality_texts=LOCALITY, progress=False
+    )
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
+def test_multilingual_edit_holds_in_every_language_and_keeps_locality(arch):
+    ed = editor(arch)
+    before = [logits(ed.model, dict(ed.tokenizer([t], return_tensors="pt")))[0, -1].argmax() for t in LOCALITY]
+    result = ed.edit(FRANCE)
+    assert result.status == "edited", result
+    assert result.languages == ["en", "de", "fr"]
+    for view in FRANCE.views.values():
+        assert next_token(ed.model, ed.tokenizer, view.prompt) == "lyon"
+    after = [logits(ed.model, dict(ed.tokenizer([t], return_tensors="pt")))[0, -1].argmax() for t in LOCALITY]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    # only the located neurons carry deltas, and the adapter records them
+    neurons = ed.model.peft_config["default"].neurons
+    assert neurons and all(neurons.values())
+    assert {k: sorted(v) for k, v in result.neurons.items()} == {k: sorted(v) for k, v in neurons.items()}
+
+
+def test_cross_lingual_setting_trains_on_english_only():
+    ed = editor("llama", train_languages=["en"])
+    result = ed.edit(FRANCE)
+    assert result.languages == ["en"]
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"
+
+
+def test_sequential_edits_report_collisions_and_keep_earlier_edits():
+    ed = editor("llama")
+    first = ed.edit(FRANCE)
+    assert first.status == "edited"
+    second = ed.edit(
+        EditRequest.single(
+            "the river flows",
+            "south",
+            rephrases=["where the river flows"],
+            parallel={"de": {"prompt": "der fluss ist", "target": "south", "rephrases": ["wo der fluss ist"]}},
+        )
+    )
+    assert second.status in ("edited", "collided", "unfixed")
+    # a neuron located for both facts is reported, not silently retrained
+    shared = {layer: set(first.neurons.get(layer, [])) & set(ids) for layer, ids in second.collisions.items()}
+    assert all(shared[layer] == set(ids) for layer, ids in second.collisions.items())
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"
+
+
+def test_reset_and_bad_input():
+    ed = editor("llama")
+    reference = logits(ed.model, dict(ed.tokenizer([FRANCE.edit.prompt], return_tensors="pt")))
+    ed.edit(FRANCE)
+    ed.reset()
+    assert torch.equal(logits(ed.model, dict(ed.tokenizer([FRANCE.edit.prompt], return_tensors="pt"))), reference)
+    with pytest.raises(EditRequestError, match="No edit requests"):
+        ed.edit_batch([])
+    with pytest.raises(EditRequestError, match="train_languages"):
+        editor("llama", train_languages=["ja"]).edit(FRANCE)
