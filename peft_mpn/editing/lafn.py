@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -18,8 +18,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
+from .common import CandidateVocabulary, frozen
 from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
-from .mpn import _Vocabulary
 from .prefix import PrefixCache
 
 
@@ -259,19 +259,23 @@ class LAFNEditor:
         layer_names = self.tuner.lafn_layers(self.adapter_name)
         lowest = min(layer_names, key=lambda name: locate_block(name).index)
         root = self.tuner.model
-        with self._frozen(), self._trainable(trained) as params:
+        with frozen(self.model), self._trainable(trained) as params:
             inputs = self._inputs(batch)
             cache = PrefixCache(self.model, lowest, batch.model_inputs(), root=root, enabled=config.prefix_cache)
             with torch.no_grad(), cache.replay():
                 full = window_logits_at_targets(self.model(**inputs).logits, batch.target_ids)
-            vocab = _Vocabulary(batch.target_ids, full, config.vocab_candidates) if config.vocab_candidates else None
+            vocab = (
+                CandidateVocabulary(batch.target_ids, full, config.vocab_candidates)
+                if config.vocab_candidates
+                else None
+            )
             targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
             locality = self._locality_setup(lowest, root)
             optimizer = torch.optim.Adam(params, lr=config.learning_rate)
             losses: dict[str, float] = {}
             step = 0
             for step in range(1, config.max_steps + 1):  # noqa: B007 - reported after the loop
-                with cache.replay(), vocab.restrict(self.model) if vocab else _nothing():
+                with cache.replay(), vocab.restrict(self.model) if vocab else nullcontext():
                     logits = window_logits_at_targets(self.model(**inputs).logits, batch.target_ids)
                 edit_loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
@@ -320,11 +324,11 @@ class LAFNEditor:
         return F.kl_div(current, reference, log_target=True, reduction="batchmean")
 
     def _all_correct(self, batch: Any) -> bool:
-        with self._frozen():
+        with frozen(self.model):
             return all(self._row_correct(batch))
 
     def _row_correct(self, batch: Any, cache: PrefixCache | None = None) -> list[bool]:
-        with torch.no_grad(), cache.replay() if cache is not None else _nothing():
+        with torch.no_grad(), cache.replay() if cache is not None else nullcontext():
             logits = window_logits_at_targets(self.model(**self._inputs(batch)).logits, batch.target_ids)
         right = (logits.argmax(-1) == batch.target_ids) | (batch.target_ids == -100)
         return right.all(-1).tolist()
@@ -336,23 +340,3 @@ class LAFNEditor:
                 yield
         else:
             yield
-
-    @contextmanager
-    def _frozen(self):
-        flags = {p: p.requires_grad for p in self.model.parameters()}
-        modes = {m: m.training for m in self.model.modules()}
-        self.model.eval()
-        for p in flags:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in self.model.parameters():
-                p.requires_grad_(flags.get(p, False))
-            for m, mode in modes.items():
-                m.training = mode
-
-
-@contextmanager
-def _nothing():
-    yield

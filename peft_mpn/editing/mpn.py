@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_spec
 from ..tuners.mpn import MPNConfig, MPNModel, PatchSet
+from .common import CandidateVocabulary, frozen
 from .config import MPNEditorConfig
 from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .memory import MemoryBank
@@ -63,44 +64,6 @@ class _Patch:
     rows: torch.Tensor  # rows of its request
     anchors: torch.Tensor  # [len(rows), d] FFN inputs where it must fire
     edit_anchor: torch.Tensor  # [d] the edit-language one
-
-
-class _Vocabulary:
-    """A candidate vocabulary for the edit loss: the targets plus each decision point's top-k tokens.
-
-    The output layer dominates an edit's cost on large-vocabulary models (Gemma 3: 262k tokens); the softmax
-    is taken over these candidates during training, and whether the edit holds is always checked on the full
-    vocabulary (whose top tokens then join the candidates).
-    """
-
-    def __init__(self, targets: torch.Tensor, logits: torch.Tensor, k: int) -> None:
-        self.k = k
-        self.size = logits.shape[-1]
-        self.ids = torch.unique(targets[targets >= 0])
-        self.extend(logits)
-
-    def extend(self, logits: torch.Tensor) -> None:
-        top = logits.topk(min(self.k, logits.shape[-1]), dim=-1).indices
-        self.ids = torch.unique(torch.cat([self.ids, top.flatten()]))
-        self.index = torch.full((self.size,), -100, dtype=torch.long)
-        self.index[self.ids] = torch.arange(len(self.ids))
-        self._weights = None
-
-    def map(self, targets: torch.Tensor) -> torch.Tensor:
-        return torch.where(targets >= 0, self.index[targets.clamp(min=0)], targets)
-
-    @contextmanager
-    def restrict(self, model: PeftModel):
-        head = model.get_base_model().get_output_embeddings()
-        if self._weights is None:
-            bias = getattr(head, "bias", None)
-            self._weights = (head.weight[self.ids], None if bias is None else bias[self.ids])
-        weight, bias = self._weights
-        head.forward = lambda hidden: F.linear(hidden, weight, bias)
-        try:
-            yield
-        finally:
-            del head.forward
 
 
 class MPNEditor:
@@ -190,7 +153,7 @@ class MPNEditor:
         chunks = range(0, len(texts), size)
         for start in tqdm(chunks, desc="memory bank", disable=not self.progress, leave=False):
             inputs = self._encode_texts(texts[start : start + size])
-            with self._frozen():
+            with frozen(self.model):
                 h = capture_ffn_inputs(self.model, self.layer, inputs)
             self.memory.add_unrelated(self._memory_positions(h, inputs["attention_mask"]))
 
@@ -251,7 +214,7 @@ class MPNEditor:
                     f"targets must be {kind}, got {request.edit.target!r}."
                 )
         start = time.perf_counter()
-        with self._frozen():
+        with frozen(self.model):
             result = self._train(list(requests))
         result.seconds = time.perf_counter() - start
         return result
@@ -291,7 +254,7 @@ class MPNEditor:
         return inputs if rows is None else {k: v[rows] for k, v in inputs.items()}
 
     def _forward(
-        self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None, vocab: _Vocabulary | None = None
+        self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None, vocab: CandidateVocabulary | None = None
     ) -> torch.Tensor:
         """Logits at the decision points: [B, T, V] for generation (V: ``vocab`` if given), [B, C] for classifiers."""
         with cache.replay(rows), vocab.restrict(self.model) if vocab is not None else nullcontext():
@@ -300,7 +263,9 @@ class MPNEditor:
             return window_logits_at_targets(logits, batch.targets(rows))
         return logits
 
-    def _targets(self, batch: Any, rows: torch.Tensor | None, vocab: _Vocabulary | None = None) -> torch.Tensor:
+    def _targets(
+        self, batch: Any, rows: torch.Tensor | None, vocab: CandidateVocabulary | None = None
+    ) -> torch.Tensor:
         if isinstance(batch, TargetBatch):
             targets = batch.targets(rows)
             return targets if vocab is None else vocab.map(targets)
@@ -404,7 +369,7 @@ class MPNEditor:
             correct = self._correct(full_logits, self._targets(batch, None))
         vocab = None
         if isinstance(batch, TargetBatch) and config.vocab_candidates is not None:
-            vocab = _Vocabulary(batch.target_ids, full_logits, config.vocab_candidates)
+            vocab = CandidateVocabulary(batch.target_ids, full_logits, config.vocab_candidates)
         positions = self._decision_positions(batch)
         h = recorded[0].float()  # FFN inputs at the patched layer: fixed while the edit trains
         plan, skipped = self._plan_patches(requests, rows, correct, positions, h)
@@ -509,19 +474,3 @@ class MPNEditor:
         memory_loss = torch.stack(memory_terms).mean() if memory_terms else torch.zeros(())
         peak = float("-inf") if memory_pre is None else memory_pre.max().item()
         return activation, memory_loss, peak
-
-    @contextmanager
-    def _frozen(self):
-        """Eval mode and no gradients into the model's own (or earlier patches') parameters."""
-        flags = {p: p.requires_grad for p in self.model.parameters()}
-        modes = {m: m.training for m in self.model.modules()}
-        self.model.eval()
-        for p in flags:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p, flag in flags.items():
-                p.requires_grad_(flag)
-            for m, mode in modes.items():
-                m.training = mode

@@ -4,10 +4,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, _ExcludedModule, check_target_module_exists
+from peft.tuners.tuners_utils import BaseTunerLayer, _ExcludedModule, check_target_module_exists
 from peft.utils import _get_submodules
 from torch import nn
 
+from ..base import FFNBlockTuner
 from ..ffn import UnsupportedArchitectureError, activation_name, ffn_spec, locate_block, num_layers
 from .config import LAFNConfig
 from .layer import LAFNLayer, ffn_width, model_width
@@ -34,7 +35,7 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
     return location.index
 
 
-class LAFNModel(BaseTuner):
+class LAFNModel(FFNBlockTuner):
     """Language-Agnostic Factual Neurons (LAFN) tuner: learned deltas on located FFN neurons.
 
     Created by ``peft.get_peft_model(model, LAFNConfig(neurons={layer: [neuron, ...]}))`` (after
@@ -171,16 +172,6 @@ class LAFNModel(BaseTuner):
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)
 
-    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
-        # peft's version assumes a Linear (`.weight`); LAFN wraps whole FFN blocks.
-        setattr(parent, child_name, new_module)
-
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if self.prefix not in name:
-                param.requires_grad = False
-
-    # -- merging: refuse cached adapters before touching any weight -------------------------------------------
     def _check_mergeable(self, adapter_names: list[str] | None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names
         for layer in self.model.modules():
@@ -206,25 +197,9 @@ class LAFNModel(BaseTuner):
         )
 
     # -- the interface editors use ---------------------------------------------------------------------------
-    def resolve_adapter(self, adapter_name: str | None = None) -> str:
-        """``adapter_name`` checked to exist, or the single active adapter."""
-        if adapter_name is not None:
-            if adapter_name not in self.peft_config:
-                raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
-            return adapter_name
-        active = self.active_adapters
-        if len(active) != 1:
-            raise ValueError(f"Several adapters are active ({active}); name the one to use.")
-        return active[0]
-
     def lafn_layers(self, adapter_name: str | None = None) -> dict[str, LAFNLayer]:
         """The LAFN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
-        adapter_name = self.resolve_adapter(adapter_name)
-        return {
-            name: module
-            for name, module in self.model.named_modules()
-            if isinstance(module, LAFNLayer) and adapter_name in module.lafn_down
-        }
+        return self.adapter_layers(LAFNLayer, adapter_name)
 
     def neuron_sets(self, adapter_name: str | None = None) -> dict[int, list[int]]:
         """``{layer index: neuron indices}`` of ``adapter_name``, in delta-row order, as its layers hold them."""

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import torch
-from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
+from ..base import FFNBlockTuner
 from ..ffn import activation_name, ffn_spec, num_layers
 from .config import MPNConfig
 from .layer import MPNLayer, PatchSet
 
 
-class MPNModel(BaseTuner):
+class MPNModel(FFNBlockTuner):
     """Multilingual Patch Neuron (MPN) tuner: patch neurons added to FFN blocks.
 
     Created by ``peft.get_peft_model(model, MPNConfig())`` (after ``import peft_mpn``). A fresh adapter has no
@@ -88,35 +88,9 @@ class MPNModel(BaseTuner):
             new_module.requires_grad_(False)
         self._replace_module(parent, target_name, new_module, target)
 
-    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
-        # peft's version assumes a Linear (`.weight`); MPN wraps whole FFN blocks.
-        setattr(parent, child_name, new_module)
-
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if self.prefix not in name:
-                param.requires_grad = False
-
-    # -- the interface editors use ---------------------------------------------------------------------------
-    def resolve_adapter(self, adapter_name: str | None = None) -> str:
-        """``adapter_name`` checked to exist, or the single active adapter."""
-        if adapter_name is not None:
-            if adapter_name not in self.peft_config:
-                raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
-            return adapter_name
-        active = self.active_adapters
-        if len(active) != 1:
-            raise ValueError(f"Several adapters are active ({active}); name the one to use.")
-        return active[0]
-
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
         """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
-        adapter_name = self.resolve_adapter(adapter_name)
-        return {
-            name: module
-            for name, module in self.model.named_modules()
-            if isinstance(module, MPNLayer) and adapter_name in module.mpn_keys
-        }
+        return self.adapter_layers(MPNLayer, adapter_name)
 
     def num_patches(self, adapter_name: str | None = None) -> int:
         return self.peft_config[self.resolve_adapter(adapter_name)].num_patches

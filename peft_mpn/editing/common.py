@@ -1,0 +1,66 @@
+"""Plumbing both editors share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from torch import nn
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients into the model's own (or earlier edits') parameters; restored afterwards."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    for p in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(flags.get(p, False))
+        for m, mode in modes.items():
+            m.training = mode
+
+
+class CandidateVocabulary:
+    """A candidate vocabulary for the edit loss: the targets plus each decision point's top-k tokens.
+
+    The output layer dominates an edit's cost on large-vocabulary models (Gemma 3: 262k tokens); the softmax
+    is taken over these candidates during training, and whether the edit holds is always checked on the full
+    vocabulary (whose top tokens then join the candidates).
+    """
+
+    def __init__(self, targets: torch.Tensor, logits: torch.Tensor, k: int) -> None:
+        self.k = k
+        self.size = logits.shape[-1]
+        self.ids = torch.unique(targets[targets >= 0])
+        self.extend(logits)
+
+    def extend(self, logits: torch.Tensor) -> None:
+        top = logits.topk(min(self.k, logits.shape[-1]), dim=-1).indices
+        self.ids = torch.unique(torch.cat([self.ids, top.flatten()]))
+        self.index = torch.full((self.size,), -100, dtype=torch.long)
+        self.index[self.ids] = torch.arange(len(self.ids))
+        self._weights = None
+
+    def map(self, targets: torch.Tensor) -> torch.Tensor:
+        return torch.where(targets >= 0, self.index[targets.clamp(min=0)], targets)
+
+    @contextmanager
+    def restrict(self, model: PeftModel):
+        head = model.get_base_model().get_output_embeddings()
+        if self._weights is None:
+            bias = getattr(head, "bias", None)
+            self._weights = (head.weight[self.ids], None if bias is None else bias[self.ids])
+        weight, bias = self._weights
+        head.forward = lambda hidden: F.linear(hidden, weight, bias)
+        try:
+            yield
+        finally:
+            del head.forward
