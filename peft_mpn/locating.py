@@ -759,31 +759,44 @@ def _locate_groups(model: nn.Module, tokenizer: Any, groups: dict[str, _Group], 
     return _Located(per_language, agnostic, scores.mean(0))
 
 
-def _generic_mask(
+@dataclass
+class GenericNeurons:
+    """Each reference fact's language-agnostic set, estimated once and reused for every located fact."""
+
+    languages: list[str]
+    layers: list[int]
+    masks: dict[str, torch.Tensor]  # reference case id -> [layers, neurons] bool
+
+    def mask(self, fraction: float, exclude: str | None = None) -> tuple[torch.Tensor, int]:
+        """Neurons selected for >= ``fraction`` of the references (never counting ``exclude``), and how many."""
+        used = [mask for case_id, mask in self.masks.items() if case_id != exclude]
+        if not used:
+            raise ValueError("No reference fact left to estimate the generic neurons from.")
+        counts = torch.stack(used).long().sum(0)
+        return counts >= fraction * len(used) - 1e-9, len(used)
+
+
+def estimate_generic_neurons(
     model: nn.Module,
     tokenizer: Any,
     reference_requests: Sequence[EditRequest],
     languages: Sequence[str],
     config: LocatorConfig,
-    case_id: str | None,
-) -> tuple[torch.Tensor | None, int]:
-    counts: torch.Tensor | None = None
-    used = 0
-    for reference in reference_requests:
-        if case_id is not None and reference.case_id == case_id:
-            continue  # never count the fact itself as "another fact"
+) -> GenericNeurons:
+    """Locate every reference fact (its own prompts and rephrases, the same config) in ``languages``."""
+    masks: dict[str, torch.Tensor] = {}
+    for number, reference in enumerate(reference_requests):
         common = [lang for lang in languages if lang in reference.views]
         if not common:
             continue
         located = _locate_groups(model, tokenizer, _groups(reference, common), config)
-        counts = located.agnostic.long() if counts is None else counts + located.agnostic.long()
-        used += 1
-    if counts is None:
+        masks[reference.case_id if reference.case_id is not None else f"#{number}"] = located.agnostic
+    if not masks:
         raise ValueError(
-            f"None of the {len(reference_requests)} reference requests has a version in {list(languages)} (or they "
-            "are this very case): give other facts in the same languages to estimate the generic neurons."
+            f"None of the {len(reference_requests)} reference requests has a version in {list(languages)}: give "
+            "other facts in the same languages to estimate the generic neurons."
         )
-    return counts >= config.generic_facts_fraction * used - 1e-9, used
+    return GenericNeurons(list(languages), locator_layers(model, config), masks)
 
 
 def locate_neurons(
@@ -792,7 +805,7 @@ def locate_neurons(
     request_or_views: EditRequest | Mapping[str, FactView | str | Sequence[str]],
     config: LocatorConfig | None = None,
     *,
-    reference_requests: Sequence[EditRequest] | None = None,
+    reference_requests: Sequence[EditRequest] | GenericNeurons | None = None,
     paraphraser: Paraphraser | None = None,
     languages: Sequence[str] | None = None,
 ) -> NeuronLocation:
@@ -809,7 +822,9 @@ def locate_neurons(
         reference_requests: other facts; with ``config.generic_facts_fraction``, the neurons that the same
             procedure (same config and languages, the facts' own prompts and rephrases, no paraphraser and no
             paraphrase requirement) selects for at least that fraction of them are removed. A reference with the
-            request's own ``case_id`` is skipped.
+            request's own ``case_id`` is skipped. Pass a :class:`GenericNeurons` from
+            :func:`estimate_generic_neurons` to locate many facts against the same references without
+            re-locating them each time.
         paraphraser: ``(prompt, language) -> [paraphrase, ...]``, called for each language that has no paraphrase
             (see :func:`model_paraphraser`).
         languages: restrict to these languages (default: all of the request's).
@@ -834,7 +849,14 @@ def locate_neurons(
                 "reference_requests were given but LocatorConfig.generic_facts_fraction is None: set it (e.g. 0.2 "
                 "drops the neurons selected for >= 20% of the reference facts) or leave the references out."
             )
-        generic, used = _generic_mask(model, tokenizer, reference_requests, list(groups), config, case_id)
+        if not isinstance(reference_requests, GenericNeurons):
+            reference_requests = estimate_generic_neurons(model, tokenizer, reference_requests, list(groups), config)
+        elif set(reference_requests.languages) != set(groups):
+            raise ValueError(
+                f"The generic neurons were estimated in {reference_requests.languages}, this fact is located in "
+                f"{list(groups)}; estimate them in the same languages."
+            )
+        generic, used = reference_requests.mask(config.generic_facts_fraction, exclude=case_id)
     elif config.generic_facts_fraction is not None:
         warnings.warn(
             "LocatorConfig.generic_facts_fraction is set but no reference_requests were given: no generic "

@@ -19,6 +19,7 @@ from peft_mpn import EditRequest, FactView, LAFNConfig
 from peft_mpn.locating import (
     LocatorConfig,
     NeuronLocation,
+    estimate_generic_neurons,
     locate_neurons,
     locator_layers,
     model_paraphraser,
@@ -135,6 +136,12 @@ def test_generic_neurons_selected_for_all_reference_facts_are_removed(wired):
     assert location.generic == {0: [GENERIC, REF], 2: [GENERIC, REF]}
     assert location.neurons == {0: [FACT], 2: [FACT]}
     assert "generic set" in location.summary()
+    # estimated once and reused for many facts: the same answer
+    model, tokenizer = wired
+    config = LocatorConfig(generic_facts_fraction=1.0, **THRESHOLD)
+    generic = estimate_generic_neurons(model, tokenizer, [*REFERENCES, FRANCE], FRANCE.languages, config)
+    reused = locate_neurons(model, tokenizer, FRANCE, config, reference_requests=generic)
+    assert (reused.neurons, reused.generic, reused.num_references) == (location.neurons, location.generic, 2)
 
 
 def test_top_k_ranks_within_each_prompt_and_threshold_keeps_every_firing_neuron(wired):
