@@ -1,0 +1,268 @@
+"""Do language-agnostic factual neurons exist in Gemma-3-270M, where, and does editing them transfer?
+
+Part 1 (location): for N MzsRE facts in all 12 languages, locate the neurons each fact activates in every
+language (src + rephrase), with the generic neurons of 40 other facts removed, and compare with a shuffled-fact
+control (each language's prompts taken from a different fact). Writes the layer distribution and the
+language-overlap heatmap as PNGs.
+
+Part 2 (editing): the same facts edited one at a time from the base model with LAFN (multilingual: every language
+given; cross-lingual: English + the augmentation languages) and with MPN (English + the same augmentation
+languages). Per language: does the new answer win (exact match under teacher forcing), split into translated
+and copied targets, plus locality on each fact's own unrelated question in every language.
+
+    python benchmarks/lafn_study.py --num-facts 50 --output results/lafn_study.json --plots docs/img
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from peft_mpn import EditRequest, MPNConfig  # noqa: E402
+from peft_mpn.data import load_mzsre  # noqa: E402
+from peft_mpn.editing import LAFNEditor, LAFNEditorConfig, MPNEditor, MPNEditorConfig  # noqa: E402
+from peft_mpn.locating import LocatorConfig, estimate_generic_neurons, locate_neurons  # noqa: E402
+from peft_mpn.metrics import score_targets  # noqa: E402
+from peft_mpn.models import load_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shuffled(facts: list[EditRequest], offset: int) -> EditRequest:
+    """Fact ``offset``'s edit-language view with every other language taken from a different fact."""
+    views = {}
+    for number, language in enumerate(facts[offset].languages):
+        views[language] = facts[(offset + number) % len(facts)].views[language]
+    return EditRequest(views=views, edit_language=facts[offset].edit_language, case_id=f"shuffled-{offset}")
+
+
+def jaccard(a: set[int], b: set[int]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def study_location(model, tokenizer, facts, references, config, progress) -> dict:
+    languages = facts[0].languages
+    generic = estimate_generic_neurons(model, tokenizer, references, languages, config)
+    layers = generic.layers
+    result = {"layers": layers, "languages": languages, "real": [], "shuffled": [], "overlap": {}}
+    pair_sums: dict[tuple[str, str], list[float]] = {}
+    for offset, fact in enumerate(tqdm(facts, desc="locating", disable=not progress)):
+        for kind, request in (("real", fact), ("shuffled", shuffled(facts, offset))):
+            try:
+                location = locate_neurons(model, tokenizer, request, config, reference_requests=generic)
+                counts = {layer: len(location.neurons.get(layer, [])) for layer in layers}
+            except ValueError:  # no language-agnostic neuron at all
+                location, counts = None, dict.fromkeys(layers, 0)
+            result[kind].append(counts)
+            if kind == "real" and location is not None:
+                flat = {
+                    lang: {(layer, n) for layer, ns in sets.items() for n in ns}
+                    for lang, sets in location.per_language.items()
+                }
+                for a in languages:
+                    for b in languages:
+                        pair_sums.setdefault((a, b), []).append(jaccard(flat[a], flat[b]))
+    result["overlap"] = {f"{a}|{b}": statistics.mean(v) for (a, b), v in pair_sums.items()}
+    return result
+
+
+def plot_location(location: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = location["layers"]
+    real = [
+        statistics.mean(c[str(layer)] if str(layer) in c else c[layer] for c in location["real"]) for layer in layers
+    ]
+    control = [
+        statistics.mean(c[str(layer)] if str(layer) in c else c[layer] for c in location["shuffled"])
+        for layer in layers
+    ]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.4
+    ax.bar([x - width / 2 for x in range(len(layers))], real, width, label="same fact in every language")
+    ax.bar([x + width / 2 for x in range(len(layers))], control, width, label="shuffled facts (control)")
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("language-agnostic neurons per fact")
+    ax.set_title(f"Gemma-3-270M, {len(location['real'])} MzsRE facts, generic neurons removed")
+    ax.legend()
+    fig.tight_layout()
+    layers_png = folder / "lafn_layers.png"
+    fig.savefig(layers_png, dpi=120)
+    plt.close(fig)
+
+    languages = location["languages"]
+    matrix = [[location["overlap"].get(f"{a}|{b}", 0.0) for b in languages] for a in languages]
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(languages)), languages)
+    ax.set_yticks(range(len(languages)), languages)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(
+                j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black"
+            )
+    ax.set_title("Jaccard overlap of per-language neuron sets (mean over facts)")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    overlap_png = folder / "lafn_overlap.png"
+    fig.savefig(overlap_png, dpi=120)
+    plt.close(fig)
+    return [str(layers_png), str(overlap_png)]
+
+
+def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, ...]]) -> dict:
+    scores = score_targets(model, tokenizer, [(v.prompt, v.target) for v in fact.views.values()])
+    english = fact.edit.target.strip()
+    out = {
+        lang: {"win": s.exact, "copied": fact.views[lang].target.strip() == english}
+        for lang, s in zip(fact.views, scores)
+    }
+    pairs = [(v.locality_prompt, v.locality_answer) for v in fact.views.values()]
+    after = [s.predicted for s in score_targets(model, tokenizer, pairs)]
+    kept = sum(a == b for pre, post in zip(before_locality, after) for a, b in zip(pre, post))
+    return {"languages": out, "locality": kept / max(1, sum(len(p) for p in before_locality))}
+
+
+def study_editing(model, tokenizer, facts, memory_facts, augment, locator, progress) -> dict:
+    locality = {
+        f.case_id: [
+            s.predicted
+            for s in score_targets(
+                model, tokenizer, [(v.locality_prompt, v.locality_answer) for v in f.views.values()]
+            )
+        ]
+        for f in facts
+    }
+    before = {f.case_id: judge(model, tokenizer, f, locality[f.case_id]) for f in facts}
+    results: dict[str, dict] = {"before": before}
+    methods = {
+        "LAFN (all languages given)": lambda: LAFNEditor(
+            model, tokenizer, LAFNEditorConfig(locator=locator), progress=False
+        ),
+        "LAFN (en + aug)": lambda: LAFNEditor(
+            model, tokenizer, LAFNEditorConfig(locator=locator, train_languages=["en", *augment]), progress=False
+        ),
+    }
+    timings: dict[str, list[float]] = {}
+    for name, make in methods.items():
+        editor = make()
+        editor.add_locality_from_requests(memory_facts)
+        results[name] = {}
+        for fact in tqdm(facts, desc=name, disable=not progress):
+            start = time.perf_counter()
+            try:
+                editor.edit(fact)
+            except ValueError as error:  # no language-agnostic neuron found
+                results[name][fact.case_id] = {"error": str(error)}
+                continue
+            timings.setdefault(name, []).append(time.perf_counter() - start)
+            results[name][fact.case_id] = judge(editor.model, tokenizer, fact, locality[fact.case_id])
+            editor.reset()
+    mpn = MPNEditor(
+        model, tokenizer, MPNEditorConfig(augment_languages=list(augment)), peft_config=MPNConfig(), progress=False
+    )
+    mpn.add_memory_from_requests(memory_facts)
+    results["MPN (en + aug)"] = {}
+    for fact in tqdm(facts, desc="MPN", disable=not progress):
+        start = time.perf_counter()
+        mpn.edit(fact)
+        timings.setdefault("MPN (en + aug)", []).append(time.perf_counter() - start)
+        results["MPN (en + aug)"][fact.case_id] = judge(mpn.model, tokenizer, fact, locality[fact.case_id])
+        mpn.reset()
+    return {"results": results, "seconds_per_edit": {k: statistics.median(v) for k, v in timings.items()}}
+
+
+def editing_table(editing: dict, languages: list[str], augment: list[str]) -> str:
+    methods = list(editing["results"])
+    lines = [
+        "| language | seen by MPN / LAFN (en + aug) | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for language in languages:
+        seen = "edit language" if language == "en" else ("yes" if language in augment else "no")
+        cells = []
+        for method in methods:
+            counts = {"translated": [0, 0], "copied": [0, 0]}
+            for case in editing["results"][method].values():
+                if "languages" not in case:
+                    continue
+                view = case["languages"][language]
+                kind = "copied" if view["copied"] else "translated"
+                counts[kind][0] += int(view["win"])
+                counts[kind][1] += 1
+            t, c = counts["translated"], counts["copied"]
+            cells.append(f"{t[0]}/{t[1]} ({c[0]}/{c[1]})" if language != "en" else f"{t[0] + c[0]}/{t[1] + c[1]}")
+        lines.append(f"| {language} | {seen} | " + " | ".join(cells) + " |")
+    locality = []
+    for method in methods:
+        values = [c["locality"] for c in editing["results"][method].values() if "locality" in c]
+        locality.append(f"{statistics.mean(values):.3f}" if values else "-")
+    lines.append("| locality | | " + " | ".join(locality) + " |")
+    failed = [sum("error" in c for c in editing["results"][m].values()) for m in methods]
+    lines.append("| no neurons found | | " + " | ".join(str(f) for f in failed) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mzsre"))
+    parser.add_argument("--num-facts", type=int, default=50)
+    parser.add_argument("--references", type=int, default=40, help="facts (cases 100..) for the generic set")
+    parser.add_argument("--augment-languages", nargs="*", default=["de", "fr", "es", "ru", "zh"])
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--language-vote", type=float, default=0.75)
+    parser.add_argument(
+        "--template", default=None, help='read every language at a template slot, e.g. "Q: {prompt}\\nA:"'
+    )
+    parser.add_argument("--skip-editing", action="store_true")
+    parser.add_argument("--output", default="results/lafn_study.json")
+    parser.add_argument("--plots", default=str(REPO / "docs" / "img"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model, tokenizer = load_model(args.model)
+    facts = load_mzsre(args.data, limit=args.num_facts)
+    references = load_mzsre(args.data, start=100, limit=args.references)
+    memory_facts = load_mzsre(args.data, start=400, limit=20)
+    config = LocatorConfig(
+        top_k=args.top_k, language_vote=args.language_vote, generic_facts_fraction=0.2, template=args.template
+    )
+    report: dict = {"args": vars(args), "torch_threads": torch.get_num_threads()}
+    report["location"] = study_location(model, tokenizer, facts, references, config, progress=True)
+    report["plots"] = plot_location(json.loads(json.dumps(report["location"])), Path(args.plots))
+    if not args.skip_editing:
+        report["editing"] = study_editing(model, tokenizer, facts, memory_facts, args.augment_languages, config, True)
+        report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    layers = report["location"]["layers"]
+    real = [statistics.mean(c[layer] for c in report["location"]["real"]) for layer in layers]
+    control = [statistics.mean(c[layer] for c in report["location"]["shuffled"]) for layer in layers]
+    print("layer  real  shuffled")
+    for layer, r, c in zip(layers, real, control):
+        print(f"{layer:>5}  {r:5.1f}  {c:8.1f}")
+    print(f"total  {sum(real):5.1f}  {sum(control):8.1f}")
+    if "editing_table" in report:
+        print(report["editing_table"])
+        print("median s / edit:", report["editing"]["seconds_per_edit"])
+    print("plots:", report["plots"])
+
+
+if __name__ == "__main__":
+    main()
