@@ -231,3 +231,19 @@ def test_editor_refuses_multi_layer_adapters_and_other_tuners():
     lora = get_peft_model(tiny_model("gpt2"), LoraConfig(target_modules=["c_attn"]))
     with pytest.raises(TypeError, match="not MPN"):
         MPNEditor(lora, tokenizer)
+
+
+def test_per_language_patches_give_translated_targets_their_own_neurons():
+    """The German answer is a different string: 'per_language' adds a patch for its wrong token, anchored in German."""
+    request = EditRequest.single(
+        "the capital of france is", "lyon", parallel={"de": ("die hauptstadt von frankreich ist", "berlin")}
+    )
+    shared = editor("gpt2", augment=["de"])
+    own = editor("gpt2", augment=["de"], patch_plan="per_language")
+    assert shared.edit(request).patches_added == 1
+    result = own.edit(request)
+    assert result.patches_added == 2 and result.fixed_languages == ["en", "de"]
+    assert next_token(own.model, own.tokenizer, "the capital of france is") == "lyon"
+    assert next_token(own.model, own.tokenizer, "die hauptstadt von frankreich ist") == "berlin"
+    with pytest.raises(ValueError, match="patch_plan"):
+        MPNEditorConfig(patch_plan="everywhere")

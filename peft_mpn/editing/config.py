@@ -34,8 +34,16 @@ class MPNEditorConfig:
         },
     )
     # patches
+    patch_plan: Literal["edit", "per_language"] = field(
+        default="edit",
+        metadata={
+            "help": "'edit': one patch per wrong edit-language token, shared by every language (T-Patcher's plan). "
+            "'per_language': also patches for each augmentation language's own wrong tokens (its answer may be a "
+            "different string, which one shared value vector cannot produce in every language)."
+        },
+    )
     max_patches_per_edit: int = field(
-        default=5, metadata={"help": "Generation: one patch per wrong target token, at most this many."}
+        default=5, metadata={"help": "Generation: one patch per wrong target token, at most this many (per language)."}
     )
     amplifier_init: float = field(
         default=10.0,
@@ -100,6 +108,8 @@ class MPNEditorConfig:
     seed: int = field(default=0, metadata={"help": "Seed for value init and cross-lingual sampling."})
 
     def __post_init__(self) -> None:
+        if self.patch_plan not in ("edit", "per_language"):
+            raise ValueError(f"patch_plan must be 'edit' or 'per_language', got {self.patch_plan!r}.")
         if self.key_init not in ("edit", "mean"):
             raise ValueError(f"key_init must be 'edit' or 'mean', got {self.key_init!r}.")
         for name in ("samples_per_step", "max_patches_per_edit", "activation_topk", "memory_topk", "max_steps"):

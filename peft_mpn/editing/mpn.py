@@ -300,7 +300,12 @@ class MPNEditor:
     def _plan_patches(
         self, requests: list[EditRequest], rows: _Rows, correct: torch.Tensor, positions: torch.Tensor, h: torch.Tensor
     ) -> tuple[list[_Patch], list[int]]:
-        """One patch per wrong edit-language token (at most the cap; one for classifiers); skip right requests."""
+        """Patches for the wrong tokens (at most the cap; one for classifiers); requests already right are skipped.
+
+        ``patch_plan="edit"``: one patch per wrong edit-language token, anchored in every training language at
+        the same relative target position (T-Patcher's plan, shared across languages). ``"per_language"`` adds,
+        for each other training language, patches for that language's own wrong tokens, anchored there only.
+        """
         patches: list[_Patch] = []
         skipped = []
         for index in range(len(requests)):
@@ -309,22 +314,40 @@ class MPNEditor:
                 skipped.append(index)
                 continue
             edit_row = next(r for r in request_rows if rows.is_edit[r])
-            valid = positions[edit_row] >= 0
-            edit_wrong = (~correct[edit_row]) & valid
-            slots = torch.nonzero(valid).flatten()  # target-token slots of the edit row
-            relative = [int((slots == s).nonzero()) for s in torch.nonzero(edit_wrong).flatten()]
-            relative = (relative or [0])[: self.config.max_patches_per_edit]
-            row_tensor = torch.tensor(request_rows)
-            for rel in relative:
-                anchors = []
-                for r in request_rows:
-                    row_slots = torch.nonzero(positions[r] >= 0).flatten()
-                    slot = row_slots[min(rel, len(row_slots) - 1)]
-                    anchors.append(h[r, positions[r, slot]])
-                anchors = torch.stack(anchors)
-                edit_anchor = anchors[request_rows.index(edit_row)]
-                patches.append(_Patch(index, row_tensor, anchors, edit_anchor))
+            patches += self._patches_for(index, edit_row, request_rows, correct, positions, h, always=True)
+            if self.config.patch_plan == "per_language":
+                for row in request_rows:
+                    if row != edit_row:
+                        patches += self._patches_for(index, row, [row], correct, positions, h, always=False)
         return patches, skipped
+
+    def _patches_for(
+        self,
+        request: int,
+        source_row: int,
+        anchor_rows: list[int],
+        correct: torch.Tensor,
+        positions: torch.Tensor,
+        h: torch.Tensor,
+        always: bool,
+    ) -> list[_Patch]:
+        """Patches for ``source_row``'s wrong target tokens, anchored at the same relative slot of ``anchor_rows``."""
+        valid = positions[source_row] >= 0
+        wrong = (~correct[source_row]) & valid
+        slots = torch.nonzero(valid).flatten()  # target-token slots of the source row
+        relative = [int((slots == s).nonzero()) for s in torch.nonzero(wrong).flatten()]
+        if not relative and not always:
+            return []
+        patches = []
+        for rel in (relative or [0])[: self.config.max_patches_per_edit]:
+            anchors = []
+            for r in anchor_rows:
+                row_slots = torch.nonzero(positions[r] >= 0).flatten()
+                slot = row_slots[min(rel, len(row_slots) - 1)]
+                anchors.append(h[r, positions[r, slot]])
+            anchors = torch.stack(anchors)
+            patches.append(_Patch(request, torch.tensor(anchor_rows), anchors, anchors[anchor_rows.index(source_row)]))
+        return patches
 
     def _init_patches(self, patches: list[_Patch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.config.key_init == "mean":
@@ -397,7 +420,7 @@ class MPNEditor:
                 logits = self._forward(batch, cache, step_rows, vocab)
             targets = self._targets(batch, step_rows, vocab)
             edit_loss = self._edit_loss(logits, targets)
-            activation_loss, memory_loss, memory_peak = self._patch_losses(plan, keys, bias, step_rows, memory)
+            activation_loss, memory_loss, memory_peak = self._patch_losses(plan, keys, bias, memory)
             loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
             optimizer.zero_grad()
             loss.backward()
@@ -452,7 +475,6 @@ class MPNEditor:
         plan: list[_Patch],
         keys: torch.Tensor,
         bias: torch.Tensor,
-        step_rows: torch.Tensor,
         memory: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Activation loss, memory loss, and the highest pre-activation of any patch on any memory."""
@@ -460,8 +482,8 @@ class MPNEditor:
         activation_terms, memory_terms = [], []
         memory_pre = None if memory is None else memory @ keys.T + bias  # [N, P]
         for p, patch in enumerate(plan):
-            in_step = torch.isin(patch.rows, step_rows)
-            pre = patch.anchors[in_step] @ keys[p] + bias[p]
+            # every anchor of the patch (FFN inputs are fixed, so this costs no forward pass)
+            pre = patch.anchors @ keys[p] + bias[p]
             k = min(config.activation_topk, len(pre))
             activation_terms.append(torch.exp(-pre).topk(k).values.mean())
             if memory_pre is not None:
