@@ -286,7 +286,7 @@ class LAFNEditor:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses = {"edit": edit_loss.item(), "locality": locality_loss.item(), "norm": float(norm)}
+                losses = {"edit": edit_loss.item(), "locality": locality_loss.item(), "norm": norm.item()}
                 step_fixed = bool(((logits.argmax(-1) == targets) | (targets == -100)).all())
                 if step_fixed and all(self._row_correct(batch, cache)):
                     break
