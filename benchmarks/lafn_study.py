@@ -137,7 +137,7 @@ def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, 
     return {"languages": out, "locality": kept / max(1, sum(len(p) for p in before_locality))}
 
 
-def study_editing(model, tokenizer, facts, memory_facts, augment, locator, progress) -> dict:
+def study_editing(model, tokenizer, facts, memory_facts, references, augment, locator, progress) -> dict:
     locality = {
         f.case_id: [
             s.predicted
@@ -154,7 +154,11 @@ def study_editing(model, tokenizer, facts, memory_facts, augment, locator, progr
             model, tokenizer, LAFNEditorConfig(locator=locator), progress=False
         ),
         "LAFN (en + aug)": lambda: LAFNEditor(
-            model, tokenizer, LAFNEditorConfig(locator=locator, train_languages=["en", *augment]), progress=False
+            model,
+            tokenizer,
+            LAFNEditorConfig(locator=locator, train_languages=["en", *augment]),
+            reference_requests=references,
+            progress=False,
         ),
     }
     timings: dict[str, list[float]] = {}
@@ -246,7 +250,9 @@ def main() -> None:
     report["location"] = study_location(model, tokenizer, facts, references, config, progress=True)
     report["plots"] = plot_location(json.loads(json.dumps(report["location"])), Path(args.plots))
     if not args.skip_editing:
-        report["editing"] = study_editing(model, tokenizer, facts, memory_facts, args.augment_languages, config, True)
+        report["editing"] = study_editing(
+            model, tokenizer, facts, memory_facts, references, args.augment_languages, config, True
+        )
         report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,8 @@ class LAFNEditor:
         config: editing hyper-parameters.
         locality_texts: unrelated prompts for the KL locality term; keep them apart from the prompts you judge
             locality on.
+        reference_requests: other facts whose shared neurons are "generic" (see ``LocatorConfig.
+            generic_facts_fraction``); estimated once per set of languages and reused for every edit.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class LAFNEditor:
         config: LAFNEditorConfig | None = None,
         *,
         locality_texts: Iterable[str] | None = None,
+        reference_requests: Sequence[EditRequest] | None = None,
         adapter_name: str = "default",
         progress: bool = True,
     ) -> None:
@@ -113,6 +116,8 @@ class LAFNEditor:
         self.progress = progress
         self._pad = pad_token_id(tokenizer)
         self.locality_texts: list[str] = []
+        self.reference_requests = list(reference_requests or [])
+        self._generic: dict[tuple[str, ...], Any] = {}
         if locality_texts is not None:
             self.add_locality_texts(locality_texts)
 
@@ -153,11 +158,21 @@ class LAFNEditor:
 
     def locate(self, request: EditRequest):
         """The language-agnostic neurons of ``request`` over its training languages."""
-        from ..locating import LocatorConfig, locate_neurons
+        from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 
-        views = {lang: request.views[lang] for lang in self._languages(request)}
+        languages = self._languages(request)
+        config = self.config.locator or LocatorConfig()
+        views = {lang: request.views[lang] for lang in languages}
         with self._disabled():
-            return locate_neurons(self.base_model, self.tokenizer, views, self.config.locator or LocatorConfig())
+            generic = None
+            if self.reference_requests and config.generic_facts_fraction is not None:
+                key = tuple(languages)
+                if key not in self._generic:
+                    self._generic[key] = estimate_generic_neurons(
+                        self.base_model, self.tokenizer, self.reference_requests, languages, config
+                    )
+                generic = self._generic[key]
+            return locate_neurons(self.base_model, self.tokenizer, views, config, reference_requests=generic)
 
     # -- editing ---------------------------------------------------------------------------------------------
     def edit(self, request: EditRequest) -> LAFNEditResult:
