@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,14 +16,12 @@ from peft import PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import PeftType
 from safetensors.torch import load_file
-from tiny import ALL_ARCHS, DECODER_CONFIGS, HIDDEN, logits, sample_inputs, tiny_model
+from tiny import ALL_ARCHS, DECODER_CONFIGS, HIDDEN, logits, run_fresh, sample_inputs, tiny_model
 from transformers import AutoModelForCausalLM
 
 import peft_mpn
 from peft_mpn import LAFNConfig, LAFNLayer, LAFNModel, NeuronAddition
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 WIDTH = 64  # intermediate_size of every tiny model
 
 #: arch -> (ModuleList of blocks, FFN block module inside a block, number of blocks) as the tiny models have them.
@@ -117,21 +110,6 @@ def changed_neurons(before: dict[str, torch.Tensor], after: dict[str, torch.Tens
         rows = (new != old).any(dim=1 - dim)
         changed[key] = rows.nonzero().flatten().tolist()
     return changed
-
-
-def run_fresh(script: str, *args: str) -> dict:
-    """Run ``script`` in a fresh interpreter (this one's executable) and return the JSON on its last stdout line."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(TESTS_DIR), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def ffn_outputs(model: torch.nn.Module, layer_name: str, inputs) -> torch.Tensor:

@@ -11,10 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,14 +19,11 @@ from peft import AutoPeftModelForCausalLM, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import PeftType
 from safetensors.torch import load_file
-from tiny import ALL_ARCHS, DECODER_CONFIGS, HIDDEN, logits, sample_inputs, tiny_model
+from tiny import ALL_ARCHS, DECODER_CONFIGS, HIDDEN, logits, run_fresh, sample_inputs, tiny_model
 from transformers import AutoModelForCausalLM, OPTConfig
 
 import peft_mpn
 from peft_mpn import MPNConfig, MPNLayer, PatchSet, UnsupportedArchitectureError
-
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 
 #: arch -> (ModuleList of blocks, FFN block module inside a block, number of blocks) as the tiny models have them.
 LAYOUT = {
@@ -100,21 +93,6 @@ def assert_untouched(model: torch.nn.Module, types: dict[str, type], reference: 
     assert not any(isinstance(module, BaseTunerLayer) for module in model.modules())
     assert module_types(model) == types
     assert torch.equal(logits(model, inputs), reference)
-
-
-def run_fresh(script: str, *args: str) -> dict:
-    """Run ``script`` in a fresh interpreter (this one's executable) and return the JSON on its last stdout line."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), str(TESTS_DIR), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def tree_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
