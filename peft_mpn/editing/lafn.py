@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
 from .common import CandidateVocabulary, frozen
 from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .mpn import EditResult
 from .prefix import PrefixCache
 
 
@@ -66,20 +67,14 @@ class LAFNEditorConfig:
 
 
 @dataclass
-class LAFNEditResult:
-    case_ids: list[str | None]
-    status: Literal["edited", "skipped", "unfixed", "collided"]
-    steps: int = 0
+class LAFNEditResult(EditResult):
+    """An :class:`EditResult` that also says which neurons the edit trained and which it found taken.
+
+    ``status`` may also be ``"collided"``: every located neuron already belonged to an earlier edit.
+    """
+
     neurons: dict[int, list[int]] = field(default_factory=dict)  # neurons trained by this edit
     collisions: dict[int, list[int]] = field(default_factory=dict)  # located neurons already owned by earlier edits
-    seconds: float = 0.0
-    languages: list[str] = field(default_factory=list)
-    fixed_languages: list[str] = field(default_factory=list)
-    losses: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        return self.status in ("edited", "skipped")
 
 
 class LAFNEditor:
@@ -216,18 +211,17 @@ class LAFNEditor:
         correct = self._row_correct(batch)
         fixed = [lang for lang in languages if all(c for c, (_, _, la) in zip(correct, rows) if la == lang)]
         status = "edited" if len(fixed) == len(languages) else "unfixed"
-        result = LAFNEditResult(
+        return LAFNEditResult(
             case_ids,
             status,
-            steps,
-            {k: v for k, v in trained.items() if v},
-            collisions,
-            time.perf_counter() - start,
-            languages,
-            fixed,
-            losses,
+            steps=steps,
+            seconds=time.perf_counter() - start,
+            languages=languages,
+            fixed_languages=fixed,
+            losses=losses,
+            neurons={k: v for k, v in trained.items() if v},
+            collisions=collisions,
         )
-        return result
 
     def _add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
         """Grow (or create) the adapter with ``located``; returns (new neurons, collisions) per layer."""

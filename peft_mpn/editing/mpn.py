@@ -33,7 +33,7 @@ class EditResult:
     """What happened to one request (or one batch of requests)."""
 
     case_ids: list[str | None]
-    status: Literal["edited", "skipped", "unfixed"]
+    status: Literal["edited", "skipped", "unfixed", "collided"]
     steps: int = 0
     patches_added: int = 0
     seconds: float = 0.0
