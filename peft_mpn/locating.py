@@ -49,6 +49,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .data.requests import EditRequest, FactView, Target
+from .editing.common import eval_mode
 from .editing.encoding import encode_target, pad_token_id
 from .tuners.ffn import FFNSpec, ffn_spec
 
@@ -345,18 +346,6 @@ def _target_log_probs(logits: torch.Tensor, read: torch.Tensor, target_ids: torc
     return torch.log_softmax(logits.float(), dim=-1)[rows, target_ids]
 
 
-class _eval_mode:
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.training)
-
-
 def _activations(ffns: _FFNs, inputs: dict[str, torch.Tensor], read: torch.Tensor) -> dict[int, torch.Tensor]:
     """``a`` at the read positions, ``{layer: [B, F]}``, all layers in one forward pass (stopped after the last)."""
     captured: dict[int, torch.Tensor] = {}
@@ -450,7 +439,7 @@ def score_neurons(
     norms = {layer: _column_norms(down).to(device) for layer, down in ffns.downs.items()}
     per_batch = config.batch_size if config.scoring == "activation" else max(1, config.batch_size // config.ig_steps)
     chunks = []
-    with _eval_mode(ffns.model):
+    with eval_mode(ffns.model):
         for start in range(0, len(texts), per_batch):
             chunk = texts[start : start + per_batch]
             inputs, read = _batch(tokenizer, chunk, encoder=encoder, position=config.position, device=device)

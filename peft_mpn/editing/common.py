@@ -12,20 +12,29 @@ from torch import nn
 
 
 @contextmanager
-def frozen(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients into the model's own (or earlier edits') parameters; restored afterwards."""
-    flags = {p: p.requires_grad for p in model.parameters()}
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode, then every module's own training flag back (``model.train(flag)`` would reset them all)."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
-    for p in flags:
-        p.requires_grad_(False)
     try:
         yield
     finally:
-        for p in model.parameters():
-            p.requires_grad_(flags.get(p, False))
         for m, mode in modes.items():
             m.training = mode
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients into the model's own (or earlier edits') parameters; restored afterwards."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    with eval_mode(model):
+        for p in flags:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(flags.get(p, False))
 
 
 class CandidateVocabulary:

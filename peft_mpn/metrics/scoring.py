@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..editing.common import eval_mode
 from ..editing.encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
 
 
@@ -38,13 +39,11 @@ def score_targets(
     batch_size: int = 16,
 ) -> list[TargetScore]:
     """Teacher-forced predictions for each ``(prompt, target)``: ``prompt + " " + target``, argmax per target token."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     forward = getattr(model, "get_base_model", lambda: model)().forward
     keeps_logits = "logits_to_keep" in inspect.signature(forward).parameters
     pad = pad_token_id(tokenizer)
     scores: list[TargetScore] = []
-    try:
+    with eval_mode(model):
         for start in range(0, len(pairs), batch_size):
             encodings = [encode_target(tokenizer, p, t) for p, t in pairs[start : start + batch_size]]
             batch = collate_targets(encodings, pad)
@@ -56,7 +55,4 @@ def score_targets(
             for row, encoding in enumerate(encodings):
                 width = len(encoding.target_ids)
                 scores.append(TargetScore(tuple(predicted[row, -width:].tolist()), encoding.target_ids))
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
     return scores

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
+from .ffn import activation_name, ffn_spec
+
 
 class FFNBlockTuner(BaseTuner):
-    """A :class:`~peft.tuners.tuners_utils.BaseTuner` whose layers wrap FFN blocks."""
+    """A :class:`~peft.tuners.tuners_utils.BaseTuner` whose layers (``tuner_layer_cls``) wrap FFN blocks."""
+
+    def _layer_kwargs(self, peft_config: PeftConfig, current_key: str) -> dict[str, Any]:
+        """Extra constructor arguments of this tuner's layer."""
+        return {}
+
+    def _create_and_replace(
+        self,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: object,
+    ) -> None:
+        if isinstance(target, self.tuner_layer_cls):
+            target.update_layer(adapter_name, peft_config)
+            return
+        new_module = self.tuner_layer_cls(
+            target,
+            adapter_name,
+            config=peft_config,
+            spec=ffn_spec(self.model),
+            block=parent,  # the transformer block: BERT's input projection is a sibling of the wrapped module
+            ffn_activation=activation_name(self.model),
+            **self._layer_kwargs(peft_config, current_key),
+        )
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)
+        self._replace_module(parent, target_name, new_module, target)
 
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         # peft's version assumes a Linear (`.weight`); these tuners wrap whole FFN blocks.

@@ -9,7 +9,7 @@ from peft.utils import _get_submodules
 from torch import nn
 
 from ..base import FFNBlockTuner
-from ..ffn import UnsupportedArchitectureError, activation_name, ffn_spec, locate_block, num_layers
+from ..ffn import UnsupportedArchitectureError, ffn_spec, locate_block, num_layers
 from .config import LAFNConfig
 from .layer import LAFNLayer, ffn_width, model_width
 
@@ -146,31 +146,8 @@ class LAFNModel(FFNBlockTuner):
         peft_config.neurons = dict(sorted(neurons.items()))
         return peft_config
 
-    def _create_and_replace(
-        self,
-        peft_config: LAFNConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-        **kwargs: object,
-    ) -> None:
-        if isinstance(target, LAFNLayer):
-            target.update_layer(adapter_name, peft_config)
-            return
-        new_module = LAFNLayer(
-            target,
-            adapter_name,
-            config=peft_config,
-            spec=ffn_spec(self.model),
-            block=parent,
-            layer_index=_layer_index(current_key, peft_config.layers_pattern),
-            ffn_activation=activation_name(self.model),
-        )
-        if adapter_name not in self.active_adapters:
-            new_module.requires_grad_(False)
-        self._replace_module(parent, target_name, new_module, target)
+    def _layer_kwargs(self, peft_config: LAFNConfig, current_key: str) -> dict[str, object]:
+        return {"layer_index": _layer_index(current_key, peft_config.layers_pattern)}
 
     def _check_mergeable(self, adapter_names: list[str] | None) -> None:
         names = self.active_adapters if adapter_names is None else adapter_names

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..base import FFNBlockTuner
 from ..ffn import activation_name, ffn_spec, num_layers
@@ -63,30 +62,6 @@ class MPNModel(FFNBlockTuner):
                 f"({peft_config.base_model_name_or_path or 'see adapter_config.json'})."
             )
         return peft_config
-
-    def _create_and_replace(
-        self,
-        peft_config: MPNConfig,
-        adapter_name: str,
-        target: nn.Module,
-        target_name: str,
-        parent: nn.Module,
-        current_key: str,
-    ) -> None:
-        if isinstance(target, MPNLayer):
-            target.update_layer(adapter_name, peft_config)
-            return
-        new_module = MPNLayer(
-            target,
-            adapter_name,
-            config=peft_config,
-            spec=ffn_spec(self.model),
-            block=parent,
-            ffn_activation=activation_name(self.model),
-        )
-        if adapter_name not in self.active_adapters:
-            new_module.requires_grad_(False)
-        self._replace_module(parent, target_name, new_module, target)
 
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
         """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
