@@ -63,6 +63,7 @@ class MPNModel(FFNBlockTuner):
             )
         return peft_config
 
+    # -- the interface editors use ---------------------------------------------------------------------------
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
         """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
         return self.adapter_layers(MPNLayer, adapter_name)
