@@ -137,7 +137,9 @@ def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, 
     return {"languages": out, "locality": kept / max(1, sum(len(p) for p in before_locality))}
 
 
-def study_editing(model, tokenizer, facts, memory_facts, references, augment, locator, progress) -> dict:
+def study_editing(
+    model, tokenizer, facts, memory_facts, references, augment, locator, progress, patch_plan="per_language"
+) -> dict:
     locality = {
         f.case_id: [
             s.predicted
@@ -177,7 +179,11 @@ def study_editing(model, tokenizer, facts, memory_facts, references, augment, lo
             results[name][fact.case_id] = judge(editor.model, tokenizer, fact, locality[fact.case_id])
             editor.reset()
     mpn = MPNEditor(
-        model, tokenizer, MPNEditorConfig(augment_languages=list(augment)), peft_config=MPNConfig(), progress=False
+        model,
+        tokenizer,
+        MPNEditorConfig(augment_languages=list(augment), patch_plan=patch_plan),
+        peft_config=MPNConfig(),
+        progress=False,
     )
     mpn.add_memory_from_requests(memory_facts)
     results["MPN (en + aug)"] = {}
@@ -233,6 +239,16 @@ def main() -> None:
     parser.add_argument(
         "--template", default=None, help='read every language at a template slot, e.g. "Q: {prompt}\\nA:"'
     )
+    parser.add_argument(
+        "--layers", type=int, nargs="*", default=None, help="blocks the locator searches (default: all)"
+    )
+    parser.add_argument(
+        "--single-prompt-languages",
+        action="store_true",
+        help="locate on the prompt alone in languages whose rephrase equals it (MzsRE: 123-194 cases per language)",
+    )
+    parser.add_argument("--mpn-patch-plan", default="per_language", choices=["edit", "per_language"])
+    parser.add_argument("--skip-location", action="store_true")
     parser.add_argument("--skip-editing", action="store_true")
     parser.add_argument("--output", default="results/lafn_study.json")
     parser.add_argument("--plots", default=str(REPO / "docs" / "img"))
@@ -244,19 +260,41 @@ def main() -> None:
     references = load_mzsre(args.data, start=100, limit=args.references)
     memory_facts = load_mzsre(args.data, start=400, limit=20)
     config = LocatorConfig(
-        top_k=args.top_k, language_vote=args.language_vote, generic_facts_fraction=0.2, template=args.template
+        top_k=args.top_k,
+        language_vote=args.language_vote,
+        generic_facts_fraction=0.2,
+        template=args.template,
+        layers=args.layers,
+        require_paraphrases=not args.single_prompt_languages,
     )
     report: dict = {"args": vars(args), "torch_threads": torch.get_num_threads()}
-    report["location"] = study_location(model, tokenizer, facts, references, config, progress=True)
-    report["plots"] = plot_location(json.loads(json.dumps(report["location"])), Path(args.plots))
+    if not args.skip_location:
+        report["location"] = study_location(model, tokenizer, facts, references, config, progress=True)
+        report["plots"] = plot_location(json.loads(json.dumps(report["location"])), Path(args.plots))
     if not args.skip_editing:
         report["editing"] = study_editing(
-            model, tokenizer, facts, memory_facts, references, args.augment_languages, config, True
+            model,
+            tokenizer,
+            facts,
+            memory_facts,
+            references,
+            args.augment_languages,
+            config,
+            True,
+            patch_plan=args.mpn_patch_plan,
         )
         report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
+    if "location" in report:
+        print_location(report)
+    if "editing_table" in report:
+        print(report["editing_table"])
+        print("median s / edit:", report["editing"]["seconds_per_edit"])
+
+
+def print_location(report: dict) -> None:
     layers = report["location"]["layers"]
     real = [statistics.mean(c[layer] for c in report["location"]["real"]) for layer in layers]
     control = [statistics.mean(c[layer] for c in report["location"]["shuffled"]) for layer in layers]
@@ -264,9 +302,6 @@ def main() -> None:
     for layer, r, c in zip(layers, real, control):
         print(f"{layer:>5}  {r:5.1f}  {c:8.1f}")
     print(f"total  {sum(real):5.1f}  {sum(control):8.1f}")
-    if "editing_table" in report:
-        print(report["editing_table"])
-        print("median s / edit:", report["editing"]["seconds_per_edit"])
     print("plots:", report["plots"])
 
 
