@@ -32,3 +32,14 @@ def gemma():
 
     torch.manual_seed(0)
     return load_model(progress=False)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (the machine's cores are shared), then the previous setting back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

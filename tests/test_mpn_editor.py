@@ -174,7 +174,7 @@ def test_classifier_edit_flips_the_label_and_keeps_memory_labels(arch, parallel)
 
 
 def test_t_patcher_is_the_same_editor_with_augmentation_off():
-    assert EDITORS == ("mpn", "t-patcher", "lafn")
+    assert {"mpn", "t-patcher", "lafn"} <= set(EDITORS)
     tokenizer = make_tokenizer()
     ed = make_editor("t-patcher", tiny_model("gpt2"), tokenizer, progress=False)
     assert type(ed) is MPNEditor and ed.config.augment_languages == []

@@ -116,6 +116,12 @@ def logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Ten
         return model(**inputs).logits
 
 
+def next_token(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, prompt: str) -> str:
+    """The greedy next token after ``prompt``."""
+    inputs = dict(tokenizer([prompt], return_tensors="pt"))
+    return tokenizer.convert_ids_to_tokens(int(logits(model, inputs)[0, -1].argmax()))
+
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 

@@ -1,14 +1,24 @@
-"""Plumbing both editors share."""
+"""Plumbing the editors share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
 from torch import nn
+
+from ..data.requests import EditRequest, EditRequestError
+
+
+def check_generation_requests(requests: Sequence[EditRequest], editor: str) -> None:
+    """Refuse an empty batch, or a classification request, for an editor of causal LMs."""
+    if not requests:
+        raise EditRequestError("No edit requests given.")
+    if any(not request.is_generation for request in requests):
+        raise EditRequestError(f"{editor} edits causal LMs: targets must be strings (the new answer), not labels.")
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
-from .common import CandidateVocabulary, frozen
+from .common import CandidateVocabulary, check_generation_requests, frozen
 from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .mpn import EditResult
 from .prefix import PrefixCache
@@ -182,10 +182,7 @@ class LAFNEditor:
 
     def edit_batch(self, requests: Sequence[EditRequest]) -> LAFNEditResult:
         """Several facts into one adapter: the union of their neuron sets, trained jointly."""
-        if not requests:
-            raise EditRequestError("No edit requests given.")
-        if any(not r.is_generation for r in requests):
-            raise EditRequestError("The LAFN editor edits causal LMs: targets must be strings.")
+        check_generation_requests(requests, "The LAFN editor")
         start = time.perf_counter()
         rows = [
             (view_prompt, view.target, lang)

@@ -1,0 +1,281 @@
+"""Fine-tuning baselines FT-L and FT-M: train one FFN down-projection on the edit, as EasyEdit does.
+
+Both follow EasyEdit's ``easyeditor/models/ft/ft_main.py`` (the FT-L of Zhu et al. 2020 / ROME's constrained
+fine-tuning, and the FT-M of the EasyEdit survey):
+
+- the only trainable tensor is one block's FFN down-projection weight (``mlp.down_proj``, GPT-2's
+  ``mlp.c_proj``, BERT's ``output.dense``), trained with Adam;
+- after every step the weight is clamped into ``[W₀ - ε, W₀ + ε]`` (an L∞ ball of radius ``norm_constraint``
+  around the weight before this edit);
+- ``objective="prompt_last"`` (**FT-L**): the model reads the prompt only, and the loss is the mean NLL of
+  *every* target token under the distribution at the prompt's last position. For a one-token target that is
+  the ordinary NLL; for a longer target it pushes all its tokens into that one next-token distribution, and
+  nothing trains the later positions. (EasyEdit also tokenises the target with special tokens, so Llama's
+  ``<s>`` joins that bag; here the target is encoded without them.)
+- ``objective="target_new"`` (**FT-M**): teacher forcing on ``prompt + " " + target``, loss = mean NLL over the
+  target tokens, the prompt masked out.
+
+Where this differs from EasyEdit: it stops as soon as every target token is the argmax under teacher forcing
+(or, as EasyEdit does, once the loss is below 0.01), and the weight change lives on the model only until
+:meth:`FTEditor.reset`, which writes the original weight back bit for bit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..data.requests import EditRequest, EditRequestError
+from .common import check_generation_requests, frozen
+from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .mpn import EditResult
+from .prefix import PrefixCache
+
+Objective = Literal["prompt_last", "target_new"]
+#: EasyEdit's stopping rule: the loss of a step is below this.
+_EASYEDIT_LOSS_STOP = 1e-2
+
+
+@dataclass
+class FTEditorConfig:
+    """How :class:`FTEditor` fine-tunes. Defaults follow EasyEdit's FT hyper-parameters (``hparams/FT``).
+
+    ``FTEditorConfig.ft_l()`` and ``FTEditorConfig.ft_m()`` differ only in ``objective``.
+    """
+
+    objective: Objective = field(
+        default="prompt_last",
+        metadata={
+            "help": "'prompt_last' (FT-L): NLL of the target tokens at the prompt's last position. 'target_new' "
+            "(FT-M): teacher-forced NLL over the whole target span, the prompt masked."
+        },
+    )
+    layer: int = field(
+        default=-1,
+        metadata={
+            "help": "Block whose FFN down-projection is fine-tuned; negative counts from the end. Default: the "
+            "last block, the one MPN patches."
+        },
+    )
+    norm_constraint: float | None = field(
+        default=5e-4,
+        metadata={
+            "help": "ε of the L∞ constraint |W - W₀| ≤ ε, W₀ the weight before this edit (EasyEdit's constrained "
+            "FT for GPT-2 XL; its Llama configs turn it off). None: unconstrained."
+        },
+    )
+    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate (EasyEdit: 5e-4)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (EasyEdit: 0)."})
+    max_steps: int = field(
+        default=25,
+        metadata={
+            "help": "Step budget per edit (EasyEdit's num_steps, 25). It stops earlier once every target token is "
+            "the argmax or the loss is below 0.01."
+        },
+    )
+    augment_languages: list[str] | None = field(
+        default_factory=list,
+        metadata={
+            "help": "Parallel versions trained together with the edit ('FT with augmentation'). [] (default): the "
+            "edit language only; None: every parallel version a request carries; a list: those languages."
+        },
+    )
+    prefix_cache: bool = field(
+        default=True,
+        metadata={"help": "Replay the frozen blocks below the tuned layer instead of recomputing them (exact)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("prompt_last", "target_new"):
+            raise ValueError(f"objective must be 'prompt_last' (FT-L) or 'target_new' (FT-M), got {self.objective!r}.")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be positive, got {self.max_steps}.")
+        if self.norm_constraint is not None and not self.norm_constraint > 0:
+            raise ValueError(f"norm_constraint must be positive or None (unconstrained), got {self.norm_constraint}.")
+        if self.augment_languages is not None:
+            self.augment_languages = list(self.augment_languages)
+
+    @classmethod
+    def ft_l(cls, **overrides: Any) -> FTEditorConfig:
+        """FT-L: the loss at the prompt's last position."""
+        return cls(**{**overrides, "objective": "prompt_last"})
+
+    @classmethod
+    def ft_m(cls, **overrides: Any) -> FTEditorConfig:
+        """FT-M: teacher-forced NLL over the whole target."""
+        return cls(**{**overrides, "objective": "target_new"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FTEditor:
+    """Fine-tunes one FFN down-projection until the edit holds (FT-L or FT-M, by ``config.objective``).
+
+    The weight is changed in place, so ``editor.model`` is the model passed in (a plain transformers model
+    stays one: it saves and scores as usual). Edits accumulate (sequential editing); :meth:`reset` restores
+    the weight as it was when the editor was built, exactly.
+
+    Args:
+        model: a causal LM (or a PeftModel around one; the tuned weight is then the base model's).
+        tokenizer: its tokenizer.
+        config: the fine-tuning hyper-parameters (default: FT-L's).
+        progress: show a progress bar in :meth:`edit_stream`.
+
+    Example:
+
+        ```py
+        >>> editor = make_editor("ft-m", model, tokenizer)
+        >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))
+        >>> score_targets(editor.model, tokenizer, [("The capital of France is", "Lyon")])
+        >>> editor.reset()  # the base model again
+        ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | PeftModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: FTEditorConfig | None = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        from ..locating import _ffns  # the model's FFNs, found once for every tool (imported late: no cycle)
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or FTEditorConfig()
+        self.progress = progress
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
+        if type(base).__name__.endswith("ForSequenceClassification"):
+            raise EditRequestError(
+                f"FT-L/FT-M edit causal LMs; {type(base).__name__} is a classifier. Use MPNEditor for classifiers."
+            )
+        ffns = _ffns(base, [self.config.layer])
+        (self.layer_index,) = ffns.layers
+        down = ffns.downs[self.layer_index]
+        self.module_name = next(name for name, module in base.named_modules() if module is down)
+        self.weight: torch.nn.Parameter = down.weight
+        self._original = self.weight.detach().clone()
+        self._base = base
+        self._pad = pad_token_id(tokenizer)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+
+    @classmethod
+    def ft_l(cls, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> FTEditor:
+        """FT-L: ``config`` (if given) with ``objective="prompt_last"``."""
+        config = kwargs.pop("config", None) or FTEditorConfig()
+        return cls(model, tokenizer, FTEditorConfig(**{**config.to_dict(), "objective": "prompt_last"}), **kwargs)
+
+    @classmethod
+    def ft_m(cls, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> FTEditor:
+        """FT-M: ``config`` (if given) with ``objective="target_new"``."""
+        config = kwargs.pop("config", None) or FTEditorConfig()
+        return cls(model, tokenizer, FTEditorConfig(**{**config.to_dict(), "objective": "target_new"}), **kwargs)
+
+    @property
+    def weight_delta(self) -> torch.Tensor:
+        """How far the tuned weight is from the original (every edit since construction or :meth:`reset`)."""
+        return self.weight.detach() - self._original
+
+    def reset(self) -> None:
+        """Write the original weight back: the model is exactly the one the editor was built on."""
+        with torch.no_grad():
+            self.weight.copy_(self._original)
+
+    # -- editing ---------------------------------------------------------------------------------------------
+    def edit(self, request: EditRequest) -> EditResult:
+        """Fine-tune until ``request`` holds (skipped when the model already gets every trained version right)."""
+        return self.edit_batch([request])
+
+    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
+        """Sequential editing: each request in turn, on top of the weight the earlier ones left."""
+        results = []
+        bar = tqdm(list(requests), desc="FT editing", disable=not self.progress)
+        for request in bar:
+            results.append(self.edit(request))
+            bar.set_postfix(last=results[-1].status)
+        return results
+
+    def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
+        """Fine-tune on several requests at once (one batch, one constraint ball)."""
+        check_generation_requests(requests, "FT-L/FT-M")
+        start = time.perf_counter()
+        rows = [
+            (language, request.views[language])
+            for request in requests
+            for language in [request.edit_language, *request.parallel(self.config.augment_languages)]
+        ]
+        languages = list(dict.fromkeys(language for language, _ in rows))
+        batch = collate_targets([encode_target(self.tokenizer, v.prompt, v.target) for _, v in rows], self._pad)
+        with frozen(self.model):
+            steps, losses, correct = self._train(batch)
+        fixed = [lang for lang in languages if all(ok for ok, (la, _) in zip(correct, rows) if la == lang)]
+        status = "skipped" if steps == 0 else "edited" if len(fixed) == len(languages) else "unfixed"
+        return EditResult(
+            [request.case_id for request in requests],
+            status,
+            steps=steps,
+            seconds=time.perf_counter() - start,
+            languages=languages,
+            fixed_languages=fixed,
+            losses=losses,
+        )
+
+    def _train(self, batch: TargetBatch) -> tuple[int, dict[str, float], list[bool]]:
+        """The update loop; returns (optimizer steps, last losses, per-row correctness after the edit)."""
+        config = self.config
+        inputs = batch.model_inputs()
+        if self._keeps_logits:
+            inputs["logits_to_keep"] = batch.window
+        cache = PrefixCache(
+            self.model, self.module_name, batch.model_inputs(), root=self._base, enabled=config.prefix_cache
+        )
+        before = self.weight.detach().clone()
+        self.weight.requires_grad_(True)
+        optimizer = torch.optim.Adam([self.weight], lr=config.learning_rate, weight_decay=config.weight_decay)
+        targets = batch.target_ids
+        steps, losses = 0, {}
+        while True:
+            with cache.replay():
+                logits = window_logits_at_targets(self.model(**inputs).logits, targets)
+            correct = ((logits.argmax(-1) == targets) | (targets == -100)).all(-1)
+            if bool(correct.all()) or steps == config.max_steps:
+                break
+            loss = self._loss(logits, targets)
+            losses = {"edit": loss.item()}
+            if loss.item() < _EASYEDIT_LOSS_STOP:
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if config.norm_constraint is not None:
+                with torch.no_grad():
+                    eps = config.norm_constraint
+                    self.weight.copy_(torch.clamp(self.weight, before - eps, before + eps))
+        return steps, losses, correct.tolist()
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """FT-L or FT-M loss; ``logits``/``targets`` are right-aligned windows ([B, T, V] / [B, T], -100 pads)."""
+        mask = targets != -100
+        if self.config.objective == "target_new":
+            nll = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+            return ((nll * mask).sum(-1) / mask.sum(-1)).mean()
+        # prompt_last: every row's distribution after its prompt (its first target slot), scored on all its tokens
+        first_slot = mask.float().argmax(-1)
+        log_probs = logits[torch.arange(len(logits)), first_slot].log_softmax(-1)  # [B, V]
+        target_log_probs = log_probs.gather(-1, targets.clamp(min=0))  # [B, T]
+        return -((target_log_probs * mask).sum(-1) / mask.sum(-1)).mean()
+
+
+__all__ = ["FTEditor", "FTEditorConfig"]

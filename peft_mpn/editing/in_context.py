@@ -1,0 +1,263 @@
+"""In-context editing (IKE-like): no weight changes; the new fact is put in front of every prompt.
+
+:class:`ICLEditor` stores each edited fact; its ``.model`` is an :class:`InContextModel`, a wrapper module
+whose forward takes the same batch a causal LM takes (``input_ids``, ``attention_mask``, optional
+``position_ids`` / ``logits_to_keep``, left or right padding) and, for every row, runs the wrapped model on
+
+    <bos>New fact: {prompt} {target}\\n<the row's own tokens without its <bos>>
+
+with the fact chosen for that row (see below). It returns logits laid out like the input, so any code that
+scores a causal LM by calling it on a batch (``peft_mpn.metrics.score_targets``, the evaluate module's inputs)
+scores the in-context edit with no change: reliability, generality, cross-lingual and locality prompts all
+see the demonstration, as in IKE.
+
+Retrieval (sequential editing): with several stored facts, each row gets the ``num_demonstrations`` stored
+facts whose edit prompts share the most tokens with it (Jaccard overlap of token-id sets, special tokens
+left out; ties go to the most recent fact), the best match last, closest to the question. IKE retrieves
+demonstrations by sentence-embedding similarity; token overlap needs no second model and finds the fact
+whenever the question shares its subject's tokens (names are often copied across languages).
+
+The context is tokenised on its own and joined as token ids, so the question is tokenised exactly as
+without it; for tokenisers that split at newlines this equals tokenising the joined text. ``generate`` is
+not wrapped: score with teacher forcing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from ..data.requests import EditRequest, EditRequestError
+from .common import check_generation_requests
+from .encoding import pad_token_id
+from .mpn import EditResult
+
+
+@dataclass
+class ICLEditorConfig:
+    """How :class:`ICLEditor` builds the in-context demonstration."""
+
+    template: str = field(
+        default="New fact: {prompt} {target}\n",
+        metadata={"help": "One demonstration, with {prompt} and {target} (the edit-language view of the fact)."},
+    )
+    num_demonstrations: int = field(
+        default=1,
+        metadata={"help": "Stored facts put in front of each prompt (the most similar ones, by token overlap)."},
+    )
+
+    def __post_init__(self) -> None:
+        missing = [key for key in ("{prompt}", "{target}") if key not in self.template]
+        if missing:
+            raise ValueError(f"The demonstration template needs {' and '.join(missing)}; got {self.template!r}.")
+        if self.num_demonstrations < 1:
+            raise ValueError(f"num_demonstrations must be positive, got {self.num_demonstrations}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Fact:
+    text: str  # the demonstration
+    prompt_tokens: frozenset[int]  # the edit prompt's tokens, for retrieval
+
+
+class InContextModel(nn.Module):
+    """A causal LM that reads the stored facts in front of every input (see the module docstring).
+
+    With no stored fact it is the wrapped model: same logits.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ICLEditorConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = config
+        self.facts: list[_Fact] = []
+        self._special = frozenset(tokenizer.all_special_ids)
+        self._pad = pad_token_id(tokenizer)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._contexts: dict[tuple[int, ...], list[int]] = {}
+
+    @property
+    def config(self) -> Any:
+        """The wrapped model's config."""
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def add_fact(self, prompt: str, target: str) -> None:
+        text = self.settings.template.format(prompt=prompt, target=target)
+        self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
+
+    def clear(self) -> None:
+        self.facts.clear()
+        self._contexts.clear()
+
+    def retrieve(self, tokens: Sequence[int]) -> list[int]:
+        """Indices of the facts put in front of ``tokens``, least similar first."""
+        if not self.facts:
+            return []
+        query = self._content_tokens(tokens)
+
+        def similarity(index: int) -> tuple[float, int]:
+            fact = self.facts[index].prompt_tokens
+            union = len(fact | query)
+            return (len(fact & query) / union if union else 0.0, index)
+
+        best = sorted(range(len(self.facts)), key=similarity)
+        return best[-self.settings.num_demonstrations :]
+
+    def context_ids(self, facts: Sequence[int]) -> list[int]:
+        """The demonstrations of ``facts`` as token ids (with the tokenizer's special prefix, e.g. ``<bos>``)."""
+        key = tuple(facts)
+        if key not in self._contexts:
+            text = "".join(self.facts[i].text for i in facts)
+            self._contexts[key] = list(self.tokenizer(text)["input_ids"])
+        return self._contexts[key]
+
+    def _content_tokens(self, tokens: Iterable[int]) -> frozenset[int]:
+        return frozenset(int(t) for t in tokens) - self._special
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """Logits of the wrapped model on context + each row, at the row's own positions (``[B, S, V]``).
+
+        ``position_ids`` are recomputed for the longer rows; ``logits_to_keep`` keeps the last positions.
+        """
+        unsupported = sorted(k for k, v in kwargs.items() if v is not None and k not in ("use_cache", "return_dict"))
+        if unsupported:
+            raise ValueError(
+                f"InContextModel.forward takes input_ids, attention_mask, position_ids and logits_to_keep; got "
+                f"{unsupported}. Score it with teacher forcing (peft_mpn.metrics.score_targets)."
+            )
+        length = input_ids.shape[1]
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+        bos = self.tokenizer.bos_token_id
+        joined = []
+        for row in rows:
+            context = self.context_ids(self.retrieve(row))
+            # The row's own <bos> gives way to the context's; the context's last token then predicts what it did.
+            own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
+            joined.append(context + own)
+        width = max(len(ids) for ids in joined)
+        ids = torch.full((len(joined), width), self._pad, dtype=torch.long, device=input_ids.device)
+        mask = torch.zeros_like(ids)
+        for r, row in enumerate(joined):
+            ids[r, width - len(row) :] = torch.tensor(row)
+            mask[r, width - len(row) :] = 1
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "use_cache": False,
+        }
+        if self._keeps_logits:
+            inputs["logits_to_keep"] = length
+        tail = self.model(**inputs).logits[:, -length:]  # each row's tokens are its last len(row) positions
+        logits = tail.clone()
+        for r, (row, row_mask) in enumerate(zip(rows, attention_mask)):
+            positions = row_mask.nonzero().squeeze(-1)
+            logits[r, positions] = tail[r, length - len(row) :]
+        if logits_to_keep:
+            logits = logits[:, -logits_to_keep:]
+        return CausalLMOutputWithPast(logits=logits)
+
+
+class ICLEditor:
+    """In-context editing: ``edit`` stores the fact, ``.model`` reads it in front of every prompt.
+
+    Args:
+        model: a causal LM.
+        tokenizer: its tokenizer.
+        config: the demonstration template and how many facts each prompt sees.
+        progress: show a progress bar in :meth:`edit_stream`.
+
+    Example (the same evaluation code as for the other editors):
+
+        ```py
+        >>> editor = make_editor("icl", model, tokenizer)
+        >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))
+        >>> score_targets(editor.model, tokenizer, [("Die Hauptstadt von Frankreich ist", "Lyon")])
+        >>> editor.reset()  # forget the facts: editor.model is the plain model again
+        ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ICLEditorConfig | None = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        if type(model).__name__.endswith("ForSequenceClassification"):
+            raise EditRequestError(
+                f"In-context editing needs a causal LM; {type(model).__name__} is a classifier. "
+                "Use MPNEditor for classifiers."
+            )
+        self.tokenizer = tokenizer
+        self.config = config or ICLEditorConfig()
+        self.progress = progress
+        self.model = InContextModel(model, tokenizer, self.config)
+
+    def reset(self) -> None:
+        """Forget every stored fact."""
+        self.model.clear()
+
+    def edit(self, request: EditRequest) -> EditResult:
+        """Store ``request``'s fact (edit language) and report whether the edit prompt now gives the target."""
+        return self.edit_batch([request])
+
+    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
+        """Sequential editing: facts accumulate; each prompt sees the ones most similar to it."""
+        results = []
+        for request in tqdm(list(requests), desc="ICL editing", disable=not self.progress):
+            results.append(self.edit(request))
+        return results
+
+    def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
+        check_generation_requests(requests, "In-context editing")
+        start = time.perf_counter()
+        for request in requests:
+            self.model.add_fact(request.edit.prompt, request.edit.target)
+        correct = self._holds(requests)
+        languages = list(dict.fromkeys(request.edit_language for request in requests))
+        return EditResult(
+            [request.case_id for request in requests],
+            "edited" if all(correct) else "unfixed",
+            seconds=time.perf_counter() - start,
+            languages=languages,
+            fixed_languages=[
+                lang for lang in languages if all(ok for r, ok in zip(requests, correct) if r.edit_language == lang)
+            ],
+        )
+
+    def _holds(self, requests: Sequence[EditRequest]) -> list[bool]:
+        from ..metrics.scoring import score_targets  # metrics build on editing: imported late, no cycle
+
+        pairs = [(request.edit.prompt, request.edit.target) for request in requests]
+        return [score.exact for score in score_targets(self.model, self.tokenizer, pairs)]
+
+
+__all__ = ["ICLEditor", "ICLEditorConfig", "InContextModel"]
