@@ -244,8 +244,8 @@ def test_unknown_layout(tmp_path: Path) -> None:
     message = str(err.value)
     assert "my_data.json" in message
     assert all(s in message for s in ("mzsre_test_duplicate_en{xx}", "<split>_test_<lang>", "bizsre_test"))
-    with pytest.raises(DatasetLayoutError, match="Unknown dataset 'xnli'"):
-        load_edit_requests(tmp_path, "xnli")
+    with pytest.raises(DatasetLayoutError, match="Unknown dataset 'xquad'"):
+        load_edit_requests(tmp_path, "xquad")
     with pytest.raises(FileNotFoundError):
         load_edit_requests(tmp_path / "absent")
 

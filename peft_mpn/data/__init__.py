@@ -1,9 +1,14 @@
 """Edit requests and the benchmark loaders that produce them."""
 
+from .fact_verification import FACT_VERIFICATION_LABELS, build_fact_verification, fact_verification_requests
 from .loaders import (
     BIZSRE_LANGUAGES,
     BUNDLED_SAMPLE_LANGUAGES,
     MZSRE_LANGUAGES,
+    XFEVER_LABELS,
+    XFEVER_LANGUAGES,
+    XNLI_LABELS,
+    XNLI_LANGUAGES,
     DatasetLayoutError,
     build_bmike53_sample,
     dataset_to_requests,
@@ -13,6 +18,8 @@ from .loaders import (
     load_bundled_sample,
     load_edit_requests,
     load_mzsre,
+    load_xfever,
+    load_xnli,
     requests_to_dataset,
 )
 from .requests import EditRequest, EditRequestError, FactView
@@ -20,18 +27,27 @@ from .requests import EditRequest, EditRequestError, FactView
 __all__ = [
     "BIZSRE_LANGUAGES",
     "BUNDLED_SAMPLE_LANGUAGES",
+    "FACT_VERIFICATION_LABELS",
     "MZSRE_LANGUAGES",
+    "XFEVER_LABELS",
+    "XFEVER_LANGUAGES",
+    "XNLI_LABELS",
+    "XNLI_LANGUAGES",
     "DatasetLayoutError",
     "EditRequest",
     "EditRequestError",
     "FactView",
     "build_bmike53_sample",
+    "build_fact_verification",
     "dataset_to_requests",
     "detect_layout",
+    "fact_verification_requests",
     "load_bizsre",
     "load_bmike53",
     "load_bundled_sample",
     "load_edit_requests",
     "load_mzsre",
+    "load_xfever",
+    "load_xnli",
     "requests_to_dataset",
 ]
