@@ -76,6 +76,14 @@ def _record(prompt: str, target: str, index: int) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny Gemma-3 model and tokenizer saved as a model folder, and an MzsRE folder (en, de, fr)."""
@@ -96,7 +104,6 @@ def bench(setup, output, method="mpn", *extra: str) -> dict:
     root, model_dir, data_dir = setup
     args = ["bench", "--method", method, "--dataset", "mzsre", "--data", str(data_dir), "--model", str(model_dir)]
     args += ["--num-edits", "3", "--seed", "1", "--memory-cases", "2", "--output", str(output), "--no-progress"]
-    torch.set_num_threads(1)
     assert main([*args, *extra]) == 0
     return json.loads(output.read_text(encoding="utf-8"))
 
