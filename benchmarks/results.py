@@ -131,7 +131,7 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
     groups = [(header, where, measure) for header, where, measure in SUMMARY if measure != "portability"]
     entries = [("unedited model", runs[0]["before"]), *((run_label(run), run) for run in runs)]
     width = 0.8 / len(entries)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(groups) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(groups) + 2) + 3.5, 4.2))
     colors = plt.get_cmap("tab10")
     for j, (label, result) in enumerate(entries):
         xs, heights = [], []
@@ -148,7 +148,7 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
     ax.set_ylabel("token accuracy")
     ax.grid(axis="y", alpha=0.3, zorder=1)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     atomic_write(path, lambda temp: fig.savefig(temp, format="png", dpi=120))
     plt.close(fig)
