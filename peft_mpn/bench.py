@@ -16,6 +16,7 @@ selected for editing. :func:`write_results` writes the JSON, a Markdown table an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -582,6 +583,8 @@ def bench(
     if split is not None and dataset != "bmike53":
         raise ValueError(f"--split selects a BMIKE-53 split; {dataset} has none. Drop --split.")
     config = editor_config(method, None, **dict(editor_overrides or {}))  # bad options fail before any loading
+    if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of editing
+        raise ModuleNotFoundError("peft-mpn bench draws its plot with matplotlib: pip install matplotlib.")
     kwargs: dict[str, Any] = {"split": split} if dataset == "bmike53" else {}
     if eval_languages is not None:
         wanted = [edit_language, *(augment_languages or []), *eval_languages]
