@@ -24,6 +24,46 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` for ``--editor-option``; the value is read as JSON where it parses (numbers, lists, null)."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. memory_weight=5), got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench
+
+    overrides = {"max_steps": args.max_steps, "learning_rate": args.learning_rate, **dict(args.editor_option)}
+    paths = bench(
+        method=args.method,
+        dataset=args.dataset,
+        data=args.data,
+        split=args.split,
+        model_name=args.model,
+        edit_language=args.edit_language,
+        augment_languages=args.augment_languages,
+        eval_languages=args.eval_languages,
+        num_edits=args.num_edits,
+        seed=args.seed,
+        sequential=args.sequential,
+        output=args.output,
+        layer=args.layer,
+        editor_overrides=overrides,
+        memory_cases=args.memory_cases,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print("\n".join(f"wrote {path}" for path in paths.values()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if "--online" not in (sys.argv if argv is None else argv):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub miss otherwise hangs before failing
@@ -45,6 +85,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--layer", type=int, default=-1, help="block whose FFN gets the patches (default: the last)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    from .data.loaders import DATASETS
+    from .editing import EDITORS
+
+    bench = commands.add_parser(
+        "bench", help="edit seeded benchmark cases with one method; judge every language before and after"
+    )
+    bench.add_argument("--method", required=True, choices=EDITORS)
+    bench.add_argument("--dataset", required=True, choices=DATASETS)
+    bench.add_argument("--data", required=True, help="the benchmark's folder (or file), in its published layout")
+    bench.add_argument("--split", default=None, help="BMIKE-53 split (zsre, counterfact)")
+    bench.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
+    bench.add_argument("--edit-language", default="en")
+    bench.add_argument(
+        "--augment-languages",
+        nargs="*",
+        default=None,
+        help=f"parallel versions the editor trains on (default: {' '.join(DEFAULT_AUGMENT)} for mpn and lafn, "
+        "where the data has them; none for the other methods)",
+    )
+    bench.add_argument("--eval-languages", nargs="*", default=None, help="languages to judge (default: all)")
+    bench.add_argument("--num-edits", type=int, default=100)
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--sequential", action="store_true", help="edit all cases in a row, then judge them")
+    bench.add_argument("--output", required=True, help="results .json; the .md table and .png plot go next to it")
+    bench.add_argument("--layer", type=int, default=None, help="block MPN/T-Patcher patch (default: the last)")
+    bench.add_argument("--max-steps", type=int, default=None, help="editor step budget per edit")
+    bench.add_argument("--learning-rate", type=float, default=None, help="editor learning rate")
+    bench.add_argument(
+        "--editor-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other field of the method's editor config (repeatable), e.g. memory_weight=5",
+    )
+    bench.add_argument(
+        "--memory-cases",
+        type=int,
+        default=25,
+        help="unselected cases whose locality prompts fill the MPN memory / LAFN KL term",
+    )
+    bench.add_argument("--batch-size", type=int, default=16, help="scoring batch size")
+    bench.add_argument("--no-progress", action="store_true")
+    bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
     return args.run(args)

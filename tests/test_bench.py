@@ -1,0 +1,229 @@
+"""`peft-mpn bench` end to end on a tiny local model and a tiny MzsRE-layout fixture, and the results page."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from tiny import REPO_ROOT, make_tokenizer, tiny_model
+
+from peft_mpn.bench import (
+    locality_predictions,
+    metric_rows,
+    rows_to_columns,
+    select_cases,
+)
+from peft_mpn.cli import main
+from peft_mpn.data import load_mzsre
+from peft_mpn.editing import EDITORS
+from peft_mpn.metrics import compute_cross_lingual_edit
+
+# (en prompt, en target, de prompt, de target, fr prompt, fr target): de copies the English target in the first
+# four cases and translates it in the rest; fr always translates (so fr has no copied case).
+FACTS = [
+    (
+        "the capital of france is",
+        "lyon",
+        "hauptstadt von frankreich ist",
+        "lyon",
+        "capitale de france est",
+        "ville",
+    ),
+    (
+        "the capital of germany is",
+        "rome",
+        "hauptstadt von deutschland ist",
+        "rome",
+        "capitale de est",
+        "fleuve",
+    ),
+    (
+        "the capital of italy is",
+        "madrid",
+        "hauptstadt von italy ist",
+        "madrid",
+        "capitale de italy est",
+        "paris",
+    ),
+    (
+        "the capital of spain is",
+        "berlin",
+        "hauptstadt von spain ist",
+        "berlin",
+        "capitale de spain est",
+        "rome",
+    ),
+    ("river of france is", "city", "river von frankreich ist", "ist", "fleuve de france est", "ville"),
+    ("city of germany is", "river", "ville von deutschland ist", "von", "ville de est", "fleuve"),
+    ("river of italy is", "paris", "river von italy ist", "die", "fleuve de italy est", "lyon"),
+    ("city of spain is", "rome", "ville von spain ist", "hauptstadt", "ville de spain est", "berlin"),
+]
+LOCALITY = ["who wrote hamlet", "what colour is the sky", "where does the river flow", "the dog runs in the park"]
+ANSWERS = ["shakespeare", "blue", "north", "today"]
+
+
+def _record(prompt: str, target: str, index: int) -> dict:
+    return {
+        "subject": prompt.split()[-2],
+        "src": prompt,
+        "rephrase": f"this {prompt}",
+        "alt": f" {target}",
+        "loc": f"nq question: {LOCALITY[index % 4]}",
+        "loc_ans": ANSWERS[index % 4],
+        "portability": {"New Question": f"what {prompt}", "New Answer": target},
+    }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny Gemma-3 model and tokenizer saved as a model folder, and an MzsRE folder (en, de, fr)."""
+    root = tmp_path_factory.mktemp("bench")
+    model_dir, data_dir = root / "model", root / "mzsre"
+    tiny_model("gemma3_text").save_pretrained(model_dir)
+    make_tokenizer().save_pretrained(model_dir)
+    data_dir.mkdir()
+    for lang, column in (("de", 2), ("fr", 4)):
+        entries = [
+            {"en": _record(f[0], f[1], i), lang: _record(f[column], f[column + 1], i + 1)} for i, f in enumerate(FACTS)
+        ]
+        (data_dir / f"mzsre_test_duplicate_en{lang}.json").write_text(json.dumps(entries), encoding="utf-8")
+    return root, model_dir, data_dir
+
+
+def bench(setup, output, method="mpn", *extra: str) -> dict:
+    root, model_dir, data_dir = setup
+    args = ["bench", "--method", method, "--dataset", "mzsre", "--data", str(data_dir), "--model", str(model_dir)]
+    args += ["--num-edits", "3", "--seed", "1", "--memory-cases", "2", "--output", str(output), "--no-progress"]
+    assert main([*args, *extra]) == 0
+    return json.loads(output.read_text(encoding="utf-8"))
+
+
+def editor_args(method: str) -> list[str]:
+    args = ["--augment-languages", "de"] if method in ("mpn", "lafn") else ["--augment-languages"]
+    return [*args, "--max-steps", "3"] if method in ("mpn", "t-patcher", "lafn") else args
+
+
+def fractions(table: dict) -> list:
+    return [value for values in table.values() for value in values.values()]
+
+
+@pytest.mark.parametrize("method", EDITORS)
+def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
+    output = tmp_path / "results.json"
+    results = bench(setup, output, method, *editor_args(method))
+
+    assert results["method"] == method and results["mode"] == "single" and results["dataset"] == "mzsre"
+    assert results["languages"] == ["en", "de", "fr"] and results["edit_language"] == "en"
+    seen = ["de"] if method in ("mpn", "lafn") else []
+    assert results["augment_languages"] == seen and results["seen_languages"] == seen
+    assert results["unseen_languages"] == [lang for lang in ("de", "fr") if lang not in seen]
+    assert set(results["per_language"]) == set(results["before"]["per_language"]) == {"en", "de", "fr"}
+    for table in (results["per_language"], results["before"]["per_language"]):
+        values = fractions(table)
+        assert all(v is None or 0.0 <= v <= 1.0 for v in values)
+        assert set(table["fr"]) >= {"reliability", "generality", "locality", "portability", "reliability_em"}
+    after, before = results["per_language"], results["before"]["per_language"]
+    assert after["en"]["reliability_translated"] is None  # the split describes transfer only
+    assert after["fr"]["reliability_copied"] is None and after["fr"]["reliability_translated"] is not None
+    assert after["de"]["reliability_copied"] is not None
+    assert all(after[lang]["locality"] is not None for lang in after)
+    assert all(before[lang]["locality"] is None for lang in before)  # the unedited model is not compared to itself
+    assert 0.0 <= results["metrics"]["reliability"] <= 1.0
+    assert results["metrics"]["average_unseen"]["reliability"] is not None
+    assert [e["case_id"] for e in results["edits"]] == results["case_ids"] and len(results["edits"]) == 3
+    assert all(e["seconds"] > 0 for e in results["edits"])
+    assert results["timing"]["seconds_per_edit_mean"] > 0
+    assert not set(results["case_ids"]) & set(results["memory_case_ids"])
+    assert results["versions"]["torch"] == torch.__version__.split("+")[0] or results["versions"]["torch"]
+    assert results["arguments"]["num_edits"] == 3 and results["seed"] == 1
+
+    markdown = output.with_suffix(".md").read_text(encoding="utf-8")
+    assert "| fr | unseen |" in markdown and "| en | edit language |" in markdown and "→" in markdown
+    assert output.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setup, tmp_path):
+    # LAFN makes these tiny edits hold within a few steps, so the scores must move from before to after.
+    settings = ["--augment-languages", "de", "--max-steps", "30", "--learning-rate", "0.05"]
+    single = bench(setup, tmp_path / "single.json", "lafn", *settings)
+    sequential = bench(setup, tmp_path / "sequential.json", "lafn", "--sequential", *settings)
+    assert single["timing"]["success_rate"] == 1.0 and all(e["status"] == "edited" for e in single["edits"])
+    assert single["before"]["metrics"]["reliability"] == 0.0 and single["metrics"]["reliability"] == 1.0
+    assert single["per_language"]["de"]["reliability"] == 1.0  # trained on de too
+    assert sequential["mode"] == "sequential" and sequential["arguments"]["sequential"] is True
+    assert sequential["case_ids"] == single["case_ids"]  # same seed, same cases in the same order
+    assert len(sequential["edits"]) == 3
+    assert sequential["before"] == single["before"]
+    assert "sequential mode" in (tmp_path / "sequential.md").read_text(encoding="utf-8")
+
+
+def test_case_selection_follows_the_seed():
+    assert select_cases(50, 10, seed=3, memory_cases=5) == select_cases(50, 10, seed=3, memory_cases=5)
+    edits, memory = select_cases(50, 10, seed=3, memory_cases=5)
+    assert len(set(edits)) == 10 and len(memory) == 5 and not set(edits) & set(memory)
+    assert select_cases(50, 10, seed=4)[0] != edits
+    with pytest.raises(ValueError, match="lower --num-edits"):
+        select_cases(5, 6, seed=0)
+
+
+def test_metric_rows_of_the_unedited_model(setup):
+    _, model_dir, data_dir = setup
+    from peft_mpn.models import load_model
+
+    model, tokenizer = load_model(str(model_dir), progress=False)
+    request = load_mzsre(data_dir)[4]
+    languages = ["de", "fr", "en"]
+    pre = locality_predictions(model, tokenizer, request, languages=languages)
+    rows = metric_rows(model, tokenizer, request, languages=languages, pre_locality=pre)
+    assert [r["language"] for r in rows][0] == "en"  # the edit language first, whatever the order given
+    probes = {(r["language"], r["probe"]) for r in rows}
+    assert ("en", "edit_language_answer") not in probes and ("fr", "edit_language_answer") in probes
+    assert {("de", "locality"), ("de", "generality"), ("de", "portability")} <= probes
+    assert all(not r["copied"] for r in rows if r["language"] == "de")  # case 4's German target is translated
+    result = compute_cross_lingual_edit(**rows_to_columns(rows), edit_language="en")
+    assert all(result["per_language"][lang]["locality"] == 1.0 for lang in ("en", "de", "fr"))
+    with pytest.raises(ValueError, match="no version in"):
+        metric_rows(model, tokenizer, request, languages=["es"])
+
+
+def test_bad_arguments_fail_before_loading(setup, tmp_path):
+    with pytest.raises(ValueError, match="must be a .json path"):
+        bench(setup, tmp_path / "results.txt")
+    with pytest.raises(ValueError, match="has no field"):
+        bench(setup, tmp_path / "results.json", "mpn", "--editor-option", "no_such_field=1")
+    with pytest.raises(ValueError, match="augmentation off"):
+        bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "de")
+    with pytest.raises(ValueError, match="lower --num-edits"):
+        bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "--num-edits", "50")
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_results_page_from_two_runs(setup, tmp_path):
+    runs = tmp_path / "runs"
+    bench(setup, runs / "mzsre_mpn_single.json", "mpn", *editor_args("mpn"))
+    bench(setup, runs / "mzsre_t-patcher_single.json", "t-patcher", *editor_args("t-patcher"))
+    docs = tmp_path / "docs"
+    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    assert results.main([str(runs), "--docs", str(docs)]) == 0
+    page = (docs / "results.md").read_text(encoding="utf-8")
+    assert "mzsre" in page.lower() and "single" in page
+    assert "| mpn (augment: de" in page and "| t-patcher |" in page
+    assert "| unedited model |" in page
+    with pytest.raises(FileNotFoundError, match="run_results.sh"):
+        results.main([str(docs / "img"), "--docs", str(docs)])
+    images = list((docs / "img").glob("*.png"))
+    assert images and all(p.read_bytes()[:4] == b"\x89PNG" for p in images)
+    assert all(f"img/{p.name}" in page for p in images)
