@@ -66,6 +66,11 @@ class LAFNEditorConfig:
         return asdict(self)
 
 
+def delta_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The squared norm of the delta tensors: LAFN's norm penalty."""
+    return sum(p.pow(2).sum() for p in params)
+
+
 @dataclass
 class LAFNEditResult(EditResult):
     """An :class:`EditResult` that also says which neurons the edit trained and which it found taken.
@@ -204,7 +209,7 @@ class LAFNEditor:
         for request in requests:
             for layer, indices in self.locate(request).neurons.items():
                 located[layer] = sorted({*located.get(layer, []), *indices})
-        trained, collisions = self._add_neurons(located)
+        trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
         steps, losses = self._train(batch, trained)
@@ -223,8 +228,11 @@ class LAFNEditor:
             collisions=collisions,
         )
 
-    def _add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-        """Grow (or create) the adapter with ``located``; returns (new neurons, collisions) per layer."""
+    def add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """Grow (or create) the adapter with ``located`` neurons; returns (new neurons, collisions) per layer.
+
+        Only the new neurons are the edit's to train (:meth:`trainable_deltas`); collisions belong to earlier edits.
+        """
         if self.tuner is None:
             config = LAFNConfig(
                 neurons=located,
@@ -243,8 +251,8 @@ class LAFNEditor:
         return trained, collisions
 
     @contextmanager
-    def _trainable(self, trained: dict[int, list[int]]):
-        """The delta tensors, trainable, with gradients masked to the neurons this edit trains."""
+    def trainable_deltas(self, trained: dict[int, list[int]]):
+        """The delta tensors, trainable, with gradients masked to the ``trained`` neurons (``{layer: indices}``)."""
         params, handles = [], []
         sets = self.tuner.neuron_sets(self.adapter_name)
         for name, layer in self.tuner.lafn_layers(self.adapter_name).items():
@@ -268,7 +276,7 @@ class LAFNEditor:
         layer_names = self.tuner.lafn_layers(self.adapter_name)
         lowest = min(layer_names, key=lambda name: locate_block(name).index)
         root = self.tuner.model
-        with frozen(self.model), self._trainable(trained) as params:
+        with frozen(self.model), self.trainable_deltas(trained) as params:
             inputs = self._inputs(batch)
             cache = PrefixCache(self.model, lowest, batch.model_inputs(), root=root, enabled=config.prefix_cache)
             with torch.no_grad(), cache.replay():
@@ -279,7 +287,7 @@ class LAFNEditor:
                 else None
             )
             targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
-            locality = self._locality_setup(lowest, root)
+            locality = self.locality_reference()
             optimizer = torch.optim.Adam(params, lr=config.learning_rate)
             losses: dict[str, float] = {}
             step = 0
@@ -289,8 +297,8 @@ class LAFNEditor:
                 edit_loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
                 )
-                locality_loss = self._locality_loss(locality)
-                norm = sum(p.pow(2).sum() for p in params)
+                locality_loss = self.locality_loss(locality)
+                norm = delta_norm(params)
                 loss = edit_loss + config.locality_weight * locality_loss + config.norm_weight * norm
                 optimizer.zero_grad()
                 loss.backward()
@@ -311,9 +319,15 @@ class LAFNEditor:
             inputs["logits_to_keep"] = batch.window
         return inputs
 
-    def _locality_setup(self, lowest: str, root: torch.nn.Module) -> tuple | None:
+    def locality_reference(self) -> tuple | None:
+        """The unedited next-token distributions on the locality texts, for :meth:`locality_loss` (None: no term).
+
+        Call it once the adapter holds the edit's neurons: the blocks below the lowest edited one are cached.
+        """
         if not self.locality_texts or self.config.locality_weight == 0:
             return None
+        lowest = min(self.tuner.lafn_layers(self.adapter_name), key=lambda name: locate_block(name).index)
+        root = self.tuner.model
         inputs = dict(self.tokenizer(self.locality_texts, return_tensors="pt", padding=True))
         inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         if self.tokenizer.padding_side == "left":
@@ -324,7 +338,8 @@ class LAFNEditor:
             reference = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
         return inputs, last, cache, reference
 
-    def _locality_loss(self, locality: tuple | None) -> torch.Tensor:
+    def locality_loss(self, locality: tuple | None) -> torch.Tensor:
+        """KL(unedited ‖ edited) of the next token on the locality texts (0 without a reference)."""
         if locality is None:
             return torch.zeros(())
         inputs, last, cache, reference = locality
