@@ -144,7 +144,8 @@ class LAFNEditor:
         if isinstance(self.model, PeftModel):
             self.model = self.model.unload()
 
-    def _languages(self, request: EditRequest) -> list[str]:
+    def training_languages(self, request: EditRequest) -> list[str]:
+        """The languages whose versions of ``request`` an edit trains on (``train_languages``)."""
         wanted = self.config.train_languages
         if wanted is None:
             return request.languages
@@ -160,7 +161,7 @@ class LAFNEditor:
         """The language-agnostic neurons of ``request`` over its training languages."""
         from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 
-        languages = self._languages(request)
+        languages = self.training_languages(request)
         config = self.config.locator or LocatorConfig()
         views = {lang: request.views[lang] for lang in languages}
         with self._disabled():
@@ -195,7 +196,7 @@ class LAFNEditor:
         rows = [
             (view_prompt, view.target, lang)
             for request in requests
-            for lang in self._languages(request)
+            for lang in self.training_languages(request)
             for view in [request.views[lang]]
             for view_prompt in [view.prompt, *(view.rephrases if self.config.use_rephrases else ())]
         ]

@@ -240,7 +240,8 @@ class MPNEditor:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _training_languages(self, request: EditRequest) -> list[str]:
+    def training_languages(self, request: EditRequest) -> list[str]:
+        """The languages whose versions of ``request`` an edit trains on (the edit language first)."""
         allowed = self.config.augment_languages
         if allowed == [] or self.config.samples_per_step == 0:
             return [request.edit_language]
@@ -251,7 +252,7 @@ class MPNEditor:
         rows = _Rows([], [], [])
         prompts, targets = [], []
         for index, request in enumerate(requests):
-            for language in self._training_languages(request):
+            for language in self.training_languages(request):
                 view = request.views[language]
                 rows.request.append(index)
                 rows.language.append(language)
