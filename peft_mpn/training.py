@@ -145,6 +145,10 @@ class _MPNObjective:
         self.patch_requests = torch.tensor(self.plan.requests, dtype=torch.long)
 
     @property
+    def keeps_earlier_edits(self) -> bool:
+        return self.first > 0
+
+    @property
     def tensors(self) -> list[torch.nn.Parameter]:
         layer, name = self.editor.layer, self.editor.adapter_name
         return [layer.mpn_keys[name], layer.mpn_bias[name], layer.mpn_values[name]]
@@ -209,6 +213,11 @@ class _LAFNObjective:
         if not any(self.trained.values()):
             raise ValueError(f"Every located neuron already belongs to an earlier edit ({self.collisions}).")
         self.locality = editor.locality_reference()
+
+    @property
+    def keeps_earlier_edits(self) -> bool:
+        held = self.editor.tuner.neuron_sets(self.editor.adapter_name)
+        return any(set(indices) - set(self.trained.get(layer, [])) for layer, indices in held.items())
 
     @contextmanager
     def trainable(self) -> Iterator[list[torch.nn.Parameter]]:
@@ -438,6 +447,11 @@ class EditTrainer(Trainer):
         """As :meth:`transformers.Trainer.train`, training only this edit's patches / neurons."""
         if self.objective is None:
             raise ValueError("This EditTrainer has no train_dataset: nothing to edit.")
+        if self.args.weight_decay and self.objective.keeps_earlier_edits:
+            raise ValueError(
+                f"weight_decay={self.args.weight_decay} would shrink the earlier edits this adapter holds (their "
+                "rows get no gradient but are decayed); set weight_decay=0 in the TrainingArguments."
+            )
         if resume_from_checkpoint:
             self._check_checkpoint(resume_from_checkpoint)
         with ExitStack() as stack:

@@ -190,8 +190,7 @@ def test_saved_adapter_reproduces_the_edit_in_a_fresh_process(tmp_path):
         import peft_mpn  # registers MPN
         from peft import PeftModel
         from tiny import make_tokenizer, tiny_model
-        from peft_mpn.locating import LocatorConfig
-from peft_mpn.metrics import score_targets
+        from peft_mpn.metrics import score_targets
         pairs = json.loads(sys.argv[3])
         model = PeftModel.from_pretrained(tiny_model("llama"), sys.argv[2])
         print(json.dumps([list(s.predicted) for s in score_targets(model, make_tokenizer(), pairs)]))
@@ -226,3 +225,23 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
         trainer.train()
     with pytest.raises(TypeError, match="MPNEditor or LAFNEditor"):
         EditTrainer(object(), arguments(tmp_path))
+
+
+def test_patches_of_earlier_edits_stay_frozen(tmp_path):
+    editor = MPNEditor(
+        tiny_model("llama"), make_tokenizer(), MPNEditorConfig(learning_rate=0.05), memory_texts=MEMORY, progress=False
+    )
+    assert editor.edit(REQUESTS[0]).status == "edited"
+    earlier = editor.tuner.num_patches()
+    before = {k: v[:earlier] for k, v in adapter_tensors(editor.model).items()}
+    trainer = EditTrainer(editor, arguments(tmp_path, max_steps=5), train_dataset=requests_to_dataset(REQUESTS[1:]))
+    trainer.args.weight_decay = 0.01
+    with pytest.raises(ValueError, match="set weight_decay=0"):
+        trainer.train()
+    trainer.args.weight_decay = 0.0
+    trainer.train()
+    after = adapter_tensors(trainer.model)
+    assert editor.tuner.num_patches() > earlier
+    assert all(torch.equal(after[k][:earlier], before[k]) for k in before)
+    initial = trainer.objective.plan.initial
+    assert not torch.equal(after["base_model.model.model.layers.2.mlp.mpn_values.default"][earlier:], initial.values)
