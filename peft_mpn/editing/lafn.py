@@ -66,6 +66,11 @@ class LAFNEditorConfig:
         return asdict(self)
 
 
+def delta_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The squared norm of the delta tensors: LAFN's norm penalty."""
+    return sum(p.pow(2).sum() for p in params)
+
+
 @dataclass
 class LAFNEditResult(EditResult):
     """An :class:`EditResult` that also says which neurons the edit trained and which it found taken.
@@ -139,7 +144,8 @@ class LAFNEditor:
         if isinstance(self.model, PeftModel):
             self.model = self.model.unload()
 
-    def _languages(self, request: EditRequest) -> list[str]:
+    def training_languages(self, request: EditRequest) -> list[str]:
+        """The languages whose versions of ``request`` an edit trains on (``train_languages``)."""
         wanted = self.config.train_languages
         if wanted is None:
             return request.languages
@@ -155,7 +161,7 @@ class LAFNEditor:
         """The language-agnostic neurons of ``request`` over its training languages."""
         from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 
-        languages = self._languages(request)
+        languages = self.training_languages(request)
         config = self.config.locator or LocatorConfig()
         views = {lang: request.views[lang] for lang in languages}
         with self._disabled():
@@ -187,7 +193,7 @@ class LAFNEditor:
         rows = [
             (view_prompt, view.target, lang)
             for request in requests
-            for lang in self._languages(request)
+            for lang in self.training_languages(request)
             for view in [request.views[lang]]
             for view_prompt in [view.prompt, *(view.rephrases if self.config.use_rephrases else ())]
         ]
@@ -201,7 +207,7 @@ class LAFNEditor:
         for request in requests:
             for layer, indices in self.locate(request).neurons.items():
                 located[layer] = sorted({*located.get(layer, []), *indices})
-        trained, collisions = self._add_neurons(located)
+        trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
         steps, losses = self._train(batch, trained)
@@ -220,8 +226,11 @@ class LAFNEditor:
             collisions=collisions,
         )
 
-    def _add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-        """Grow (or create) the adapter with ``located``; returns (new neurons, collisions) per layer."""
+    def add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """Grow (or create) the adapter with ``located`` neurons; returns (new neurons, collisions) per layer.
+
+        Only the new neurons are the edit's to train (:meth:`trainable_deltas`); collisions belong to earlier edits.
+        """
         if self.tuner is None:
             config = LAFNConfig(
                 neurons=located,
@@ -240,8 +249,8 @@ class LAFNEditor:
         return trained, collisions
 
     @contextmanager
-    def _trainable(self, trained: dict[int, list[int]]):
-        """The delta tensors, trainable, with gradients masked to the neurons this edit trains."""
+    def trainable_deltas(self, trained: dict[int, list[int]]):
+        """The delta tensors, trainable, with gradients masked to the ``trained`` neurons (``{layer: indices}``)."""
         params, handles = [], []
         sets = self.tuner.neuron_sets(self.adapter_name)
         for name, layer in self.tuner.lafn_layers(self.adapter_name).items():
@@ -265,7 +274,7 @@ class LAFNEditor:
         layer_names = self.tuner.lafn_layers(self.adapter_name)
         lowest = min(layer_names, key=lambda name: locate_block(name).index)
         root = self.tuner.model
-        with frozen(self.model), self._trainable(trained) as params:
+        with frozen(self.model), self.trainable_deltas(trained) as params:
             inputs = self._inputs(batch)
             cache = PrefixCache(self.model, lowest, batch.model_inputs(), root=root, enabled=config.prefix_cache)
             with torch.no_grad(), cache.replay():
@@ -276,7 +285,7 @@ class LAFNEditor:
                 else None
             )
             targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
-            locality = self._locality_setup(lowest, root)
+            locality = self.locality_reference()
             optimizer = torch.optim.Adam(params, lr=config.learning_rate)
             losses: dict[str, float] = {}
             step = 0
@@ -286,8 +295,8 @@ class LAFNEditor:
                 edit_loss = F.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
                 )
-                locality_loss = self._locality_loss(locality)
-                norm = sum(p.pow(2).sum() for p in params)
+                locality_loss = self.locality_loss(locality)
+                norm = delta_norm(params)
                 loss = edit_loss + config.locality_weight * locality_loss + config.norm_weight * norm
                 optimizer.zero_grad()
                 loss.backward()
@@ -308,9 +317,15 @@ class LAFNEditor:
             inputs["logits_to_keep"] = batch.window
         return inputs
 
-    def _locality_setup(self, lowest: str, root: torch.nn.Module) -> tuple | None:
+    def locality_reference(self) -> tuple | None:
+        """The unedited next-token distributions on the locality texts, for :meth:`locality_loss` (None: no term).
+
+        Call it once the adapter holds the edit's neurons: the blocks below the lowest edited one are cached.
+        """
         if not self.locality_texts or self.config.locality_weight == 0:
             return None
+        lowest = min(self.tuner.lafn_layers(self.adapter_name), key=lambda name: locate_block(name).index)
+        root = self.tuner.model
         inputs = dict(self.tokenizer(self.locality_texts, return_tensors="pt", padding=True))
         inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
         if self.tokenizer.padding_side == "left":
@@ -321,7 +336,8 @@ class LAFNEditor:
             reference = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
         return inputs, last, cache, reference
 
-    def _locality_loss(self, locality: tuple | None) -> torch.Tensor:
+    def locality_loss(self, locality: tuple | None) -> torch.Tensor:
+        """KL(unedited ‖ edited) of the next token on the locality texts (0 without a reference)."""
         if locality is None:
             return torch.zeros(())
         inputs, last, cache, reference = locality

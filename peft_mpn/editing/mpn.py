@@ -66,6 +66,27 @@ class _Patch:
     edit_anchor: torch.Tensor  # [d] the edit-language one
 
 
+@dataclass
+class PatchPlan:
+    """The patches planned for a list of requests, before training (see :meth:`MPNEditor.plan_patches`).
+
+    ``initial`` holds their initial tensors (keys from the edit's FFN inputs, zero bias, values ``z ⊙ a``);
+    ``requests[p]`` is the index of the request patch ``p`` serves; ``skipped`` lists the requests the model
+    already gets right in every trained language (they get no patch).
+    """
+
+    patches: list[_Patch]
+    initial: PatchSet
+    skipped: list[int]
+
+    @property
+    def requests(self) -> list[int]:
+        return [patch.request for patch in self.patches]
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+
 class MPNEditor:
     """Learns patch neurons that make edit requests hold, in the edit language and in its parallel versions.
 
@@ -219,7 +240,8 @@ class MPNEditor:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _training_languages(self, request: EditRequest) -> list[str]:
+    def training_languages(self, request: EditRequest) -> list[str]:
+        """The languages whose versions of ``request`` an edit trains on (the edit language first)."""
         allowed = self.config.augment_languages
         if allowed == [] or self.config.samples_per_step == 0:
             return [request.edit_language]
@@ -230,7 +252,7 @@ class MPNEditor:
         rows = _Rows([], [], [])
         prompts, targets = [], []
         for index, request in enumerate(requests):
-            for language in self._training_languages(request):
+            for language in self.training_languages(request):
                 view = request.views[language]
                 rows.request.append(index)
                 rows.language.append(language)
@@ -254,10 +276,17 @@ class MPNEditor:
         return inputs if rows is None else {k: v[rows] for k, v in inputs.items()}
 
     def _forward(
-        self, batch: Any, cache: PrefixCache, rows: torch.Tensor | None, vocab: CandidateVocabulary | None = None
+        self,
+        batch: Any,
+        cache: PrefixCache | None,
+        rows: torch.Tensor | None,
+        vocab: CandidateVocabulary | None = None,
     ) -> torch.Tensor:
         """Logits at the decision points: [B, T, V] for generation (V: ``vocab`` if given), [B, C] for classifiers."""
-        with cache.replay(rows), vocab.restrict(self.model) if vocab is not None else nullcontext():
+        with (
+            cache.replay(rows) if cache is not None else nullcontext(),
+            vocab.restrict(self.model) if vocab is not None else nullcontext(),
+        ):
             logits = self.model(**self._model_inputs(batch, rows)).logits
         if isinstance(batch, TargetBatch):
             return window_logits_at_targets(logits, batch.targets(rows))
@@ -279,23 +308,32 @@ class MPNEditor:
             return (predictions == targets).unsqueeze(-1)
         return (predictions == targets) | (targets == -100)
 
-    def _edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if targets.dim() == 1:
-            log_probs = logits.log_softmax(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-            return F.cross_entropy(logits, targets) - self.config.entropy_weight * entropy
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
-            ignore_index=-100,
-            label_smoothing=self.config.label_smoothing,
-        )
-
     def _decision_positions(self, batch: Any) -> torch.Tensor:
         """[B, T] positions in the padded batch whose FFN inputs the patches read (-1 for padding)."""
         if isinstance(batch, TargetBatch):
             return batch.decision_positions()
         return self._decision_index(batch["attention_mask"]).unsqueeze(-1)
+
+    def plan_patches(self, requests: Sequence[EditRequest]) -> PatchPlan:
+        """Plan and initialise the patches ``requests`` need, without training them (for training elsewhere).
+
+        The same rule as :meth:`edit_batch`: one patch per wrong target token of each request (``patch_plan``,
+        ``max_patches_per_edit``), keys initialised from its FFN inputs (``key_init``), values ``z ⊙ a``
+        (``amplifier_init``). Train them against :meth:`edit_loss` plus :meth:`patch_losses`
+        (e.g. with :class:`peft_mpn.training.EditTrainer`).
+        """
+        requests = list(requests)
+        rows, batch = self._encode_rows(requests)
+        with frozen(self.model), torch.no_grad(), self.layer.record_inputs() as recorded:
+            correct = self._correct(self._forward(batch, None, None), self._targets(batch, None))
+        plan, skipped = self._plan_patches(
+            requests, rows, correct, self._decision_positions(batch), recorded[0].float()
+        )
+        if not plan:
+            d = self.layer.hidden_size
+            return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
+        keys, bias, noise, amplifier = self._init_patches(plan)
+        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped)
 
     def _plan_patches(
         self, requests: list[EditRequest], rows: _Rows, correct: torch.Tensor, positions: torch.Tensor, h: torch.Tensor
@@ -405,9 +443,7 @@ class MPNEditor:
         params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         memory = self.memory.vectors
-        memory_weight = config.memory_weight
-        if memory_weight is None:
-            memory_weight = 5.0 if self.is_classifier else 10.0
+        memory_weight = self.memory_weight
         if memory is None:
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
@@ -419,8 +455,9 @@ class MPNEditor:
             with self.layer.extra_patches(self.adapter_name, patch_set):
                 logits = self._forward(batch, cache, step_rows, vocab)
             targets = self._targets(batch, step_rows, vocab)
-            edit_loss = self._edit_loss(logits, targets)
-            activation_loss, memory_loss, memory_peak = self._patch_losses(plan, keys, bias, memory)
+            edit_loss = self.edit_loss(logits, targets)
+            activation_terms, memory_terms, memory_peak = self.patch_losses(plan, keys, bias)
+            activation_loss, memory_loss = activation_terms.mean(), memory_terms.mean()
             loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
             optimizer.zero_grad()
             loss.backward()
@@ -470,20 +507,47 @@ class MPNEditor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
         return self._memory_positions(h, mask)
 
-    def _patch_losses(
-        self,
-        plan: list[_Patch],
-        keys: torch.Tensor,
-        bias: torch.Tensor,
-        memory: torch.Tensor | None,
+    @property
+    def memory_weight(self) -> float:
+        """The memory loss weight c_m (``config.memory_weight``, or T-Patcher's default for the model kind)."""
+        if self.config.memory_weight is not None:
+            return self.config.memory_weight
+        return 5.0 if self.is_classifier else 10.0
+
+    def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The edit loss: label-smoothed NLL of the targets (``-100`` ignored), or NLL minus entropy for classifiers.
+
+        ``reduction="sum"`` sums over target tokens (generation only), for callers that normalise themselves.
+        """
+        if targets.dim() == 1:
+            if reduction != "mean":
+                raise ValueError("The classifier edit loss is a batch mean; use reduction='mean'.")
+            log_probs = logits.log_softmax(-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            return F.cross_entropy(logits, targets) - self.config.entropy_weight * entropy
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=-100,
+            label_smoothing=self.config.label_smoothing,
+            reduction=reduction,
+        )
+
+    def patch_losses(
+        self, patches: Sequence[_Patch], keys: torch.Tensor, bias: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Activation loss, memory loss, and the highest pre-activation of any patch on any memory."""
+        """T-Patcher's activation and memory losses of each patch ([P] each), and the highest memory pre-activation.
+
+        ``keys``/``bias`` are the patches' current tensors (row ``p`` belongs to ``patches[p]``); the memory is this
+        editor's memory bank (no memory: the memory losses are zero and the peak is -inf).
+        """
         config = self.config
+        memory = self.memory.vectors
         activation_terms, memory_terms = [], []
-        memory_pre = None if memory is None else memory @ keys.T + bias  # [N, P]
-        for p, patch in enumerate(plan):
+        memory_pre = None if memory is None else memory.to(keys.device) @ keys.T + bias  # [N, P]
+        for p, patch in enumerate(patches):
             # every anchor of the patch (FFN inputs are fixed, so this costs no forward pass)
-            pre = patch.anchors @ keys[p] + bias[p]
+            pre = patch.anchors.to(keys.device) @ keys[p] + bias[p]
             k = min(config.activation_topk, len(pre))
             activation_terms.append(torch.exp(-pre).topk(k).values.mean())
             if memory_pre is not None:
@@ -492,7 +556,7 @@ class MPNEditor:
                 relative = torch.exp((m - pre.mean() + config.memory_margin).clamp(max=60)).topk(k).values.mean()
                 absolute = torch.exp((m + config.memory_margin).clamp(max=60)).topk(k).values.mean()
                 memory_terms.append(relative + absolute)
-        activation = torch.stack(activation_terms).mean()
-        memory_loss = torch.stack(memory_terms).mean() if memory_terms else torch.zeros(())
+        activation = torch.stack(activation_terms)
+        memory_loss = torch.stack(memory_terms) if memory_terms else torch.zeros(len(patches), device=keys.device)
         peak = float("-inf") if memory_pre is None else memory_pre.max().item()
         return activation, memory_loss, peak

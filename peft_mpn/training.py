@@ -1,0 +1,487 @@
+"""Editing with 🤗 Trainer: many facts at once, with the editors' own objectives inside the HF training loop.
+
+:class:`EditTrainer` takes an editor (:class:`~peft_mpn.editing.MPNEditor` or :class:`~peft_mpn.editing.LAFNEditor`)
+and a ``datasets.Dataset`` of edit cases (:func:`peft_mpn.data.requests_to_dataset`). It grows the adapter for
+those cases the way the editor would (MPN: :meth:`MPNEditor.plan_patches`, one patch per wrong target token;
+LAFN: located neurons added with zero deltas) and then lets :class:`transformers.Trainer` optimise the editor's
+objective (:meth:`MPNEditor.edit_loss` + :meth:`MPNEditor.patch_losses`; LAFN's edit NLL + KL locality + norm
+penalty) on the adapter only, with everything ``TrainingArguments`` offers: gradient accumulation, logging,
+evaluation with the ``cross_lingual_edit`` metric, checkpoints and ``resume_from_checkpoint``.
+
+Example:
+
+    ```py
+    >>> editor = MPNEditor(model, tokenizer, memory_texts=unrelated_questions)
+    >>> trainer = EditTrainer(editor, TrainingArguments("out", learning_rate=0.05, max_steps=200),
+    ...                       train_dataset=requests_to_dataset(requests), eval_dataset=requests_to_dataset(requests))
+    >>> trainer.train()
+    >>> trainer.evaluate()["eval_per_language"]["de"]["reliability"]
+    >>> trainer.model.save_pretrained("my-edits")
+    ```
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .data import EditRequest, dataset_to_requests
+from .editing import LAFNEditor, MPNEditor
+from .editing.common import eval_mode
+from .editing.encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .editing.lafn import delta_norm
+from .metrics import compute_cross_lingual_edit, score_targets
+
+EDIT_INDEX = "edit_index"
+"""Column :class:`EditTrainer` adds to the training set: each case's position, which keys its patches."""
+
+_CASE_COLUMNS = ("case_id", "edit_language", "views")
+_PROBE_COLUMNS = ("prompt", "target")
+
+
+def probe_rows(requests: Sequence[EditRequest]) -> list[dict[str, Any]]:
+    """The ``cross_lingual_edit`` rows to score for ``requests``, as (prompt, target) pairs with their metadata.
+
+    Per case and language: ``reliability`` (the prompt), ``generality`` (each rephrase), ``locality``,
+    ``portability`` and, outside the edit language, ``edit_language_answer`` (the prompt against the
+    edit-language target), wherever the view has the fields. Locality rows are judged against the pre-edit
+    predictions, which the caller fills in (``reference``).
+    """
+    rows = []
+    for index, request in enumerate(requests):
+        case = request.case_id if request.case_id is not None else str(index)
+        edit_target = request.edit.target
+        for language, view in request.views.items():
+            probes = [("reliability", view.prompt, view.target)]
+            probes += [("generality", rephrase, view.target) for rephrase in view.rephrases]
+            probes.append(("locality", view.locality_prompt, view.locality_answer))
+            probes.append(("portability", view.portability_question, view.portability_answer))
+            if language != request.edit_language:
+                probes.append(("edit_language_answer", view.prompt, edit_target))
+            copied = view.target == edit_target
+            for probe, prompt, target in probes:
+                if prompt and target:
+                    rows.append(
+                        {
+                            "case_id": case,
+                            "language": language,
+                            "probe": probe,
+                            "prompt": prompt,
+                            "target": target,
+                            "copied": copied,
+                        }
+                    )
+    return rows
+
+
+class EditDataCollator:
+    """Teacher-forced, left-padded batches with ``labels`` only on target tokens (``-100`` elsewhere).
+
+    Rows of an edit-case dataset (:func:`~peft_mpn.data.requests_to_dataset`) become one sequence per trained
+    version of each case (``languages(request)``: the edit language and its parallel versions; with
+    ``rephrases``, each rephrase too), tagged with the case's ``edit_index``. Rows with ``prompt``/``target``
+    (:func:`probe_rows`) become one sequence each.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        languages: Callable[[EditRequest], Sequence[str]] | None = None,
+        rephrases: bool = False,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.languages = languages or (lambda request: request.languages)
+        self.rephrases = rephrases
+        self.pad = pad_token_id(tokenizer)
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        pairs, cases = [], []
+        for row in rows:
+            if "views" in row:
+                request = EditRequest.from_dict(row)
+                if not request.is_generation:
+                    raise ValueError("EditTrainer edits causal LMs: targets must be strings, not labels.")
+                for language in self.languages(request):
+                    view = request.views[language]
+                    for prompt in (view.prompt, *(view.rephrases if self.rephrases else ())):
+                        pairs.append((prompt, view.target))
+                        cases.append(row.get(EDIT_INDEX, -1))
+            elif "prompt" in row and "target" in row:
+                pairs.append((row["prompt"], row["target"]))
+            else:
+                raise ValueError(
+                    f"Cannot read an edit case from a row with columns {sorted(row)}: give rows of "
+                    "peft_mpn.data.requests_to_dataset (case_id, edit_language, views), or prompt/target rows."
+                )
+        batch = collate_targets([encode_target(self.tokenizer, p, t) for p, t in pairs], self.pad)
+        labels = torch.full_like(batch.input_ids, -100)
+        labels[:, -batch.target_ids.shape[1] :] = batch.target_ids
+        out = {**batch.model_inputs(), "labels": labels}
+        if cases:
+            out[EDIT_INDEX] = torch.tensor(cases, dtype=torch.long)
+        return out
+
+
+class _MPNObjective:
+    """Patches for the training cases, trained with the editor's T-Patcher losses."""
+
+    def __init__(self, editor: MPNEditor, requests: Sequence[EditRequest]) -> None:
+        self.editor = editor
+        tuner, name = editor.tuner, editor.adapter_name
+        self.first = tuner.num_patches(name)  # earlier edits' patches stay frozen
+        self.plan = editor.plan_patches(requests)
+        if len(self.plan):
+            tuner.add_patches(editor.layer_name, self.plan.initial, name)
+        self.patch_requests = torch.tensor(self.plan.requests, dtype=torch.long)
+
+    @property
+    def keeps_earlier_edits(self) -> bool:
+        return self.first > 0
+
+    @property
+    def tensors(self) -> list[torch.nn.Parameter]:
+        layer, name = self.editor.layer, self.editor.adapter_name
+        return [layer.mpn_keys[name], layer.mpn_bias[name], layer.mpn_values[name]]
+
+    @contextmanager
+    def trainable(self) -> Iterator[list[torch.nn.Parameter]]:
+        handles = []
+        for param in self.tensors:
+            param.requires_grad_(True)
+            if self.first:
+                handles.append(
+                    param.register_hook(lambda grad: torch.cat([grad[: self.first] * 0, grad[self.first :]]))
+                )
+        try:
+            yield self.tensors
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def learning_rate_scales(self) -> dict[torch.nn.Parameter, float]:
+        """The values' step size: the editor trains v = z ⊙ a (both by Adam), so v moves ~``amplifier_init`` times
+        faster than a directly trained tensor at the same learning rate; the adapter stores v itself."""
+        return {self.tensors[2]: self.editor.config.amplifier_init}
+
+    def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.editor.edit_loss(logits, targets, reduction="sum")
+
+    def regularizer(self, targets: torch.Tensor, cases: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Σ over the batch's patches of (tokens of its case / patches of its case) · (c_a·l_a + c_m·l_m)."""
+        selected = torch.nonzero(torch.isin(self.patch_requests, cases.cpu())).flatten()
+        if not len(selected):
+            return targets.new_zeros((), dtype=torch.float), {}
+        keys, bias, _ = self.tensors
+        patches = [self.plan.patches[int(p)] for p in selected]
+        rows = selected + self.first
+        activation, memory, _ = self.editor.patch_losses(patches, keys[rows], bias[rows])
+        tokens = (targets != -100).sum(-1)
+        owners = self.patch_requests[selected]
+        case_tokens = torch.stack([tokens[cases == owner].sum() for owner in owners.tolist()]).to(activation)
+        case_patches = torch.stack([(owners == owner).sum() for owner in owners.tolist()]).to(activation)
+        weight = case_tokens / case_patches
+        config = self.editor.config
+        total = (weight * (config.activation_weight * activation + self.editor.memory_weight * memory)).sum()
+        return total, {"activation": activation.mean().item(), "memory": memory.mean().item()}
+
+    def adapter_size(self) -> dict[str, Any]:
+        return {"num_patches": self.editor.tuner.num_patches(self.editor.adapter_name)}
+
+
+class _LAFNObjective:
+    """Located neurons for the training cases, trained with LAFN's NLL + KL locality + norm penalty."""
+
+    def __init__(self, editor: LAFNEditor, requests: Sequence[EditRequest]) -> None:
+        self.editor = editor
+        located: dict[int, list[int]] = {}
+        for request in requests:
+            for layer, indices in editor.locate(request).neurons.items():
+                located[layer] = sorted({*located.get(layer, []), *indices})
+        if not located:
+            raise ValueError("No neurons were located for the training cases; nothing for LAFN to train.")
+        self.trained, self.collisions = editor.add_neurons(located)
+        if not any(self.trained.values()):
+            raise ValueError(f"Every located neuron already belongs to an earlier edit ({self.collisions}).")
+        self.locality = editor.locality_reference()
+
+    @property
+    def keeps_earlier_edits(self) -> bool:
+        held = self.editor.tuner.neuron_sets(self.editor.adapter_name)
+        return any(set(indices) - set(self.trained.get(layer, [])) for layer, indices in held.items())
+
+    @contextmanager
+    def trainable(self) -> Iterator[list[torch.nn.Parameter]]:
+        with self.editor.trainable_deltas(self.trained) as params:
+            yield params
+
+    def learning_rate_scales(self) -> dict[torch.nn.Parameter, float]:
+        return {}
+
+    def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+
+    def regularizer(self, targets: torch.Tensor, cases: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The batch's share (its target tokens) of λ_loc·KL + λ_norm·‖δ‖² (whole-model terms, once per step)."""
+        config = self.editor.config
+        locality = self.editor.locality_loss(self.locality)
+        norm = delta_norm(self.editor.tuner.delta_parameters(self.editor.adapter_name))
+        tokens = (targets != -100).sum()
+        total = tokens * (config.locality_weight * locality + config.norm_weight * norm)
+        return total, {"locality": locality.item(), "norm": norm.item()}
+
+    def adapter_size(self) -> dict[str, Any]:
+        neurons = self.editor.tuner.neuron_sets(self.editor.adapter_name)
+        return {"neurons": {str(k): len(v) for k, v in neurons.items()}}
+
+
+class EditTrainer(Trainer):
+    """A :class:`transformers.Trainer` that edits many facts at once with an MPN or LAFN editor's objective.
+
+    At construction the adapter is grown for every case of ``train_dataset`` (so a fresh trainer on the same
+    unedited model and data has the same adapter shape, which is what ``resume_from_checkpoint`` needs); then
+    :meth:`train` optimises only those new patches / neurons (earlier edits and the base model stay frozen).
+    The loss is a sum over target tokens normalised by ``num_items_in_batch`` (the target tokens of the
+    accumulated batch), so gradient accumulation gives the gradient of the whole batch
+    (``loss_is_scaled_for_ga``); the regularisers are weighted by each batch's share of those tokens.
+
+    Args:
+        editor: an :class:`~peft_mpn.editing.MPNEditor` or :class:`~peft_mpn.editing.LAFNEditor` (its model,
+            tokenizer, loss weights, memory bank / locality texts and training languages are used).
+        args: the ``TrainingArguments``. The editors' learning rates are far above fine-tuning's (MPN values
+            are trained directly here, so use ~0.05; LAFN ~0.02); keep ``weight_decay=0`` with earlier edits
+            in the adapter (decay would shrink their frozen rows).
+        train_dataset: edit cases (rows of :func:`~peft_mpn.data.requests_to_dataset`).
+        eval_dataset: edit cases to judge with the ``cross_lingual_edit`` metric (:func:`probe_rows`; locality
+            is agreement with the base model, adapter off).
+        compute_metrics: default: the ``cross_lingual_edit`` scores (headline numbers, ``per_language``,
+            ``average_cross_lingual`` ...); a function of ``EvalPrediction`` (token-level argmax ``predictions``
+            and ``label_ids``, one row per scored prompt) replaces it.
+        **kwargs: passed to :class:`transformers.Trainer` (``callbacks``, ``optimizers``, ...).
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        editor: MPNEditor | LAFNEditor,
+        args: TrainingArguments | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        *,
+        data_collator: Callable | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(editor, (MPNEditor, LAFNEditor)):
+            raise TypeError(f"EditTrainer needs an MPNEditor or LAFNEditor, got {type(editor).__name__}.")
+        if isinstance(editor, MPNEditor) and editor.is_classifier:
+            raise ValueError("EditTrainer edits causal LMs; use MPNEditor.edit_batch for classifiers.")
+        self.editor = editor
+        self._probes: list[dict[str, Any]] = []
+        if eval_dataset is not None:
+            eval_dataset = self._probe_dataset(eval_dataset)
+        self.objective: _MPNObjective | _LAFNObjective | None = None
+        self.augment_languages: list[str] = []
+        if train_dataset is not None:
+            train_dataset = train_dataset.add_column(EDIT_INDEX, list(range(len(train_dataset))))
+            requests = dataset_to_requests(train_dataset)
+            objective = _MPNObjective if isinstance(editor, MPNEditor) else _LAFNObjective
+            self.objective = objective(editor, requests)
+            self.augment_languages = list(
+                dict.fromkeys(
+                    lang for r in requests for lang in editor.training_languages(r) if lang != r.edit_language
+                )
+            )
+        if not isinstance(editor.model, PeftModel):
+            raise ValueError("The editor's model has no adapter yet; give a train_dataset to create it.")
+        self._keeps_logits = "logits_to_keep" in inspect.signature(editor.model.get_base_model().forward).parameters
+        collator = data_collator or EditDataCollator(
+            editor.tokenizer,
+            editor.training_languages,
+            rephrases=isinstance(editor, LAFNEditor) and editor.config.use_rephrases,
+        )
+        super().__init__(
+            model=editor.model,
+            args=args,
+            data_collator=collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=editor.tokenizer,
+            compute_metrics=compute_metrics or self.cross_lingual_edit_metrics,
+            **kwargs,
+        )
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def _set_signature_columns_if_needed(self) -> None:
+        # The collator reads the edit-case columns itself; the model's forward signature does not name them.
+        if self._signature_columns is None:
+            self._signature_columns = [*_CASE_COLUMNS, EDIT_INDEX, *_PROBE_COLUMNS]
+
+    def _probe_dataset(self, dataset: Any):
+        """Edit cases -> one row per scored prompt; the pre-edit predictions become the locality references."""
+        from datasets import Dataset
+
+        if isinstance(dataset, dict):
+            raise ValueError("EditTrainer evaluates one dataset of edit cases; pass a Dataset, not a dict.")
+        requests = dataset_to_requests(dataset)
+        edit_languages = {r.edit_language for r in requests}
+        if len(edit_languages) != 1:
+            raise ValueError(f"The eval cases mix edit languages {sorted(edit_languages)}; evaluate each separately.")
+        rows = probe_rows(requests)
+        locality = [r for r in rows if r["probe"] == "locality"]
+        model = self.editor.model
+        with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
+            scores = score_targets(model, self.editor.tokenizer, [(r["prompt"], r["target"]) for r in locality])
+        for row, score in zip(locality, scores):
+            row["reference"] = list(score.predicted)
+        self._probes = rows
+        self._eval_edit_language = edit_languages.pop()
+        return Dataset.from_list([{"prompt": r["prompt"], "target": r["target"]} for r in rows])
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
+    ):
+        """As :meth:`transformers.Trainer.evaluate`; ``eval_dataset`` (edit cases) replaces the one given before."""
+        if eval_dataset is not None:
+            eval_dataset = self._probe_dataset(eval_dataset)
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    # -- loss ------------------------------------------------------------------------------------------------
+    def _target_logits(self, model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]):
+        """Logits predicting each target column ([B, T, V]) and the targets ([B, T]), in eval mode (no dropout)."""
+        labels = inputs["labels"]
+        first = int((labels != -100).any(0).float().argmax())
+        targets = labels[:, first:]
+        forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+        if self._keeps_logits:
+            forward["logits_to_keep"] = targets.shape[1] + 1
+        with eval_mode(model):
+            logits = model(**forward).logits
+        return window_logits_at_targets(logits, targets), targets
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """The editor's objective on this batch, summed over target tokens and divided by ``num_items_in_batch``."""
+        if self.objective is None:
+            raise ValueError("This EditTrainer has no train_dataset: nothing to edit.")
+        logits, targets = self._target_logits(model, inputs)
+        if num_items_in_batch is None:  # the model takes no loss kwargs: this batch's tokens, times the GA steps
+            num_items_in_batch = (targets != -100).sum() * self.current_gradient_accumulation_steps
+        edit = self.objective.edit_loss(logits, targets)
+        regularizer, parts = self.objective.regularizer(targets, inputs[EDIT_INDEX])
+        loss = (edit + regularizer) / num_items_in_batch
+        return (loss, {"logits": logits, **parts}) if return_outputs else loss
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ):
+        """Teacher-forced argmax at each target token ([B, T]) and the targets ([B, T], -100 on padding)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            logits, targets = self._target_logits(model, inputs)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        if prediction_loss_only:
+            return loss.detach(), None, None
+        predictions = logits.argmax(-1).masked_fill(targets == -100, -100)
+        return loss.detach(), predictions, targets
+
+    def cross_lingual_edit_metrics(self, prediction: EvalPrediction) -> dict[str, Any]:
+        """The ``cross_lingual_edit`` scores of an evaluation over :func:`probe_rows` (default ``compute_metrics``)."""
+        predicted, targets = prediction.predictions, prediction.label_ids
+        if len(predicted) != len(self._probes):
+            raise ValueError(f"{len(predicted)} predictions for {len(self._probes)} scored prompts.")
+        columns: dict[str, list] = {"predictions": [], "references": []}
+        for name in ("case_id", "language", "probe", "copied"):
+            columns[name] = [row[name] for row in self._probes]
+        for row, pred, target in zip(self._probes, predicted, targets):
+            mask = target != -100
+            columns["predictions"].append(pred[mask].tolist())
+            columns["references"].append(row.get("reference") or target[mask].tolist())
+        languages = set(columns["language"])
+        scores = compute_cross_lingual_edit(
+            **columns,
+            edit_language=self._eval_edit_language,
+            augment_languages=[lang for lang in self.augment_languages if lang in languages],
+        )
+        keep = ("per_language", "average", "average_cross_lingual", "average_augment", "average_unseen")
+        return {k: v for k, v in scores.items() if k in keep or isinstance(v, float) or k == "num_cases"}
+
+    # -- training --------------------------------------------------------------------------------------------
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """Trainer's optimizer; tensors the objective scales (MPN values) get their own group and learning rate."""
+        given = self.optimizer is not None
+        optimizer = super().create_optimizer(model)
+        if given or self.objective is None:
+            return optimizer
+        for param, scale in self.objective.learning_rate_scales().items():
+            for group in optimizer.param_groups:
+                if any(p is param for p in group["params"]):
+                    group["params"] = [p for p in group["params"] if p is not param]
+                    optimizer.add_param_group({**group, "params": [param], "lr": group["lr"] * scale})
+                    break
+        optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+        return optimizer
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """As :meth:`transformers.Trainer.train`, training only this edit's patches / neurons."""
+        if self.objective is None:
+            raise ValueError("This EditTrainer has no train_dataset: nothing to edit.")
+        if self.args.weight_decay and self.objective.keeps_earlier_edits:
+            raise ValueError(
+                f"weight_decay={self.args.weight_decay} would shrink the earlier edits this adapter holds (their "
+                "rows get no gradient but are decayed); set weight_decay=0 in the TrainingArguments."
+            )
+        if resume_from_checkpoint:
+            self._check_checkpoint(resume_from_checkpoint)
+        with ExitStack() as stack:
+            trainable = stack.enter_context(self.objective.trainable())
+            ids = {id(p) for p in trainable}
+            for param in self.model.parameters():
+                if id(param) not in ids:
+                    param.requires_grad_(False)
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _check_checkpoint(self, checkpoint: str | bool) -> None:
+        """Refuse a checkpoint whose adapter has another shape than the one grown for this training set."""
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+            if checkpoint is None:
+                raise ValueError(f"No checkpoint found in {self.args.output_dir!r} to resume from.")
+        path = os.path.join(checkpoint, "adapter_config.json")
+        if not os.path.isfile(path):
+            return  # Trainer reports a missing checkpoint itself
+        with open(path) as handle:
+            saved = json.load(handle)
+        expected = self.objective.adapter_size()
+        found = {"num_patches": saved.get("num_patches")}
+        if "neurons" in expected:
+            found = {"neurons": {str(k): len(v) for k, v in (saved.get("neurons") or {}).items()}}
+        if found != expected:
+            raise ValueError(
+                f"The checkpoint {checkpoint!r} holds an adapter of shape {found}, but this trainer grew {expected} "
+                "for its training set. Resume with the same unedited model, editor settings and train_dataset."
+            )
+
+
+__all__ = ["EDIT_INDEX", "EditDataCollator", "EditTrainer", "probe_rows"]
