@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -525,7 +524,8 @@ def compose_adapters(
         raise AdapterCompositionError(f"Cannot compose adapters of different methods ({described}).")
     if not isinstance(configs[0], (MPNConfig, LAFNConfig)):
         raise AdapterCompositionError(
-            f"{names[0]} is a {configs[0].peft_type.value} adapter; compose_adapters combines MPN or LAFN edit adapters."
+            f"{names[0]} is a {configs[0].peft_type.value} adapter; compose_adapters combines MPN or LAFN edit "
+            "adapters."
         )
     bases = {name: config.base_model_name_or_path for name, config in zip(names, configs)}
     if len({base for base in bases.values() if base}) > 1:

@@ -292,18 +292,22 @@ class FakeHub:
         commit = self._revision(repo, revision)
         prefix = folder.rstrip("/") + "/" if folder else ""
         entries: dict[str, dict] = {}
+
+        def folder_entry(directory: str) -> dict:
+            return {"type": "directory", "path": directory, "oid": git_blob_id(directory.encode())}
+
         for path, content in sorted(commit.files.items()):
             if not path.startswith(prefix):
                 continue
             rest = path[len(prefix) :]
             if "/" in rest and not recursive:
                 directory = prefix + rest.split("/", 1)[0]
-                entries[directory] = {"type": "directory", "path": directory, "oid": git_blob_id(directory.encode())}
+                entries[directory] = folder_entry(directory)
                 continue
             if recursive:
                 for depth in range(1, rest.count("/") + 1):
                     directory = prefix + "/".join(rest.split("/")[:depth])
-                    entries[directory] = {"type": "directory", "path": directory, "oid": git_blob_id(directory.encode())}
+                    entries[directory] = folder_entry(directory)
             entries[path] = {"type": "file", "path": path, "size": len(content), "oid": git_blob_id(content)}
         if prefix and not entries:
             raise HubError(404, f"{folder} does not exist on {unquote(revision)}", "EntryNotFound")
