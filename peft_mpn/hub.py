@@ -171,7 +171,7 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     except json.JSONDecodeError as error:
         raise EditManifestError(f"{str(path)!r} is not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise EditManifestError(f"{str(path)!r} is not a peft-mpn edit manifest (no \"format\": {MANIFEST_FORMAT!r}).")
+        raise EditManifestError(f'{str(path)!r} is not a peft-mpn edit manifest (no "format": {MANIFEST_FORMAT!r}).')
     if manifest.get("version", 0) > MANIFEST_VERSION:
         raise EditManifestError(
             f"{str(path)!r} has manifest version {manifest['version']}; this peft-mpn reads up to "
@@ -360,7 +360,8 @@ def save_edit(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as temporary:
-        model.save_pretrained(temporary, selected_adapters=[adapter_name])
+        # edit adapters never touch the embeddings; "auto" would look the base model up on the Hub to check
+        model.save_pretrained(temporary, selected_adapters=[adapter_name], save_embedding_layers=False)
         staged = Path(temporary) / adapter_name if adapter_name != "default" else Path(temporary)
         write_edit_manifest(staged, records, method=method)
         card = render_edit_card(

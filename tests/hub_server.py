@@ -58,7 +58,7 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
 
     def commit(self, files: dict[str, bytes], message: str, parent: str | None) -> Commit:
-        date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # the Hub's format
         digest = hashlib.sha1(f"{self.repo_id}\n{parent}\n{message}\n{len(self.commits)}".encode())
         for path in sorted(files):
             digest.update(f"{path}\0{git_blob_id(files[path])}\n".encode())
@@ -218,15 +218,19 @@ class FakeHub:
 
     def info(self, repo: Repo, revision: str) -> tuple:
         commit = self._revision(repo, revision)
-        return 200, {}, {
-            "id": repo.repo_id,
-            "modelId": repo.repo_id,
-            "sha": commit.oid,
-            "private": repo.private,
-            "lastModified": commit.date,
-            "tags": [],
-            "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-        }
+        return (
+            200,
+            {},
+            {
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "sha": commit.oid,
+                "private": repo.private,
+                "lastModified": commit.date,
+                "tags": [],
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            },
+        )
 
     def preupload(self, repo: Repo, revision: str, payload: dict, token: str | None) -> tuple:
         self._write_access(token)
