@@ -213,9 +213,9 @@ def _lafn_adapter(folder, neurons: dict[int, list[int]], seed: int, **config) ->
 
 def test_compose_lafn_adapters_equals_both_active(tmp_path):
     _lafn_adapter(tmp_path / "a", {0: [3, 17], 2: [5]}, seed=1)
-    _lafn_adapter(tmp_path / "b", {2: [6, 9]}, seed=2)
+    _lafn_adapter(tmp_path / "b", {1: [4], 2: [6, 9]}, seed=2)  # layer 1 is new to the first adapter
     composed = compose_adapters(base_model(), [tmp_path / "a", tmp_path / "b"], adapter_name="both")
-    assert composed.base_model.neuron_sets("both") == {0: [3, 17], 2: [5, 6, 9]}
+    assert composed.base_model.neuron_sets("both") == {0: [3, 17], 1: [4], 2: [5, 6, 9]}
     reference = PeftModel.from_pretrained(base_model(), tmp_path / "a", adapter_name="a")
     reference.load_adapter(tmp_path / "b", adapter_name="b")
     reference.base_model.set_adapter(["a", "b"])
