@@ -268,8 +268,8 @@ def render_edit_card(
     lines = [
         f"# Knowledge edits: {len(edits)} fact{'s' if len(edits) != 1 else ''} ({method})",
         "",
-        "A [peft-mpn](https://github.com/huggingface/peft) edit adapter: it corrects the facts listed below in "
-        "the base model and is meant to leave everything else as it was.",
+        "A peft-mpn knowledge-edit adapter (a PEFT adapter): it corrects the facts listed below in the base "
+        "model and is meant to leave everything else as it was.",
         "",
         f"- **Base model:** {f'[{base_model}](https://huggingface.co/{base_model})' if base_model else 'unknown'}",
         f"- **Method:** {name.get(method, method)}",
