@@ -6,6 +6,7 @@ for them as they do for LoRA.
 """
 
 from .data import EditRequest, EditRequestError, FactView
+from .hub import compose_adapters, list_edits, push_edit_to_hub, save_edit
 from .loading import from_pretrained
 from .tuners import FFN_SPECS, FFNSpec, MPNConfig, MPNLayer, MPNModel, PatchSet, UnsupportedArchitectureError
 from .tuners.lafn import LAFNConfig, LAFNLayer, LAFNModel, NeuronAddition
@@ -27,5 +28,9 @@ __all__ = [
     "NeuronAddition",
     "PatchSet",
     "UnsupportedArchitectureError",
+    "compose_adapters",
     "from_pretrained",
+    "list_edits",
+    "push_edit_to_hub",
+    "save_edit",
 ]

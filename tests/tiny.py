@@ -126,9 +126,13 @@ TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
 
-def run_fresh(script: str, *args: str) -> dict:
-    """Run ``script`` in a fresh interpreter (this one's executable) and return the JSON on its last stdout line."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def run_fresh(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``script`` in a fresh interpreter (this one's executable) and return the JSON on its last stdout line.
+
+    The child is offline (``HF_HUB_OFFLINE=1``) unless ``env`` says otherwise; ``env`` adds to or overrides the
+    environment.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(TESTS_DIR), *args],
         capture_output=True,

@@ -252,3 +252,48 @@ class LAFNModel(FFNBlockTuner):
             for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate)
             if name in store
         ]
+
+    def absorb_adapter(self, source_adapter: str, adapter_name: str | None = None) -> list[NeuronAddition]:
+        """Append every neuron of ``source_adapter``, with its deltas, to ``adapter_name``.
+
+        The result computes what the two adapters compute when both are active, provided no neuron belongs to
+        both: a shared neuron would need two deltas in one row, so any collision raises a ``ValueError``
+        naming the layers and neurons, and nothing changes. Both adapters must agree on ``update_input`` and
+        on the cached update (``cached``, ``activation_threshold``). ``source_adapter`` is left as it is.
+        """
+        adapter_name = self.resolve_adapter(adapter_name)
+        source_adapter = self.resolve_adapter(source_adapter)
+        if source_adapter == adapter_name:
+            raise ValueError(f"Cannot absorb adapter {adapter_name!r} into itself.")
+        ours, theirs = self.peft_config[adapter_name], self.peft_config[source_adapter]
+        for setting in ("update_input", "cached", "activation_threshold"):
+            if getattr(ours, setting) != getattr(theirs, setting):
+                raise ValueError(
+                    f"LAFN adapters {adapter_name!r} and {source_adapter!r} differ in {setting} "
+                    f"({getattr(ours, setting)!r} vs {getattr(theirs, setting)!r}); only adapters that agree combine."
+                )
+        present, incoming = self.neuron_sets(adapter_name), self.neuron_sets(source_adapter)
+        collisions = {
+            layer: sorted(set(indices) & set(present.get(layer, ())))
+            for layer, indices in incoming.items()
+            if set(indices) & set(present.get(layer, ()))
+        }
+        if collisions:
+            raise ValueError(
+                f"LAFN adapters {adapter_name!r} and {source_adapter!r} both edit neurons "
+                + "; ".join(f"layer {layer}: {indices[:10]}" for layer, indices in collisions.items())
+                + ". A neuron can hold one delta only: re-edit one of the facts, or keep the adapters apart."
+            )
+        source_layers = {layer.layer_index: layer for layer in self.lafn_layers(source_adapter).values()}
+        additions = []
+        for layer_index, indices in incoming.items():
+            additions.append(self.add_neurons(layer_index, indices, adapter_name=adapter_name))
+            target = next(lay for lay in self.lafn_layers(adapter_name).values() if lay.layer_index == layer_index)
+            source = source_layers[layer_index]
+            with torch.no_grad():
+                for store_name in LAFNLayer.adapter_layer_names:
+                    store, source_store = getattr(target, store_name), getattr(source, store_name)
+                    if source_adapter in source_store:
+                        delta = source_store[source_adapter]
+                        store[adapter_name][-len(indices) :] = delta.to(store[adapter_name].dtype)
+        return additions

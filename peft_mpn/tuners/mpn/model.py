@@ -95,3 +95,33 @@ class MPNModel(FFNBlockTuner):
                 zeros = torch.zeros_like(patches.keys)
                 layer.add_patches(adapter_name, PatchSet(zeros, torch.zeros_like(patches.bias), zeros))
         self.peft_config[adapter_name].num_patches += len(patches)
+
+    def absorb_adapter(self, source_adapter: str, adapter_name: str | None = None) -> int:
+        """Append every patch of ``source_adapter`` to ``adapter_name``, layer by layer; returns the number added.
+
+        Both adapters must patch the same layers with the same activation. Each layer of ``adapter_name`` gets
+        the source's patches of that same layer, so ``num_patches`` stays one number per adapter and the result
+        computes what the two adapters compute when both are active. ``source_adapter`` is left as it is
+        (delete it with ``delete_adapter`` when it is no longer needed).
+        """
+        adapter_name = self.resolve_adapter(adapter_name)
+        source_adapter = self.resolve_adapter(source_adapter)
+        if source_adapter == adapter_name:
+            raise ValueError(f"Cannot absorb adapter {adapter_name!r} into itself.")
+        targets, sources = self.patch_layers(adapter_name), self.patch_layers(source_adapter)
+        if set(targets) != set(sources):
+            raise ValueError(
+                f"MPN adapters {adapter_name!r} and {source_adapter!r} patch different layers "
+                f"({sorted(targets)} vs {sorted(sources)}); only adapters on the same layers combine."
+            )
+        ours, theirs = self.peft_config[adapter_name].activation, self.peft_config[source_adapter].activation
+        if ours != theirs:
+            raise ValueError(
+                f"MPN adapters {adapter_name!r} and {source_adapter!r} use different patch activations "
+                f"({ours!r} vs {theirs!r}); only adapters with the same activation combine."
+            )
+        added = self.peft_config[source_adapter].num_patches
+        for name, layer in targets.items():
+            layer.add_patches(adapter_name, sources[name].patches(source_adapter))
+        self.peft_config[adapter_name].num_patches += added
+        return added
