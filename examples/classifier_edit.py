@@ -46,8 +46,8 @@ def main() -> None:
     judged_texts = [view.prompt for other in other_facts[1::2] for view in other.views.values()]
 
     extra = {} if args.num_labels is None else {"num_labels": args.num_labels}
+    torch.manual_seed(args.seed)  # a model without a classification head gets a new, random one
     model, tokenizer = load_model(args.model, task="sequence-classification", **extra)
-    model.eval()
     texts = {language: view.prompt for language, view in fact.views.items()}
     before = dict(zip(texts, predict(model, tokenizer, list(texts.values()))))
     label = (before[fact.edit_language] + 1) % model.config.num_labels
