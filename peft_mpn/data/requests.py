@@ -29,8 +29,10 @@ class FactView:
         rephrases: paraphrases of ``prompt`` in the same language (generality).
         subject: the subject entity, where known.
         true_answer: the answer before the edit, where known.
-        locality_prompt / locality_answer: an unrelated fact that must not change.
-        portability_question / portability_answer: a question whose answer follows from the edit.
+        locality_prompt: an unrelated question whose answer must not change.
+        locality_answer: its answer.
+        portability_question: a question whose answer follows from the edit.
+        portability_answer: that answer.
     """
 
     prompt: str

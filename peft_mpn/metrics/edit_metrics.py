@@ -78,7 +78,12 @@ def compute_cross_lingual_edit(
     """Reliability, generality, locality and portability of an edit, per language and averaged.
 
     Args:
-        predictions, references, case_id, language, probe, copied: the rows (see the module docstring).
+        predictions: per row, the argmax token ids under teacher forcing (see the module docstring for the rows).
+        references: per row, the target token ids (for ``locality`` rows: the pre-edit argmax tokens).
+        case_id: per row, the edit case.
+        language: per row, the language of the scored prompt.
+        probe: per row, one of :data:`PROBES`.
+        copied: per row, whether ``language``'s target is the same string as the edit-language target.
         edit_language: the language the edit was made in.
         augment_languages: languages whose parallel versions were used while editing (MPN's augmentation);
             the other non-edit languages are "unseen".

@@ -14,10 +14,8 @@ class MPNModel(FFNBlockTuner):
     Created by ``peft.get_peft_model(model, MPNConfig())`` (after ``import peft_mpn``). A fresh adapter has no
     patches and leaves the model unchanged; :class:`peft_mpn.MPNEditor` learns patches for edit requests.
 
-    Args:
-        model ([`~transformers.PreTrainedModel`]): The model to be adapted.
-        config ([`MPNConfig`]): The configuration of the MPN adapter.
-        adapter_name (`str`): The name of the adapter, defaults to `"default"`.
+    Built like every peft tuner, from the model to adapt, its :class:`MPNConfig` (``peft_config``) and the
+    adapter name (default ``"default"``).
 
     Example:
 

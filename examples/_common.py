@@ -1,0 +1,185 @@
+"""What the examples share: their command-line options, the facts they edit, and how they score and report.
+
+The examples run offline on Gemma-3-270M by default (``peft_mpn.models.load_model()`` converts the model from the
+``models`` extra once, then reloads it from the cache). Facts come from ``--facts`` (a JSON list of
+``EditRequest.to_dict()`` records), ``--data`` (a MzsRE, BMIKE-53 or Bi-ZsRE folder), ``../shared/data/mzsre``
+when it exists, or else the BMIKE-53 sample bundled with the package.
+"""
+
+# The environment is set before torch is imported, so the imports come after it.
+# ruff: noqa: E402
+from __future__ import annotations
+
+import os
+
+# Before torch is imported (as `peft-mpn demo` does): no Hub access, and no OpenMP spin-waiting on a busy CPU.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from peft_mpn import EditRequest
+from peft_mpn.data import load_edit_requests
+from peft_mpn.demo import DEFAULT_AUGMENT, load_demo_facts
+from peft_mpn.metrics import score_targets
+
+#: Where, in a benchmark folder, the facts whose locality prompts fill the memory bank start (as in the demo).
+MEMORY_START = 400
+
+
+def parser(description: str, *, num_facts: int) -> argparse.ArgumentParser:
+    """The options every example takes."""
+    options = argparse.ArgumentParser(description=description)
+    options.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
+    options.add_argument(
+        "--data",
+        default=None,
+        help="a MzsRE, BMIKE-53 or Bi-ZsRE folder (default: ../shared/data/mzsre if present, else a bundled sample)",
+    )
+    options.add_argument(
+        "--facts",
+        default=None,
+        help="a JSON list of EditRequest.to_dict() records instead of --data: the first --num-facts are edited, "
+        "the others fill the memory bank",
+    )
+    options.add_argument("--num-facts", type=int, default=num_facts, help="how many facts to edit")
+    options.add_argument(
+        "--augment-languages",
+        nargs="*",
+        default=list(DEFAULT_AUGMENT),
+        help="languages whose parallel versions MPN trains on (those the facts carry); the others stay unseen",
+    )
+    options.add_argument("--layer", type=int, default=-1, help="block whose FFN is edited (default: the last)")
+    options.add_argument("--max-steps", type=int, default=None, help="step budget per edit (default: the editor's)")
+    options.add_argument("--learning-rate", type=float, default=None, help="(default: the editor's)")
+    options.add_argument("--seed", type=int, default=0)
+    options.add_argument("--report", default=None, help="also write the numbers printed to this JSON file")
+    return options
+
+
+def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--max-steps`` / ``--learning-rate`` where given, for the editor config."""
+    given = {"max_steps": args.max_steps, "learning_rate": args.learning_rate}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def load_facts(args: argparse.Namespace, memory_facts: int = 25) -> tuple[list[EditRequest], list[EditRequest], str]:
+    """``(facts to edit, other facts for the memory bank, where they came from)``."""
+    if args.num_facts < 1:
+        raise SystemExit(f"--num-facts must be at least 1, got {args.num_facts}.")
+    if args.facts is not None:
+        path = Path(args.facts)
+        if not path.is_file():
+            raise SystemExit(f"--facts {path}: no such file; give a JSON list of EditRequest.to_dict() records.")
+        records = json.loads(path.read_text(encoding="utf-8"))
+        requests = [EditRequest.from_dict(record) for record in records]
+        if len(requests) <= args.num_facts:
+            raise SystemExit(
+                f"--facts {path} has {len(requests)} facts; give more than --num-facts={args.num_facts} "
+                "(the rest fill the memory bank)."
+            )
+        return requests[: args.num_facts], requests[args.num_facts :], str(path)
+    if args.data is None:
+        return load_demo_facts(None, args.num_facts)
+    facts = load_edit_requests(args.data, limit=args.num_facts)
+    memory = load_edit_requests(args.data, start=MEMORY_START, limit=memory_facts)
+    return facts, memory, f"{args.data} (cases 0-{args.num_facts - 1}; memory from case {MEMORY_START})"
+
+
+def augment_languages(args: argparse.Namespace, facts: Sequence[EditRequest]) -> list[str]:
+    """The requested augmentation languages that every fact carries."""
+    return [lang for lang in args.augment_languages if all(lang in fact.views for fact in facts)]
+
+
+def is_copied(request: EditRequest, language: str) -> bool:
+    """Whether ``language``'s target is the same string as the edit-language target (see the metrics page)."""
+    return str(request.views[language].target).strip() == str(request.edit.target).strip()
+
+
+def language_role(request: EditRequest, language: str, augment: Sequence[str]) -> str:
+    if language == request.edit_language:
+        return "edit"
+    return "seen" if language in augment else "unseen"
+
+
+def wins(model: Any, tokenizer: Any, request: EditRequest) -> dict[str, bool]:
+    """Per language: does the target written in that language win (greedy decoding would produce it)?"""
+    scores = score_targets(model, tokenizer, [(view.prompt, view.target) for view in request.views.values()])
+    return {language: score.exact for language, score in zip(request.views, scores)}
+
+
+def metric_rows(
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[EditRequest],
+    locality_before: dict[tuple[str | None, str], tuple[int, ...]] | None = None,
+) -> dict[str, list]:
+    """The columns of ``compute_cross_lingual_edit`` for ``requests`` on ``model``.
+
+    Locality rows compare with ``locality_before`` (the unedited predictions from :func:`locality_predictions`);
+    leave it out for the pre-edit call.
+    """
+    rows: dict[str, list] = {key: [] for key in ("case_id", "language", "probe", "copied")}
+    pairs = []
+
+    def add(request: EditRequest, language: str, probe: str, prompt: str, target: str) -> None:
+        rows["case_id"].append(request.case_id)
+        rows["language"].append(language)
+        rows["probe"].append(probe)
+        rows["copied"].append(is_copied(request, language))
+        pairs.append((prompt, target))
+
+    for request in requests:
+        for language, view in request.views.items():
+            add(request, language, "reliability", view.prompt, view.target)
+            for rephrase in view.rephrases:
+                add(request, language, "generality", rephrase, view.target)
+            if language != request.edit_language:
+                add(request, language, "edit_language_answer", view.prompt, request.edit.target)
+            if view.portability_question and view.portability_answer:
+                add(request, language, "portability", view.portability_question, view.portability_answer)
+            if locality_before is not None and view.locality_prompt and view.locality_answer:
+                add(request, language, "locality", view.locality_prompt, view.locality_answer)
+    scores = score_targets(model, tokenizer, pairs)
+    rows["predictions"] = [list(score.predicted) for score in scores]
+    rows["references"] = [
+        list(locality_before[(case, language)]) if probe == "locality" else list(score.target)
+        for score, case, language, probe in zip(scores, rows["case_id"], rows["language"], rows["probe"])
+    ]
+    return rows
+
+
+def locality_predictions(
+    model: Any, tokenizer: Any, requests: Sequence[EditRequest]
+) -> dict[tuple[str | None, str], tuple[int, ...]]:
+    """The model's teacher-forced predictions on every locality question, by ``(case_id, language)``."""
+    keys, pairs = [], []
+    for request in requests:
+        for language, view in request.views.items():
+            if view.locality_prompt and view.locality_answer:
+                keys.append((request.case_id, language))
+                pairs.append((view.locality_prompt, view.locality_answer))
+    return {key: score.predicted for key, score in zip(keys, score_targets(model, tokenizer, pairs))}
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(path: str | None, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON to ``path`` (through a temporary file, so a failed run never leaves half a file)."""
+    if path is None:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
+        json.dump(report, out, indent=2, ensure_ascii=False)
+    Path(out.name).replace(target)
+    print(f"\nReport written to {target}")

@@ -1,0 +1,114 @@
+"""The docs stay true to the code: their Python snippets compile and name only what peft_mpn has."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from tiny import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+SNIPPET = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def snippets(page: Path) -> list[str]:
+    return SNIPPET.findall(page.read_text(encoding="utf-8"))
+
+
+def resolve(dotted: str):
+    """The object at ``dotted`` (a module, or an attribute of one), or raise AttributeError/ImportError."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(dotted)
+
+
+def check_snippet(code: str) -> list[str]:
+    """Problems in one snippet: peft_mpn names that do not exist, keyword arguments a peft_mpn callable lacks."""
+    problems = []
+    names: dict[str, str] = {}  # local name -> dotted peft_mpn path
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "peft_mpn":
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "peft_mpn":
+                    names[alias.asname or alias.name.split(".")[0]] = alias.name.split(".")[0]
+    for dotted in names.values():
+        try:
+            resolve(dotted)
+        except (ImportError, AttributeError):
+            problems.append(f"{dotted} does not exist")
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        dotted = _dotted(node.func, names)
+        if dotted is None:
+            continue
+        try:
+            target = resolve(dotted)
+        except (ImportError, AttributeError):
+            problems.append(f"{dotted} does not exist")
+            continue
+        try:
+            parameters = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        for keyword in node.keywords:
+            if keyword.arg is not None and keyword.arg not in parameters:
+                problems.append(f"{dotted}() has no argument {keyword.arg!r}")
+    return problems
+
+
+def _dotted(func: ast.expr, names: dict[str, str]) -> str | None:
+    """``peft_mpn...`` path of a called name or attribute chain that starts at a peft_mpn import, else None."""
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name) or func.id not in names:
+        return None
+    return ".".join([names[func.id], *reversed(parts)])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(DOCS)))
+def test_snippets_compile_and_use_the_current_api(page):
+    for code in snippets(page):
+        compile(code, str(page), "exec")
+        assert not check_snippet(code), f"{page.name}: {check_snippet(code)}\n{code}"
+
+
+def test_the_checker_catches_a_wrong_name_and_a_wrong_argument():
+    assert check_snippet("from peft_mpn.editing import MPNEditorConfig\nMPNEditorConfig(augment_languages=[])") == []
+    assert check_snippet("from peft_mpn import NoSuchThing") == ["peft_mpn.NoSuchThing does not exist"]
+    assert check_snippet("import peft_mpn\npeft_mpn.MPNConfig(layer=3)") == [
+        "peft_mpn.MPNConfig() has no argument 'layer'"
+    ]
+
+
+def test_every_example_is_documented_and_every_documented_example_exists():
+    documented = {name for page in PAGES for name in re.findall(r"examples/(\w+\.py)", page.read_text())}
+    scripts = {path.name for path in (REPO_ROOT / "examples").glob("*.py") if not path.name.startswith("_")}
+    assert documented == scripts
+
+
+def test_every_page_is_in_the_nav():
+    nav = (REPO_ROOT / "mkdocs.yml").read_text()
+    # a page outside the nav is built but nothing links to it
+    missing = [str(page.relative_to(DOCS)) for page in PAGES if str(page.relative_to(DOCS)) not in nav]
+    assert missing == []
