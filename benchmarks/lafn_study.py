@@ -138,7 +138,16 @@ def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, 
 
 
 def study_editing(
-    model, tokenizer, facts, memory_facts, references, augment, locator, progress, patch_plan="per_language"
+    model,
+    tokenizer,
+    facts,
+    memory_facts,
+    references,
+    augment,
+    locator,
+    progress,
+    patch_plan="per_language",
+    lafn_max_steps=100,
 ) -> dict:
     locality = {
         f.case_id: [
@@ -153,12 +162,12 @@ def study_editing(
     results: dict[str, dict] = {"before": before}
     methods = {
         "LAFN (all languages given)": lambda: LAFNEditor(
-            model, tokenizer, LAFNEditorConfig(locator=locator), progress=False
+            model, tokenizer, LAFNEditorConfig(locator=locator, max_steps=lafn_max_steps), progress=False
         ),
         "LAFN (en + aug)": lambda: LAFNEditor(
             model,
             tokenizer,
-            LAFNEditorConfig(locator=locator, train_languages=["en", *augment]),
+            LAFNEditorConfig(locator=locator, train_languages=["en", *augment], max_steps=lafn_max_steps),
             reference_requests=references,
             progress=False,
         ),
@@ -171,12 +180,18 @@ def study_editing(
         for fact in tqdm(facts, desc=name, disable=not progress):
             start = time.perf_counter()
             try:
-                editor.edit(fact)
+                outcome = editor.edit(fact)
             except ValueError as error:  # no language-agnostic neuron found
                 results[name][fact.case_id] = {"error": str(error)}
                 continue
             timings.setdefault(name, []).append(time.perf_counter() - start)
             results[name][fact.case_id] = judge(editor.model, tokenizer, fact, locality[fact.case_id])
+            results[name][fact.case_id].update(
+                status=outcome.status,
+                steps=outcome.steps,
+                seconds=outcome.seconds,
+                neurons={layer: len(indices) for layer, indices in outcome.neurons.items()},
+            )
             editor.reset()
     mpn = MPNEditor(
         model,
@@ -248,6 +263,7 @@ def main() -> None:
         help="locate on the prompt alone in languages whose rephrase equals it (MzsRE: 123-194 cases per language)",
     )
     parser.add_argument("--mpn-patch-plan", default="per_language", choices=["edit", "per_language"])
+    parser.add_argument("--lafn-max-steps", type=int, default=100, help="LAFN step budget per edit")
     parser.add_argument("--skip-location", action="store_true")
     parser.add_argument("--skip-editing", action="store_true")
     parser.add_argument("--output", default="results/lafn_study.json")
@@ -282,6 +298,7 @@ def main() -> None:
             config,
             True,
             patch_plan=args.mpn_patch_plan,
+            lafn_max_steps=args.lafn_max_steps,
         )
         report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
     output = Path(args.output)
