@@ -51,7 +51,7 @@ from transformers.pytorch_utils import Conv1D
 from .data.requests import EditRequest, FactView, Target
 from .editing.common import eval_mode
 from .editing.encoding import encode_target, pad_token_id
-from .tuners.ffn import FFNSpec, ffn_spec
+from .tuners.ffn import FFNBlocks, ffn_blocks
 
 SCORINGS = ("activation", "integrated_gradients")
 SELECTIONS = ("top_k", "threshold")
@@ -223,72 +223,15 @@ class LocatorConfig:
 
 
 # -- the model's FFNs -------------------------------------------------------------------------------------------
-def _base_model(model: nn.Module) -> nn.Module:
-    """The transformers model under a PeftModel (or a peft tuner); the model itself otherwise."""
-    if hasattr(model, "get_base_model"):
-        return model.get_base_model()
-    inner = getattr(model, "model", None)
-    if hasattr(model, "peft_config") and isinstance(inner, nn.Module):
-        return inner
-    return model
-
-
-def _strip_wrappers(name: str) -> str:
-    return ".".join(part for part in name.split(".") if part != "base_layer")
-
-
-def _block_stack(model: nn.Module, spec: FFNSpec) -> nn.ModuleList:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] == spec.layers:
-            return module
-    raise ValueError(f"Found no ModuleList of transformer blocks named {spec.layers!r} in {type(model).__name__}.")
-
-
-def _down_projection(block: nn.Module, spec: FFNSpec, layer: int) -> nn.Module:
-    """The innermost module that is the block's down projection (under any adapter wrappers)."""
-    matches = [(name, m) for name, m in block.named_modules() if name and _strip_wrappers(name) == spec.down_proj]
-    if not matches:
-        raise ValueError(f"Layer {layer} has no down projection {spec.down_proj!r}.")
-    return max(matches, key=lambda item: item[0].count("."))[1]
-
-
 def _column_norms(down: nn.Module) -> torch.Tensor:
     """``||W_down[:, k]||`` per neuron (GPT-2's Conv1D stores W_down as [F, d]: a row norm there)."""
     weight = down.weight.detach().float()
     return weight.norm(dim=1) if isinstance(down, Conv1D) else weight.norm(dim=0)
 
 
-@dataclass
-class _FFNs:
-    model: nn.Module
-    spec: FFNSpec
-    num_layers: int
-    layers: list[int]
-    downs: dict[int, nn.Module]
-
-
-def _ffns(model: nn.Module, layers: Sequence[int] | None) -> _FFNs:
-    base = _base_model(model)
-    spec = ffn_spec(base)
-    stack = _block_stack(base, spec)
-    total = len(stack)
-    if layers is None:
-        chosen = list(range(total))
-    else:
-        bad = [layer for layer in layers if not -total <= layer < total]
-        if bad:
-            raise ValueError(
-                f"LocatorConfig.layers names {bad}, out of range for this {total}-layer model "
-                f"(valid: 0..{total - 1}, or -{total}..-1 from the end)."
-            )
-        chosen = sorted({layer % total for layer in layers})
-    downs = {layer: _down_projection(stack[layer], spec, layer) for layer in chosen}
-    return _FFNs(base, spec, total, chosen, downs)
-
-
 def locator_layers(model: nn.Module, config: LocatorConfig | None = None) -> list[int]:
     """The layers :func:`score_neurons` scores, in the order of its layer dimension."""
-    return _ffns(model, (config or LocatorConfig()).layers).layers
+    return ffn_blocks(model, (config or LocatorConfig()).layers).layers
 
 
 # -- batches ----------------------------------------------------------------------------------------------------
@@ -346,7 +289,7 @@ def _target_log_probs(logits: torch.Tensor, read: torch.Tensor, target_ids: torc
     return torch.log_softmax(logits.float(), dim=-1)[rows, target_ids]
 
 
-def _activations(ffns: _FFNs, inputs: dict[str, torch.Tensor], read: torch.Tensor) -> dict[int, torch.Tensor]:
+def _activations(ffns: FFNBlocks, inputs: dict[str, torch.Tensor], read: torch.Tensor) -> dict[int, torch.Tensor]:
     """``a`` at the read positions, ``{layer: [B, F]}``, all layers in one forward pass (stopped after the last)."""
     captured: dict[int, torch.Tensor] = {}
     rows = torch.arange(len(read), device=read.device)
@@ -373,7 +316,7 @@ def _activations(ffns: _FFNs, inputs: dict[str, torch.Tensor], read: torch.Tenso
 
 
 def _integrated_gradients(
-    ffns: _FFNs,
+    ffns: FFNBlocks,
     inputs: dict[str, torch.Tensor],
     read: torch.Tensor,
     target_ids: torch.Tensor,
@@ -423,7 +366,7 @@ def score_neurons(
     integrated gradients.
     """
     config = config or LocatorConfig()
-    ffns = _ffns(model, config.layers)
+    ffns = ffn_blocks(model, config.layers)
     texts = [config.apply_template(p) for p in prompts]
     if not texts:
         raise ValueError("No prompts to score.")
@@ -824,7 +767,7 @@ def locate_neurons(
     keep it. Raises ``ValueError`` when that set (after generic removal) is empty.
     """
     config = config or LocatorConfig()
-    ffns = _ffns(model, config.layers)  # checks the architecture and the layers first
+    ffns = ffn_blocks(model, config.layers)  # checks the architecture and the layers first
     groups = _groups(request_or_views, languages)
     _paraphrase(groups, paraphraser, config)
     located = _locate_groups(model, tokenizer, groups, config)

@@ -357,7 +357,7 @@ def test_no_overlap_says_how_many_each_language_had(wired):
 
 
 def test_bad_layers_scoring_and_inputs_are_refused(wired):
-    with pytest.raises(ValueError, match=r"\[5\], out of range for this 3-layer model"):
+    with pytest.raises(ValueError, match=r"\[5\] are out of range for this 3-layer model"):
         locate(wired, layers=[5])
     with pytest.raises(ValueError, match="scoring='gradient'.*'integrated_gradients'"):
         LocatorConfig(scoring="gradient")

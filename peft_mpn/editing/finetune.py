@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.requests import EditRequest, EditRequestError
+from ..tuners.ffn import ffn_blocks
 from .common import check_generation_requests, frozen
 from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .mpn import EditResult
@@ -149,8 +150,6 @@ class FTEditor:
         *,
         progress: bool = True,
     ) -> None:
-        from ..locating import _ffns  # the model's FFNs, found once for every tool (imported late: no cycle)
-
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or FTEditorConfig()
@@ -160,7 +159,7 @@ class FTEditor:
             raise EditRequestError(
                 f"FT-L/FT-M edit causal LMs; {type(base).__name__} is a classifier. Use MPNEditor for classifiers."
             )
-        ffns = _ffns(base, [self.config.layer])
+        ffns = ffn_blocks(base, [self.config.layer])
         (self.layer_index,) = ffns.layers
         down = ffns.downs[self.layer_index]
         self.module_name = next(name for name, module in base.named_modules() if module is down)

@@ -1,11 +1,12 @@
 """PEFT tuners: what an edited model *is*."""
 
-from .ffn import FFN_SPECS, FFNSpec, UnsupportedArchitectureError, ffn_spec
+from .ffn import FFN_SPECS, FFNBlocks, FFNSpec, UnsupportedArchitectureError, ffn_blocks, ffn_spec
 from .lafn import LAFNConfig, LAFNLayer, LAFNModel, NeuronAddition
 from .mpn import MPNConfig, MPNLayer, MPNModel, PatchSet
 
 __all__ = [
     "FFN_SPECS",
+    "FFNBlocks",
     "FFNSpec",
     "LAFNConfig",
     "LAFNLayer",
@@ -16,5 +17,6 @@ __all__ = [
     "NeuronAddition",
     "PatchSet",
     "UnsupportedArchitectureError",
+    "ffn_blocks",
     "ffn_spec",
 ]

@@ -9,7 +9,7 @@ the FFN, before any dropout, residual or LayerNorm.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,3 +159,71 @@ def get_block(model: nn.Module, module_key: str) -> nn.Module:
     location = locate_block(module_key)
     stack = model.get_submodule(location.stack)
     return stack[location.index]
+
+
+# -- the FFNs of a model instance ------------------------------------------------------------------------------
+def base_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a PeftModel (or a peft tuner); the model itself otherwise."""
+    if hasattr(model, "get_base_model"):
+        return model.get_base_model()
+    inner = getattr(model, "model", None)
+    if hasattr(model, "peft_config") and isinstance(inner, nn.Module):
+        return inner
+    return model
+
+
+def _strip_wrappers(name: str) -> str:
+    return ".".join(part for part in name.split(".") if part != "base_layer")
+
+
+def _block_stack(model: nn.Module, spec: FFNSpec) -> nn.ModuleList:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] == spec.layers:
+            return module
+    raise UnsupportedArchitectureError(
+        f"Found no ModuleList of transformer blocks named {spec.layers!r} in {type(model).__name__}."
+    )
+
+
+def _down_projection(block: nn.Module, spec: FFNSpec, layer: int) -> nn.Module:
+    """The innermost module that is the block's down projection (under any adapter wrappers)."""
+    matches = [(name, m) for name, m in block.named_modules() if name and _strip_wrappers(name) == spec.down_proj]
+    if not matches:
+        raise UnsupportedArchitectureError(f"Layer {layer} has no down projection {spec.down_proj!r}.")
+    return max(matches, key=lambda item: item[0].count("."))[1]
+
+
+@dataclass
+class FFNBlocks:
+    """The FFNs of chosen layers of one model instance (see :func:`ffn_blocks`)."""
+
+    model: nn.Module  # the transformers model (under any PeftModel)
+    spec: FFNSpec
+    num_layers: int  # blocks in the model
+    layers: list[int]  # the chosen layers, non-negative and sorted
+    downs: dict[int, nn.Module]  # layer -> its down projection (the innermost module, under adapter wrappers)
+
+
+def ffn_blocks(model: nn.Module, layers: Sequence[int] | None = None) -> FFNBlocks:
+    """The down projections of ``layers`` (default: every layer; negative indices count from the end).
+
+    Works through a PeftModel and through adapter wrappers (the base layer's module is returned), so hooks and
+    weights found here are the transformers model's own. Raises ``ValueError`` for layers out of range and
+    :class:`UnsupportedArchitectureError` for a layout not in :data:`FFN_SPECS`.
+    """
+    base = base_model(model)
+    spec = ffn_spec(base)
+    stack = _block_stack(base, spec)
+    total = len(stack)
+    if layers is None:
+        chosen = list(range(total))
+    else:
+        bad = [layer for layer in layers if not -total <= layer < total]
+        if bad:
+            raise ValueError(
+                f"Layers {bad} are out of range for this {total}-layer model "
+                f"(valid: 0..{total - 1}, or -{total}..-1 from the end)."
+            )
+        chosen = sorted({layer % total for layer in layers})
+    downs = {layer: _down_projection(stack[layer], spec, layer) for layer in chosen}
+    return FFNBlocks(base, spec, total, chosen, downs)
