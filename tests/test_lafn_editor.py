@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import logits, make_tokenizer, tiny_model
+from tiny import logits, make_tokenizer, next_token, tiny_model
 
 from peft_mpn import EditRequest, EditRequestError
 from peft_mpn.editing import LAFNEditor, LAFNEditorConfig
@@ -36,12 +36,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def next_token(model, tokenizer, prompt: str) -> str:
-    return tokenizer.convert_ids_to_tokens(
-        int(logits(model, dict(tokenizer([prompt], return_tensors="pt")))[0, -1].argmax())
-    )
 
 
 def editor(arch: str = "llama", **config) -> LAFNEditor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import get_peft_model
-from tiny import logits, make_tokenizer, tiny_model
+from tiny import logits, make_tokenizer, next_token, tiny_model
 
 from peft_mpn import EditRequest, EditRequestError, MPNConfig
 from peft_mpn.editing import EDITORS, MPNEditor, MPNEditorConfig, make_editor
@@ -34,11 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def next_token(model, tokenizer, prompt: str) -> str:
-    inputs = dict(tokenizer([prompt], return_tensors="pt"))
-    return tokenizer.convert_ids_to_tokens(int(logits(model, inputs)[0, -1].argmax()))
 
 
 def all_predictions(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
