@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import EditRequest
-from .editing import LAFNEditorConfig, MPNEditorConfig, make_editor
+from .editing import FTEditorConfig, ICLEditorConfig, LAFNEditorConfig, MPNEditorConfig, make_editor
 from .metrics import compute_cross_lingual_edit, score_targets
 from .metrics.edit_metrics import COLUMNS
 
@@ -52,7 +52,12 @@ EDITOR_CONFIGS: dict[str, Callable[[], Any]] = {
     "mpn": MPNEditorConfig,
     "t-patcher": MPNEditorConfig,
     "lafn": _lafn_config,
+    "ft-l": FTEditorConfig.ft_l,
+    "ft-m": FTEditorConfig.ft_m,
+    "icl": ICLEditorConfig,
 }
+#: Methods whose ``--layer`` is a config field (MPN / T-Patcher take it as their adapter's layer instead).
+_LAYER_FIELD = ("ft-l", "ft-m")
 
 #: Columns of the per-language plot and table: (measure, label).
 _TRANSFER = (
@@ -189,9 +194,38 @@ def editor_config(method: str, config: Any = None, **overrides: Any) -> Any:
         raise TypeError(f"Editor configs are dataclasses; got {type(config).__name__}.")
     names = {f.name for f in fields(config)}
     unknown = sorted(set(overrides) - names)
+    if unknown and method == "icl":
+        raise ValueError(
+            f"{unknown} are not applicable to icl: in-context editing trains nothing, it puts the fact in front of "
+            f"the prompt. Drop them (its options are {sorted(names)}, via --editor-option)."
+        )
     if unknown:
         raise ValueError(f"{type(config).__name__} has no field(s) {unknown}; its fields are {sorted(names)}.")
     return replace(config, **overrides)
+
+
+def check_method_options(method: str, *, layer: int | None = None, augment_languages: Sequence[str] = ()) -> None:
+    """Refuse ``--layer`` / ``--augment-languages`` where ``method`` has no use for them (before any work)."""
+    if layer is not None and method not in ("mpn", "t-patcher", *_LAYER_FIELD):
+        raise ValueError(
+            f"--layer picks the block that MPN, T-Patcher, FT-L and FT-M edit; {method} has no such block "
+            + (
+                "(it locates its neurons across layers: LocatorConfig.layers)."
+                if method == "lafn"
+                else "(in-context editing changes no weights)."
+            )
+            + " Drop --layer."
+        )
+    if augment_languages and method == "t-patcher":
+        raise ValueError(
+            f"T-Patcher is MPN with augmentation off; drop the augmentation languages {list(augment_languages)} "
+            "or use 'mpn'."
+        )
+    if augment_languages and method == "icl":
+        raise ValueError(
+            f"In-context editing demonstrates the edit-language fact only; it has no use for the augmentation "
+            f"languages {list(augment_languages)}. Drop them (pass --augment-languages with no value)."
+        )
 
 
 def _training_config(config: Any, edit_language: str, augment: list[str], seed: int) -> Any:
@@ -200,7 +234,7 @@ def _training_config(config: Any, edit_language: str, augment: list[str], seed: 
         return config
     names = {f.name for f in fields(config)}
     changes: dict[str, Any] = {}
-    if "augment_languages" in names and config.augment_languages != []:  # [] is T-Patcher's "no augmentation"
+    if "augment_languages" in names:  # the editor sees these parallel versions and no others
         changes["augment_languages"] = list(augment)
     if "train_languages" in names:
         changes["train_languages"] = [edit_language, *augment]
@@ -262,7 +296,8 @@ def run_benchmark(
             always judged.
         config: the editor config (default: the method's, see :func:`editor_config`); its language and seed
             fields are set for this run.
-        layer: the block MPN / T-Patcher patch (default: the last).
+        layer: the block MPN / T-Patcher patch and FT-L / FT-M fine-tune (default: the last); refused for the
+            other methods.
         memory_cases: cases not selected for editing whose locality prompts fill the MPN memory / LAFN KL term.
 
     Returns:
@@ -276,10 +311,7 @@ def run_benchmark(
     available = requests[0].languages
     languages = _ordered_languages(eval_languages or available, edit_language)
     augment = [lang for lang in dict.fromkeys(augment_languages) if lang != edit_language]
-    if method == "t-patcher" and augment:
-        raise ValueError(
-            f"T-Patcher is MPN with augmentation off; drop the augmentation languages {augment} or use 'mpn'."
-        )
+    check_method_options(method, layer=layer, augment_languages=augment)
     unknown = [lang for lang in [*languages, *augment] if lang not in available]
     if unknown:
         raise ValueError(f"Language(s) {unknown} are not in the data (it has {available}); load them or drop them.")
@@ -298,6 +330,8 @@ def run_benchmark(
         )
 
     config = _training_config(editor_config(method, config), edit_language, augment, seed)
+    if method in _LAYER_FIELD and layer is not None:
+        config = replace(config, layer=layer)
     editor = make_editor(method, model, tokenizer, config, **_editor_kwargs(method, layer, unrelated))
     _add_unrelated_text(editor, unrelated)
 
@@ -530,6 +564,7 @@ __all__ = [
     "EDITOR_CONFIGS",
     "atomic_write",
     "bench",
+    "check_method_options",
     "editor_config",
     "locality_predictions",
     "metric_rows",
@@ -583,6 +618,9 @@ def bench(
     if split is not None and dataset != "bmike53":
         raise ValueError(f"--split selects a BMIKE-53 split; {dataset} has none. Drop --split.")
     config = editor_config(method, None, **dict(editor_overrides or {}))  # bad options fail before any loading
+    check_method_options(
+        method, layer=layer, augment_languages=[a for a in augment_languages or [] if a != edit_language]
+    )
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of editing
         raise ModuleNotFoundError("peft-mpn bench draws its plot with matplotlib: pip install matplotlib.")
     kwargs: dict[str, Any] = {"split": split} if dataset == "bmike53" else {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import logits, make_tokenizer, next_token, tiny_model
+from tiny import context_follower, logits, make_tokenizer, next_token, tiny_model
 
 from peft_mpn import EditRequest, EditRequestError
 from peft_mpn.editing import (
@@ -112,22 +112,6 @@ def test_a_request_the_model_already_gets_right_is_skipped_without_touching_the_
 
 
 # -- in-context editing ---------------------------------------------------------------------------------------
-def context_follower():
-    """A tiny GPT-2 taught one in-context fact: 'lyon' after the demonstration, 'paris' without it."""
-    tokenizer = make_tokenizer()
-    model = tiny_model("gpt2")
-    texts = [CONTEXT + "the capital of france is lyon", "the capital of france is paris"]
-    batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        loss = model(**batch, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval(), tokenizer
-
-
 def test_icl_model_scores_the_new_target_through_score_targets():
     model, tokenizer = context_follower()
     ed = make_editor("icl", model, tokenizer, progress=False)

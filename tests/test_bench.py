@@ -7,12 +7,14 @@ import json
 
 import pytest
 import torch
-from tiny import REPO_ROOT, make_tokenizer, tiny_model
+from tiny import REPO_ROOT, context_follower, make_tokenizer, tiny_model
 
+from peft_mpn import EditRequest
 from peft_mpn.bench import (
     locality_predictions,
     metric_rows,
     rows_to_columns,
+    run_benchmark,
     select_cases,
 )
 from peft_mpn.cli import main
@@ -108,9 +110,13 @@ def bench(setup, output, method="mpn", *extra: str) -> dict:
     return json.loads(output.read_text(encoding="utf-8"))
 
 
+#: Methods that train on the parallel versions they are given (FT-M stands for "FT with augmentation").
+AUGMENTED = ("mpn", "lafn", "ft-m")
+
+
 def editor_args(method: str) -> list[str]:
-    args = ["--augment-languages", "de"] if method in ("mpn", "lafn") else ["--augment-languages"]
-    return [*args, "--max-steps", "3"] if method in ("mpn", "t-patcher", "lafn") else args
+    args = ["--augment-languages", "de"] if method in AUGMENTED else ["--augment-languages"]
+    return args if method == "icl" else [*args, "--max-steps", "3"]  # ICL trains nothing: no step budget
 
 
 def fractions(table: dict) -> list:
@@ -120,11 +126,17 @@ def fractions(table: dict) -> list:
 @pytest.mark.parametrize("method", EDITORS)
 def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
     output = tmp_path / "results.json"
-    results = bench(setup, output, method, *editor_args(method))
+    layer = ["--layer", "0"] if method in ("mpn", "ft-l") else []
+    results = bench(setup, output, method, *editor_args(method), *layer)
 
     assert results["method"] == method and results["mode"] == "single" and results["dataset"] == "mzsre"
     assert results["languages"] == ["en", "de", "fr"] and results["edit_language"] == "en"
-    seen = ["de"] if method in ("mpn", "lafn") else []
+    seen = ["de"] if method in AUGMENTED else []
+    if method.startswith("ft-"):  # the command-line options reach the FT config
+        config = results["editor_config"]
+        assert config["max_steps"] == 3 and config["augment_languages"] == seen
+        assert config["objective"] == {"ft-l": "prompt_last", "ft-m": "target_new"}[method]
+        assert config["layer"] == (0 if method == "ft-l" else -1)
     assert results["augment_languages"] == seen and results["seen_languages"] == seen
     assert results["unseen_languages"] == [lang for lang in ("de", "fr") if lang not in seen]
     assert set(results["per_language"]) == set(results["before"]["per_language"]) == {"en", "de", "fr"}
@@ -168,6 +180,18 @@ def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setu
     assert "sequential mode" in (tmp_path / "sequential.md").read_text(encoding="utf-8")
 
 
+def test_icl_is_scored_through_its_in_context_wrapper():
+    # A model taught to follow the demonstration: only a run that scores editor.model (the wrapper that puts the
+    # fact in front of every prompt) sees the new target; the plain model keeps answering "paris".
+    model, tokenizer = context_follower()
+    request = EditRequest.single("the capital of france is", "lyon", case_id="france")
+    results = run_benchmark(model, tokenizer, [request], method="icl", num_edits=1, memory_cases=0, progress=False)
+    assert results["before"]["metrics"]["reliability"] == 0.0
+    assert results["metrics"]["reliability"] == 1.0 and results["metrics"]["reliability_em"] == 1.0
+    assert results["edits"][0]["status"] == "edited" and results["timing"]["success_rate"] == 1.0
+    assert results["editor_config"]["num_demonstrations"] == 1
+
+
 def test_case_selection_follows_the_seed():
     assert select_cases(50, 10, seed=3, memory_cases=5) == select_cases(50, 10, seed=3, memory_cases=5)
     edits, memory = select_cases(50, 10, seed=3, memory_cases=5)
@@ -206,6 +230,17 @@ def test_bad_arguments_fail_before_loading(setup, tmp_path):
         bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "de")
     with pytest.raises(ValueError, match="lower --num-edits"):
         bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "--num-edits", "50")
+    with pytest.raises(ValueError, match=r"\['max_steps'\] are not applicable to icl"):
+        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "--max-steps", "3")
+    with pytest.raises(ValueError, match=r"\['learning_rate'\] are not applicable to icl"):
+        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "--learning-rate", "0.1")
+    with pytest.raises(ValueError, match=r"no use for the augmentation languages \['de'\]"):
+        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "de")
+    for method in ("icl", "lafn"):
+        with pytest.raises(ValueError, match=f"{method} has no such block.*Drop --layer"):
+            bench(setup, tmp_path / "results.json", method, "--layer", "0")
+    with pytest.raises(ValueError, match="FTEditorConfig has no field"):
+        bench(setup, tmp_path / "results.json", "ft-l", "--editor-option", "memory_weight=5")
     assert not list(tmp_path.iterdir())  # nothing written
 
 

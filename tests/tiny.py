@@ -122,6 +122,26 @@ def next_token(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, promp
     return tokenizer.convert_ids_to_tokens(int(logits(model, inputs)[0, -1].argmax()))
 
 
+def context_follower() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """A tiny GPT-2 taught one in-context fact: 'lyon' after ICLEditor's default demonstration of
+    ("the capital of france is", "lyon"), 'paris' without it. Returns ``(model, tokenizer)``."""
+    tokenizer = make_tokenizer()
+    model = tiny_model("gpt2")
+    texts = [
+        "New fact: the capital of france is lyon\nthe capital of france is lyon",
+        "the capital of france is paris",
+    ]
+    batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer
+
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
