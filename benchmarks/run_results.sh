@@ -1,26 +1,51 @@
 #!/usr/bin/env bash
 # The `peft-mpn bench` runs behind docs/results.md, on Gemma-3-270M, then the page itself.
 #
-#   bash benchmarks/run_results.sh            # from the repo root; DATA=... OUT=... to move the folders
-#   bash benchmarks/run_results.sh --dry-run  # print the commands only
+#   bash benchmarks/run_results.sh              # from the repo root; DATA=... OUT=... to move the folders
+#   bash benchmarks/run_results.sh --dry-run    # print the commands only
+#   bash benchmarks/run_results.sh --calibrate  # cheap first pass: 10 edits per method, MzsRE, single mode
 #
 # Every method on MzsRE (all 12 languages) and on BMIKE-53 zsRE and CounterFact (16 languages across scripts),
 # 100 edits each (seed 0), single-edit mode and sequential mode (100 in a row). MPN and LAFN train on the parallel
 # versions in de fr es ru zh ("overlapping": those languages are also judged; the other languages are their
 # disjoint reading); on BMIKE-53, MPN also runs with augmentation languages that are not judged at all
-# ("disjoint": cs bg fa da ca). T-Patcher and the baselines see the English edit only.
+# ("disjoint": cs bg fa da ca). T-Patcher and the baselines see the English edit only; FT-M also runs on the
+# de fr es ru zh versions ("FT with augmentation", the fine-tuning reading of MPN's augmentation).
+# --calibrate runs each method on EDITS=10 MzsRE cases in single mode into results/bench-calibration and writes
+# no page: check that every method runs and read its seconds per edit before starting the full set.
 # A run whose JSON exists is skipped, so the script can be restarted after an interruption.
 set -euo pipefail
 
+DRY_RUN=""
+CALIBRATE=""
+for argument in "$@"; do
+  case "$argument" in
+    --dry-run) DRY_RUN=1 ;;
+    --calibrate) CALIBRATE=1 ;;
+    *)
+      echo "usage: bash benchmarks/run_results.sh [--dry-run] [--calibrate] (unknown argument: $argument)" >&2
+      exit 2
+      ;;
+  esac
+done
+
 DATA=${DATA:-../shared/data}
-OUT=${OUT:-results/bench}
 SEED=${SEED:-0}
-EDITS=${EDITS:-100}
 METHODS=${METHODS:-"mpn t-patcher lafn ft-l ft-m icl"}
+if [[ -n "$CALIBRATE" ]]; then
+  OUT=${OUT:-results/bench-calibration}
+  EDITS=${EDITS:-10}
+  MODES="single"
+  DATASETS="mzsre"
+else
+  OUT=${OUT:-results/bench}
+  EDITS=${EDITS:-100}
+  MODES="single sequential"
+  DATASETS="mzsre bmike53-zsre bmike53-counterfact"
+fi
 AUGMENT="de fr es ru zh"
 DISJOINT="cs bg fa da ca"  # chosen so that no extra BMIKE-53 case is dropped: same cases as the others
 BMIKE_LANGUAGES="en de fr es ru zh ja ar hi th tr vi ko he el uk"
-DRY_RUN=${1:-}
 
 run() {  # run OUTPUT_NAME ARGS...: one bench run, skipped when its JSON exists
   local output="$OUT/$1.json"
@@ -31,7 +56,14 @@ run() {  # run OUTPUT_NAME ARGS...: one bench run, skipped when its JSON exists
   fi
   local command=(peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --output "$output")
   echo "${command[*]}"
-  [[ "$DRY_RUN" == "--dry-run" ]] || "${command[@]}"
+  [[ -n "$DRY_RUN" ]] || "${command[@]}"
+}
+
+data_for() {  # the --dataset/--data/--split/--eval-languages of a dataset name
+  case "$1" in
+    mzsre) echo "--dataset mzsre --data $DATA/mzsre" ;;
+    bmike53-*) echo "--dataset bmike53 --data $DATA/bmike53 --split ${1#bmike53-} --eval-languages $BMIKE_LANGUAGES" ;;
+  esac
 }
 
 augment_for() {  # the --augment-languages of a method
@@ -41,23 +73,22 @@ augment_for() {  # the --augment-languages of a method
   esac
 }
 
-for mode in single sequential; do
+for mode in $MODES; do
   flag=$([[ "$mode" == sequential ]] && echo --sequential || true)
   for method in $METHODS; do
-    # shellcheck disable=SC2046  # word splitting of the language lists is intended
-    run "mzsre_${method}_${mode}" --method "$method" --dataset mzsre --data "$DATA/mzsre" \
-      $(augment_for "$method") $flag
-    for split in zsre counterfact; do
-      # shellcheck disable=SC2046
-      run "bmike53-${split}_${method}_${mode}" --method "$method" --dataset bmike53 --data "$DATA/bmike53" \
-        --split "$split" --eval-languages $BMIKE_LANGUAGES $(augment_for "$method") $flag
-      if [[ "$method" == mpn ]]; then
-        # shellcheck disable=SC2086
-        run "bmike53-${split}_mpn-disjoint_${mode}" --method mpn --dataset bmike53 --data "$DATA/bmike53" \
-          --split "$split" --eval-languages $BMIKE_LANGUAGES --augment-languages $DISJOINT $flag
+    for dataset in $DATASETS; do
+      # shellcheck disable=SC2046  # word splitting of the option lists is intended
+      run "${dataset}_${method}_${mode}" --method "$method" $(data_for "$dataset") $(augment_for "$method") $flag
+      if [[ "$method" == mpn && "$dataset" == bmike53-* ]]; then
+        # shellcheck disable=SC2046,SC2086
+        run "${dataset}_mpn-disjoint_${mode}" --method mpn $(data_for "$dataset") --augment-languages $DISJOINT $flag
+      fi
+      if [[ "$method" == ft-m && -z "$CALIBRATE" ]]; then
+        # shellcheck disable=SC2046,SC2086
+        run "${dataset}_ft-m-augmented_${mode}" --method ft-m $(data_for "$dataset") --augment-languages $AUGMENT $flag
       fi
     done
   done
 done
 
-[[ "$DRY_RUN" == "--dry-run" ]] || python benchmarks/results.py "$OUT" --docs docs
+[[ -n "$DRY_RUN" || -n "$CALIBRATE" ]] || python benchmarks/results.py "$OUT" --docs docs
