@@ -34,12 +34,26 @@ def gemma():
     return load_model(progress=False)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    """Torch on one thread for the test (the machine's cores are shared), then the previous setting back."""
+    """Tests run torch on one thread (module fixtures that build models included); the setting comes back after.
+
+    Tiny models are fastest on one thread: several threads on a busy machine make a forward pass up to 100x
+    slower. The integration tests on the real model ask for every core (``all_threads``).
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def all_threads():
+    """Every core for a test on the real model, then one thread again."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(1)

@@ -18,8 +18,6 @@ from peft_mpn.editing import (
 )
 from peft_mpn.metrics import score_targets
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 FRANCE = EditRequest.single(
     "the capital of france is", "lyon", parallel={"de": ("die hauptstadt von frankreich ist", "lyon")}
 )

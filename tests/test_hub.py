@@ -44,13 +44,6 @@ FRANCE = EditRequest.single(
 RIVER = EditRequest.single("the river flows", "south", case_id="river")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def base_model(arch: str = "gpt2") -> torch.nn.Module:
     model = tiny_model(arch)

@@ -10,7 +10,7 @@ from peft_mpn.data import load_bundled_sample, load_mzsre
 from peft_mpn.editing import MPNEditor, MPNEditorConfig
 from peft_mpn.metrics import score_targets
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("all_threads")]
 
 
 def facts():

@@ -38,14 +38,6 @@ DECODERS = list(DECODER_CONFIGS)
 NEURONS = {0: [3, 17, 40], -1: [1, 5, 9, 63]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy machine make a forward pass 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # -- helpers -------------------------------------------------------------------------------------------------
 def ffn_name(arch: str, index: int) -> str:

@@ -67,13 +67,6 @@ REFERENCES = [
 THRESHOLD = dict(selection="threshold", threshold=0.1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def wired():

@@ -28,13 +28,6 @@ FRANCE = EditRequest.single(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def all_predictions(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
     return [logits(model, dict(tokenizer([t], return_tensors="pt"))).argmax(-1) for t in texts]

@@ -39,14 +39,6 @@ GATED = ["llama", "gemma3_text", "qwen2"]
 CAUSAL = list(DECODER_CONFIGS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy machine make a forward pass 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # -- helpers -------------------------------------------------------------------------------------------------
 def ffn_name(arch: str, index: int) -> str:

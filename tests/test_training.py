@@ -55,13 +55,6 @@ REQUESTS = [request(i) for i in range(len(FACTS))]
 PAIRS = [(view.prompt, view.target) for r in REQUESTS for view in r.views.values()]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def arguments(tmp_path, **overrides) -> TrainingArguments:
     settings = dict(
