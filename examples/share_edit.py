@@ -73,8 +73,10 @@ def main() -> None:
         folders.append(save_edit(editor.model, output / f"edit-{fact.case_id}", [fact], metrics=metrics))
     for folder in folders:
         for record in list_edits(folder):
-            print(f"{folder}: {record['case_id']} ({record['edit_language']}) {record['prompt']!r} -> "
-                  f"{record['target']!r}, {record['method']}, languages {', '.join(record['languages'])}")
+            print(
+                f"{folder}: {record['case_id']} ({record['edit_language']}) {record['prompt']!r} -> "
+                f"{record['target']!r}, {record['method']}, languages {', '.join(record['languages'])}"
+            )
 
     base, _ = load_model(args.model, progress=False)
     composed = compose_adapters(base, folders)
