@@ -285,10 +285,12 @@ def run_benchmark(
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
 
     Args:
-        model, tokenizer: the base model (it is wrapped in place by adapter-based editors) and its tokenizer.
+        model: the base model (it is wrapped in place by adapter-based editors).
+        tokenizer: its tokenizer.
         requests: the loaded cases; their ``edit_language`` is the edit language.
         method: a name from :data:`peft_mpn.editing.EDITORS`.
-        num_edits, seed: how many cases to edit, and the seed that selects them (and seeds the editor).
+        num_edits: how many cases to edit.
+        seed: the seed that selects them (and seeds the editor).
         sequential: edit them all in a row, then judge (default: each from the base model, judged right away).
         augment_languages: parallel versions the editor may train on (MPN's augmentation, LAFN's languages);
             the editor sees only the edit language and these.

@@ -251,7 +251,8 @@ def render_edit_card(
         edits: manifest records (:func:`edit_records`).
         base_model: the base model's Hub id (``base_model_name_or_path`` of the adapter config).
         metrics: what :func:`peft_mpn.metrics.compute_cross_lingual_edit` returned for these edits.
-        repo_id, revision: where the adapter lives, for the loading snippet.
+        repo_id: the Hub repo the adapter lives in, for the loading snippet.
+        revision: its branch, tag or commit, for the same snippet.
     """
     languages = sorted({lang for record in edits for lang in record.get("languages") or [record["edit_language"]]})
     if metrics and isinstance(metrics.get("per_language"), Mapping):
@@ -352,7 +353,8 @@ def save_edit(
         metrics: :func:`peft_mpn.metrics.compute_cross_lingual_edit`'s result, for the card's table.
         adapter_name: the adapter to save.
         method: the method recorded per edit (e.g. ``"t-patcher"``); default: the PEFT type (``mpn``/``lafn``).
-        repo_id, revision: where the adapter will live, for the card's loading snippet.
+        repo_id: the Hub repo the adapter will live in, for the card's loading snippet.
+        revision: its branch, tag or commit, for the same snippet.
     """
     if adapter_name not in model.peft_config:
         raise KeyError(f"No adapter {adapter_name!r}; have {sorted(model.peft_config)}.")

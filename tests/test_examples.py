@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import FakeHub
 from tiny import REPO_ROOT, make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
@@ -58,12 +59,13 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def run_example(
-    name: str, workspace: Path, *args: str, check: bool = True
+    name: str, workspace: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run ``examples/<name>`` in a fresh process (one thread); return it and its ``--report`` JSON."""
+    """Run ``examples/<name>`` in a fresh process (one thread, offline unless ``env`` says otherwise); return it
+    and its ``--report`` JSON."""
     report = workspace / f"{name}.json"
     report.unlink(missing_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, str(EXAMPLES / name), "--facts", str(workspace / "facts.json"), "--report", str(report)]
     proc = subprocess.run([*command, *args], capture_output=True, text=True, env=env, cwd=workspace, timeout=300)
@@ -132,6 +134,72 @@ def test_classifier_edit_flips_the_label_in_the_trained_languages(workspace):
     locality = report["locality"]
     assert locality["total"] == 6
     assert f"Locality: {locality['kept']}/6 other inputs keep their label" in proc.stdout
+
+
+def test_trainer_edit_fixes_the_facts_together_and_saves_a_shareable_adapter(workspace):
+    proc, report = run_example(
+        "trainer_edit.py", workspace, "--model", "llama", "--num-facts", "4", "--augment-languages", "de",
+        "--batch-size", "4", "--max-steps", "80", "--output", "trainer-adapter",
+    )  # fmt: skip
+    assert report["steps"] == 80 and report["patches"] >= 4  # at least one patch per fact
+    assert report["before"]["reliability_em"] == 0.0
+    assert report["after"]["reliability_em"] == 1.0  # every fact, in the edit language
+    assert report["after"]["per_language"]["de"]["reliability_em"] == 1.0  # and in the trained language
+    assert 0.0 <= report["after"]["locality_em"] <= 1.0
+    adapter = workspace / "trainer-adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "MPN" and config["num_patches"] == report["patches"]
+    manifest = json.loads((adapter / "edits.json").read_text())
+    assert [edit["case_id"] for edit in manifest["edits"]] == ["france", "germany", "italy", "spain"]
+    assert "| edit language: reliability | 0.00 | 1.00 |" in proc.stdout
+
+
+def check_shared_edits(workspace: Path, report: dict) -> None:
+    """Two separate edit folders with their manifests, composed into one adapter in which both edits hold."""
+    assert report["status"] == {"france": "edited", "germany": "edited"}
+    folders = [workspace / folder for folder in report["folders"]]  # relative to the example's working folder
+    assert [folder.name for folder in folders] == ["edit-france", "edit-germany"]
+    for folder, case in zip(folders, ("france", "germany")):
+        assert [edit["case_id"] for edit in json.loads((folder / "edits.json").read_text())["edits"]] == [case]
+        assert "## Evaluation" in (folder / "README.md").read_text()  # the card carries the metric table
+    for case in ("france", "germany"):
+        assert report["before"][case]["en"] is False
+        assert report["after"][case]["en"] and report["after"][case]["de"]
+    assert report["composed"]["sources"] == report["folders"]  # each composed edit names its source folder
+
+
+def test_share_edit_saves_lists_and_composes_two_edits(workspace):
+    proc, report = run_example(
+        "share_edit.py", workspace, "--model", "llama", "--augment-languages", "de", "--learning-rate", "0.05",
+        "--output", "shared",
+    )  # fmt: skip
+    check_shared_edits(workspace, report)
+    assert report["pushed"] is None
+    assert "Both edits hold in the composed adapter: yes" in proc.stdout
+
+
+def test_share_edit_pushes_the_composed_adapter_to_a_hub(workspace, tmp_path):
+    hub = FakeHub(tokens={"hf_test_token"}).start()
+    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path), "HF_TOKEN": "hf_test_token"}
+    try:
+        proc, report = run_example(
+            "share_edit.py", workspace, "--model", "llama", "--augment-languages", "de", "--learning-rate", "0.05",
+            "--output", "shared-push", "--push", "tester/capitals", "--revision", "v1", env=online,
+        )  # fmt: skip
+        weights = hub.file("tester/capitals", "adapter_model.safetensors", revision="v1")
+        card = hub.file("tester/capitals", "README.md", revision="v1").decode()
+    finally:
+        hub.stop()
+    check_shared_edits(workspace, report)
+    assert report["pushed"]["edits"] == ["france", "germany"]  # list_edits read back from the Hub, revision v1
+    assert len(weights) > 0
+    assert 'PeftModel.from_pretrained(base, "tester/capitals", revision="v1")' in card
+    assert "Pushed to tester/capitals (revision v1)" in proc.stdout
+
+
+def test_share_edit_refuses_to_push_offline(workspace):
+    proc, _ = run_example("share_edit.py", workspace, "--push", "tester/capitals", check=False)
+    assert proc.returncode != 0 and "HF_HUB_OFFLINE" in proc.stderr
 
 
 def test_examples_refuse_a_missing_facts_file(workspace, tmp_path):
