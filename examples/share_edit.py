@@ -99,7 +99,7 @@ def main() -> None:
         for fact in facts
         for language in fact.views
     ]  # fmt: skip
-    print(f"\nSource: {source}; edits: {', '.join(f'{case} {status}' for case, status in statuses.items())}")
+    print(f"\nSource: {source}; edits: {', '.join(f'case {case} {status}' for case, status in statuses.items())}")
     print(f"Composed adapter ({composed.base_model.num_patches()} patches) saved to {composed_folder}:")
     print(markdown_table(["case", "language", "new answer", "base model", "composed adapter"], rows))
     edited_language = {fact.case_id: after[fact.case_id][fact.edit_language] for fact in facts}
