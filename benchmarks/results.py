@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_mpn.bench import atomic_write
+from peft_mpn.files import atomic_write, atomic_write_text
 
 #: Summary columns: (header, where the value is, measure).
 SUMMARY = (
@@ -178,7 +178,7 @@ def build_page(runs: Sequence[Mapping[str, Any]], docs: str | Path) -> Path:
         lines += section(dataset, mode, group, f"img/{slug}.png")
     page = docs / "results.md"
     text = "\n".join(lines).rstrip() + "\n"
-    atomic_write(page, lambda temp: temp.write_text(text, encoding="utf-8"))
+    atomic_write_text(page, text)
     return page
 
 

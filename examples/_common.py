@@ -18,7 +18,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from peft_mpn import EditRequest
 from peft_mpn.data import load_edit_requests
 from peft_mpn.demo import DEFAULT_AUGMENT, load_demo_facts
+from peft_mpn.files import atomic_write_text
 from peft_mpn.metrics import score_targets
 
 #: Where, in a benchmark folder, the facts whose locality prompts fill the memory bank start (as in the demo).
@@ -177,9 +177,5 @@ def write_report(path: str | None, report: dict[str, Any]) -> None:
     """Write ``report`` as JSON to ``path`` (through a temporary file, so a failed run never leaves half a file)."""
     if path is None:
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, suffix=".tmp", delete=False, encoding="utf-8") as out:
-        json.dump(report, out, indent=2, ensure_ascii=False)
-    Path(out.name).replace(target)
+    target = atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False))
     print(f"\nReport written to {target}")

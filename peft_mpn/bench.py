@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import platform
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, is_dataclass, replace
@@ -35,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .data import EditRequest
 from .editing import FTEditorConfig, ICLEditorConfig, LAFNEditorConfig, MPNEditorConfig, make_editor
+from .files import atomic_write, atomic_write_text
 from .metrics import compute_cross_lingual_edit, score_targets
 from .metrics.edit_metrics import COLUMNS
 
@@ -425,19 +424,6 @@ def package_versions() -> dict[str, str | None]:
 # -------------------------------------------------------------------------------------------- outputs
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -555,16 +541,15 @@ def write_results(results: Mapping[str, Any], output: str | Path) -> dict[str, P
         raise ValueError(f"The output must be a .json path (the .md and .png go next to it), got {output}.")
     paths = {"json": output, "markdown": output.with_suffix(".md"), "plot": output.with_suffix(".png")}
     text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(paths["json"], lambda temp: temp.write_text(text, encoding="utf-8"))
+    atomic_write_text(paths["json"], text)
     markdown = results_markdown(results)
-    atomic_write(paths["markdown"], lambda temp: temp.write_text(markdown, encoding="utf-8"))
+    atomic_write_text(paths["markdown"], markdown)
     plot_results(results, paths["plot"])
     return paths
 
 
 __all__ = [
     "EDITOR_CONFIGS",
-    "atomic_write",
     "bench",
     "check_method_options",
     "editor_config",

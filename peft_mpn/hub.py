@@ -37,6 +37,7 @@ from peft import PeftConfig, PeftModel
 from transformers import PreTrainedModel
 
 from .data.requests import EditRequest
+from .files import atomic_write_text
 from .tuners import LAFNConfig, MPNConfig
 
 MANIFEST_NAME = "edits.json"
@@ -112,20 +113,6 @@ def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = N
     return records
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_edit_manifest(
     folder: str | os.PathLike, edits: Iterable[EditLike], *, method: str | None = None, append: bool = False
 ) -> Path:
@@ -145,7 +132,7 @@ def write_edit_manifest(
     records += edit_records(edits, method=method)
     manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records}
     path = folder / MANIFEST_NAME
-    _write_atomically(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -443,3 +443,9 @@ def test_offline_reload_from_cache_with_server_stopped(adapters, hub_round_trip)
 def test_plugin_exports_the_hub_api():
     assert peft_mpn.push_edit_to_hub is peft_mpn.hub.push_edit_to_hub
     assert peft_mpn.compose_adapters is compose_adapters and peft_mpn.list_edits is list_edits
+
+
+def test_saved_manifest_is_readable_like_the_adapter_files(adapters, tmp_path):
+    folder = save_edit(adapters["river"], tmp_path / "shared", [RIVER])
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes["edits.json"] == modes["adapter_config.json"], modes
