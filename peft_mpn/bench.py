@@ -252,6 +252,17 @@ def _editor_kwargs(method: str, layer: int | None, reference: list[EditRequest])
     return {}
 
 
+def _check_generation(requests: Sequence[EditRequest]) -> None:
+    if not requests:
+        raise ValueError("No cases to benchmark: the loaded data is empty.")
+    if not requests[0].is_generation:
+        raise ValueError(
+            f"Case {requests[0].case_id!r} has a class label as its target: the benchmark scores causal LMs on "
+            "generation cases (MzsRE, BMIKE-53, Bi-ZsRE). For XNLI / XFEVER edit a classifier instead "
+            "(benchmarks/classifier_task.py, MPNEditor)."
+        )
+
+
 def _add_unrelated_text(editor: Any, requests: list[EditRequest]) -> None:
     if not requests:
         return
@@ -306,8 +317,7 @@ def run_benchmark(
         ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
         ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
     """
-    if not requests:
-        raise ValueError("No cases to benchmark: the loaded data is empty.")
+    _check_generation(requests)
     edit_language = requests[0].edit_language
     available = requests[0].languages
     languages = _ordered_languages(eval_languages or available, edit_language)
@@ -615,6 +625,7 @@ def bench(
         wanted = [edit_language, *(augment_languages or []), *eval_languages]
         kwargs["languages"] = list(dict.fromkeys(wanted))
     requests = load_edit_requests(data, dataset, **kwargs)
+    _check_generation(requests)  # before the model is loaded
     if edit_language != "en":  # the loaders edit in English; re-root each case on the requested language
         missing = [r.case_id for r in requests if edit_language not in r.views]
         if missing:

@@ -255,3 +255,14 @@ def test_results_page_from_two_runs(setup, tmp_path):
     images = list((docs / "img").glob("*.png"))
     assert images and all(p.read_bytes()[:4] == b"\x89PNG" for p in images)
     assert all(f"img/{p.name}" in page for p in images)
+
+
+def test_classification_data_is_refused_before_the_model_loads(tmp_path):
+    rows = ["language\tgold_label\tsentence1\tsentence2\tpairID"]
+    rows += [f"{lang}\tneutral\ta dog runs\tan animal moves\t{pair}" for pair in ("1", "2") for lang in ("en", "de")]
+    (tmp_path / "xnli.test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    args = ["bench", "--method", "mpn", "--dataset", "xnli", "--data", str(tmp_path), "--augment-languages"]
+    args += ["--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "out" / "results.json")]
+    with pytest.raises(ValueError, match="class label.*generation cases.*classifier_task"):
+        main(args)
+    assert not (tmp_path / "out").exists()
