@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--sequential", action="store_true", help="edit all cases in a row, then judge them")
     bench.add_argument("--output", required=True, help="results .json; the .md table and .png plot go next to it")
-    bench.add_argument("--layer", type=int, default=None, help="block MPN/T-Patcher patch and FT-L/FT-M fine-tune (default: the last)")
+    bench.add_argument(
+        "--layer", type=int, default=None, help="block MPN/T-Patcher patch and FT-L/FT-M fine-tune (default: the last)"
+    )
     bench.add_argument("--max-steps", type=int, default=None, help="editor step budget per edit")
     bench.add_argument("--learning-rate", type=float, default=None, help="editor learning rate")
     bench.add_argument(
