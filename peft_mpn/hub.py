@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,7 +160,13 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise EditManifestError(f"{str(path)!r} is not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise EditManifestError(f'{str(path)!r} is not a peft-mpn edit manifest (no "format": {MANIFEST_FORMAT!r}).')
-    if manifest.get("version", 0) > MANIFEST_VERSION:
+    version = manifest.get("version", 0)
+    if not isinstance(version, int) or not isinstance(manifest.get("edits"), list):
+        raise EditManifestError(
+            f'{str(path)!r} is a damaged edit manifest: it needs an integer "version" and a list of "edits". '
+            "Write it again with peft_mpn.hub.write_edit_manifest."
+        )
+    if version > MANIFEST_VERSION:
         raise EditManifestError(
             f"{str(path)!r} has manifest version {manifest['version']}; this peft-mpn reads up to "
             f"{MANIFEST_VERSION}. Upgrade peft-mpn."
@@ -537,6 +544,11 @@ def compose_adapters(
         try:
             found = list_edits(source, revision=rev, token=token)
         except EditManifestNotFoundError:
+            warnings.warn(
+                f"{_describe(source, rev)} has no edit manifest (edits.json): the composed adapter's manifest will "
+                "not list what that source changes. Save it with peft_mpn.hub.save_edit(..., edits=...) to keep one.",
+                stacklevel=2,
+            )
             found = []
         records += [{**record, "source": record.get("source") or str(source)} for record in found]
 

@@ -68,7 +68,8 @@ def probe_rows(requests: Sequence[EditRequest]) -> list[dict[str, Any]]:
             probes.append(("portability", view.portability_question, view.portability_answer))
             if language != request.edit_language:
                 probes.append(("edit_language_answer", view.prompt, edit_target))
-            copied = view.target == edit_target
+            # the metric's rule (as in peft_mpn.bench): the same string as the edit-language target, elsewhere
+            copied = language != request.edit_language and str(view.target).strip() == str(edit_target).strip()
             for probe, prompt, target in probes:
                 if prompt and target:
                     rows.append(

@@ -177,6 +177,11 @@ def test_bad_manifest_input_is_refused_clearly(adapters, tmp_path):
     (tmp_path / "edits.json").write_text('{"edits": []}')
     with pytest.raises(EditManifestError, match="not a peft-mpn edit manifest"):
         list_edits(tmp_path)
+    manifest = json.loads((adapters["root"] / "france" / "edits.json").read_text())
+    for damaged in ({**manifest, "version": "1"}, {k: v for k, v in manifest.items() if k != "edits"}):
+        (tmp_path / "edits.json").write_text(json.dumps(damaged))
+        with pytest.raises(EditManifestError, match="damaged edit manifest"):
+            list_edits(tmp_path)
 
 
 # -- composing, locally ----------------------------------------------------------------------------------------
@@ -194,6 +199,16 @@ def test_compose_two_mpn_adapters_holds_both_edits(adapters, tmp_path):
         ("france", str(root / "france")),
         ("river", str(root / "river")),
     ]
+
+
+def test_compose_warns_about_a_source_without_manifest(adapters, tmp_path):
+    root = adapters["root"]
+    bare = tmp_path / "bare"
+    adapters["river"].save_pretrained(bare, save_embedding_layers=False)  # plain PEFT: no edits.json
+    with pytest.warns(UserWarning, match="no edit manifest"):
+        composed = compose_adapters(base_model(), [root / "france", bare])
+    assert next_token(composed, RIVER.edit.prompt) == "south"
+    assert [r["case_id"] for r in composed.peft_mpn_edits] == ["france"]
 
 
 def _lafn_adapter(folder, neurons: dict[int, list[int]], seed: int, **config) -> PeftModel:
