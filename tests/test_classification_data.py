@@ -315,3 +315,11 @@ def test_fact_verification_errors(counterfact_dir: Path, tmp_path: Path) -> None
     write(tmp_path / "counterfact_test.json", same)
     with pytest.warns(UserWarning, match="Dropped 1 case"):
         assert [r.case_id for r in fact_verification_requests(load_bmike53(tmp_path))] == ["2-true", "2-false"]
+
+
+@pytest.mark.parametrize("template", ["{premise} {label}", "no fields", "{premise"])
+def test_a_bad_template_is_refused_before_reading(tmp_path: Path, template: str) -> None:
+    with pytest.raises(ValueError, match="template"):
+        load_xnli(tmp_path / "missing.tsv", "en", template=template)
+    with pytest.raises(ValueError, match="template"):
+        load_xfever(tmp_path / "missing", "en", template=template.replace("premise", "claim"))

@@ -152,6 +152,22 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+def _check_template(template: str, fields: Sequence[str], dataset: str, default: str) -> None:
+    """A clear error for a template that names something other than ``fields`` (a bare KeyError otherwise)."""
+    import string
+
+    try:
+        named = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise ValueError(f"The {dataset} template {template!r} is not a format string: {error}.") from error
+    if not named or not named <= set(fields):
+        wanted = " and/or ".join("{" + field + "}" for field in fields)
+        raise ValueError(
+            f"The {dataset} template {template!r} must use {wanted} and nothing else (it names {sorted(named)}); "
+            f"the default is {default!r}. Write a literal brace as {{{{ or }}}}."
+        )
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """A JSON Lines file: one object per line (blank lines skipped)."""
     records = []
@@ -590,6 +606,7 @@ def load_xnli(
     differs across languages, or that lacks a requested language, raises a :class:`DatasetLayoutError`.
     ``start``/``limit`` select ``cases[start:start + limit]``.
     """
+    _check_template(template, ("premise", "hypothesis"), "XNLI", XNLI_TEMPLATE)
     if source is None:
         from datasets import load_dataset
 
@@ -787,6 +804,8 @@ def load_xfever(
     ``locality_prompt`` is the next selected case's input. An id missing in a requested language, or labelled
     differently, raises a :class:`DatasetLayoutError`.
     """
+    if evidence:
+        _check_template(template, ("claim", "evidence"), "XFEVER", XFEVER_TEMPLATE)
     root = _resolve(path, _JSONL_SUFFIXES)
     files = _xfever_files(root, split)
     fix = f"add {{lang}}/{split}.jsonl to {root}" if root.is_dir() else "point at the folder of all languages"
