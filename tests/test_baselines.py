@@ -197,3 +197,15 @@ def test_bad_input_is_refused_with_a_clear_message():
     inputs = dict(tokenizer(["who wrote hamlet"], return_tensors="pt"))
     with pytest.raises(ValueError, match="teacher forcing"):
         ed.model(**inputs, past_key_values=object())
+
+
+def test_icl_model_handles_inputs_padded_wider_than_any_row():
+    tokenizer = make_tokenizer()
+    model = tiny_model("gpt2")
+    ed = ICLEditor(model, tokenizer, progress=False)
+    inputs = dict(tokenizer(["who wrote hamlet"], return_tensors="pt", padding="max_length", max_length=12))
+    inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    mask = inputs["attention_mask"].bool()
+    wrapped = logits(ed.model, inputs)  # no stored fact: the base model's logits, at the input's own width
+    assert wrapped.shape == logits(model, inputs).shape
+    assert torch.allclose(wrapped[mask], logits(model, inputs)[mask], atol=1e-5)

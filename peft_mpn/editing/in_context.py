@@ -160,7 +160,7 @@ class InContextModel(nn.Module):
             # The row's own <bos> gives way to the context's; the context's last token then predicts what it did.
             own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
             joined.append(context + own)
-        width = max(len(ids) for ids in joined)
+        width = max(length, *(len(ids) for ids in joined))  # at least the input's width (over-padded inputs)
         ids = torch.full((len(joined), width), self._pad, dtype=torch.long, device=input_ids.device)
         mask = torch.zeros_like(ids)
         for r, row in enumerate(joined):
