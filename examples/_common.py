@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_mpn import EditRequest
+from peft_mpn import EditRequest, bench
 from peft_mpn.data import load_edit_requests
 from peft_mpn.demo import DEFAULT_AUGMENT, load_demo_facts
 from peft_mpn.files import atomic_write_text
@@ -119,52 +119,31 @@ def metric_rows(
     requests: Sequence[EditRequest],
     locality_before: dict[tuple[str | None, str], tuple[int, ...]] | None = None,
 ) -> dict[str, list]:
-    """The columns of ``compute_cross_lingual_edit`` for ``requests`` on ``model``.
+    """The columns of ``compute_cross_lingual_edit`` for ``requests`` on ``model`` (``peft_mpn.bench``'s rows).
 
     Locality rows compare with ``locality_before`` (the unedited predictions from :func:`locality_predictions`);
     leave it out for the pre-edit call.
     """
-    rows: dict[str, list] = {key: [] for key in ("case_id", "language", "probe", "copied")}
-    pairs = []
-
-    def add(request: EditRequest, language: str, probe: str, prompt: str, target: str) -> None:
-        rows["case_id"].append(request.case_id)
-        rows["language"].append(language)
-        rows["probe"].append(probe)
-        rows["copied"].append(is_copied(request, language))
-        pairs.append((prompt, target))
-
+    rows = []
     for request in requests:
-        for language, view in request.views.items():
-            add(request, language, "reliability", view.prompt, view.target)
-            for rephrase in view.rephrases:
-                add(request, language, "generality", rephrase, view.target)
-            if language != request.edit_language:
-                add(request, language, "edit_language_answer", view.prompt, request.edit.target)
-            if view.portability_question and view.portability_answer:
-                add(request, language, "portability", view.portability_question, view.portability_answer)
-            if locality_before is not None and view.locality_prompt and view.locality_answer:
-                add(request, language, "locality", view.locality_prompt, view.locality_answer)
-    scores = score_targets(model, tokenizer, pairs)
-    rows["predictions"] = [list(score.predicted) for score in scores]
-    rows["references"] = [
-        list(locality_before[(case, language)]) if probe == "locality" else list(score.target)
-        for score, case, language, probe in zip(scores, rows["case_id"], rows["language"], rows["probe"])
-    ]
-    return rows
+        before = None
+        if locality_before is not None:
+            before = {lang: tokens for (case, lang), tokens in locality_before.items() if case == request.case_id}
+        rows += bench.metric_rows(model, tokenizer, request, languages=request.languages, pre_locality=before)
+    return bench.rows_to_columns(rows)
 
 
 def locality_predictions(
     model: Any, tokenizer: Any, requests: Sequence[EditRequest]
 ) -> dict[tuple[str | None, str], tuple[int, ...]]:
     """The model's teacher-forced predictions on every locality question, by ``(case_id, language)``."""
-    keys, pairs = [], []
-    for request in requests:
-        for language, view in request.views.items():
-            if view.locality_prompt and view.locality_answer:
-                keys.append((request.case_id, language))
-                pairs.append((view.locality_prompt, view.locality_answer))
-    return {key: score.predicted for key, score in zip(keys, score_targets(model, tokenizer, pairs))}
+    return {
+        (request.case_id, language): tokens
+        for request in requests
+        for language, tokens in bench.locality_predictions(
+            model, tokenizer, request, languages=request.languages
+        ).items()
+    }
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
