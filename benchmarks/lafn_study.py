@@ -35,6 +35,7 @@ from peft_mpn.metrics import score_targets  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+MULTILINGUAL = "LAFN (all languages given)"
 
 
 def shuffled(facts: list[EditRequest], offset: int) -> EditRequest:
@@ -161,7 +162,7 @@ def study_editing(
     before = {f.case_id: judge(model, tokenizer, f, locality[f.case_id]) for f in facts}
     results: dict[str, dict] = {"before": before}
     methods = {
-        "LAFN (all languages given)": lambda: LAFNEditor(
+        MULTILINGUAL: lambda: LAFNEditor(
             model, tokenizer, LAFNEditorConfig(locator=locator, max_steps=lafn_max_steps), progress=False
         ),
         "LAFN (en + aug)": lambda: LAFNEditor(
@@ -204,9 +205,10 @@ def study_editing(
     results["MPN (en + aug)"] = {}
     for fact in tqdm(facts, desc="MPN", disable=not progress):
         start = time.perf_counter()
-        mpn.edit(fact)
+        outcome = mpn.edit(fact)
         timings.setdefault("MPN (en + aug)", []).append(time.perf_counter() - start)
         results["MPN (en + aug)"][fact.case_id] = judge(mpn.model, tokenizer, fact, locality[fact.case_id])
+        results["MPN (en + aug)"][fact.case_id].update(status=outcome.status, steps=outcome.steps)
         mpn.reset()
     return {"results": results, "seconds_per_edit": {k: statistics.median(v) for k, v in timings.items()}}
 
@@ -239,6 +241,48 @@ def editing_table(editing: dict, languages: list[str], augment: list[str]) -> st
     lines.append("| locality | | " + " | ".join(locality) + " |")
     failed = [sum("error" in c for c in editing["results"][m].values()) for m in methods]
     lines.append("| no neurons found | | " + " | ".join(str(f) for f in failed) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(editing: dict, languages: list[str], augment: list[str]) -> str:
+    """One row per method: wins pooled over the edit language, seen and unseen languages, by target kind.
+
+    "Seen" are the languages a method trained on besides English: every language for multilingual LAFN (so it has
+    no unseen column), the augmentation languages for the others.
+    """
+    lines = [
+        "| method | en | seen translated | seen copied | unseen translated | unseen copied | locality | "
+        "edited / unfixed / no neurons | median s / edit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, cases in editing["results"].items():
+        seen = [lang for lang in languages if lang != "en" and (lang in augment or method == MULTILINGUAL)]
+        groups = {"en": ["en"], "seen": seen, "unseen": [lang for lang in languages if lang not in ["en", *seen]]}
+        tallies = {}
+        for group, langs in groups.items():
+            for kind in ("translated", "copied"):
+                won = total = 0
+                for case in cases.values():
+                    for lang in langs:
+                        view = case.get("languages", {}).get(lang)
+                        if view is None or (group != "en" and ("copied" if view["copied"] else "translated") != kind):
+                            continue
+                        won += int(view["win"])
+                        total += 1
+                tallies[group, kind] = f"{won}/{total} ({won / total:.0%})" if total else "-"
+        judged = [c["locality"] for c in cases.values() if "locality" in c]
+        statuses = [c.get("status") for c in cases.values()]
+        outcome = (
+            f"{statuses.count('edited')} / {statuses.count('unfixed')} / {sum('error' in c for c in cases.values())}"
+            if any(statuses)
+            else "-"
+        )
+        seconds = editing.get("seconds_per_edit", {}).get(method)
+        lines.append(
+            f"| {method} | {tallies['en', 'translated']} | {tallies['seen', 'translated']} | "
+            f"{tallies['seen', 'copied']} | {tallies['unseen', 'translated']} | {tallies['unseen', 'copied']} | "
+            f"{statistics.mean(judged):.3f} | {outcome} | {f'{seconds:.1f}' if seconds else '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -301,12 +345,14 @@ def main() -> None:
             lafn_max_steps=args.lafn_max_steps,
         )
         report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
+        report["summary_table"] = summary_table(report["editing"], facts[0].languages, args.augment_languages)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
     if "location" in report:
         print_location(report)
     if "editing_table" in report:
+        print(report["summary_table"])
         print(report["editing_table"])
         print("median s / edit:", report["editing"]["seconds_per_edit"])
 
