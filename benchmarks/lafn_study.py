@@ -309,10 +309,17 @@ def main() -> None:
     parser.add_argument("--mpn-patch-plan", default="per_language", choices=["edit", "per_language"])
     parser.add_argument("--lafn-max-steps", type=int, default=100, help="LAFN step budget per edit")
     parser.add_argument("--skip-location", action="store_true")
+    parser.add_argument("--tables-from", default=None, help="print the editing tables of an earlier run's JSON; run nothing")
     parser.add_argument("--skip-editing", action="store_true")
     parser.add_argument("--output", default="results/lafn_study.json")
     parser.add_argument("--plots", default=str(REPO / "docs" / "img"))
     args = parser.parse_args()
+    if args.tables_from:
+        editing = json.loads(Path(args.tables_from).read_text())["editing"]
+        languages = list(next(iter(editing["results"]["before"].values()))["languages"])
+        print(summary_table(editing, languages, args.augment_languages))
+        print(editing_table(editing, languages, args.augment_languages))
+        return
 
     torch.manual_seed(0)
     model, tokenizer = load_model(args.model)
