@@ -309,7 +309,9 @@ def main() -> None:
     parser.add_argument("--mpn-patch-plan", default="per_language", choices=["edit", "per_language"])
     parser.add_argument("--lafn-max-steps", type=int, default=100, help="LAFN step budget per edit")
     parser.add_argument("--skip-location", action="store_true")
-    parser.add_argument("--tables-from", default=None, help="print the editing tables of an earlier run's JSON; run nothing")
+    parser.add_argument(
+        "--tables-from", default=None, help="print the editing tables of an earlier run's JSON; run nothing"
+    )
     parser.add_argument("--skip-editing", action="store_true")
     parser.add_argument("--output", default="results/lafn_study.json")
     parser.add_argument("--plots", default=str(REPO / "docs" / "img"))
