@@ -16,6 +16,7 @@ from tiny import REPO_ROOT
 
 import peft_mpn.data
 import peft_mpn.models
+from peft_mpn import EditRequest
 from peft_mpn.cli import main
 from peft_mpn.editing import EDITORS
 
@@ -43,7 +44,7 @@ def cli(monkeypatch):
 
     def load_edit_requests(data, dataset, **kwargs):
         loads.append({"data": str(data), "dataset": dataset, **kwargs})
-        return []
+        return [EditRequest.single("the capital of france is", "lyon", case_id="0")]  # bench refuses no cases
 
     def load_model(*args, **kwargs):
         raise Validated
