@@ -130,6 +130,8 @@ def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
         assert config["max_steps"] == 3 and config["augment_languages"] == seen
         assert config["objective"] == {"ft-l": "prompt_last", "ft-m": "target_new"}[method]
         assert config["layer"] == (0 if method == "ft-l" else -1)
+    if method in ("mpn", "t-patcher"):  # MPN patches per trained language; T-Patcher has one language anyway
+        assert results["editor_config"]["patch_plan"] == {"mpn": "per_language", "t-patcher": "edit"}[method]
     assert results["augment_languages"] == seen and results["seen_languages"] == seen
     assert results["unseen_languages"] == [lang for lang in ("de", "fr") if lang not in seen]
     assert set(results["per_language"]) == set(results["before"]["per_language"]) == {"en", "de", "fr"}
