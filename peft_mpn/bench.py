@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .data import EditRequest
 from .editing import FTEditorConfig, ICLEditorConfig, LAFNEditorConfig, MPNEditorConfig, make_editor
 from .files import atomic_write, atomic_write_text
-from .metrics import compute_cross_lingual_edit, score_targets
+from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 from .metrics.edit_metrics import COLUMNS
 
 
@@ -124,22 +124,13 @@ def metric_rows(
         dicts with the keys of :data:`peft_mpn.metrics.edit_metrics.COLUMNS`; :func:`rows_to_columns` turns
         them into the arguments of :func:`~peft_mpn.metrics.compute_cross_lingual_edit`.
     """
-    edit_target = str(request.edit.target).strip()
     pairs: list[tuple[str, str]] = []
     labels: list[tuple[str, str, bool]] = []
-    for lang, view in _views(request, languages):
-        copied = lang != request.edit_language and str(view.target).strip() == edit_target
-        probes = [("reliability", view.prompt, view.target)]
-        probes += [("generality", rephrase, view.target) for rephrase in view.rephrases]
-        if view.portability_question and view.portability_answer:
-            probes.append(("portability", view.portability_question, view.portability_answer))
-        if lang != request.edit_language:
-            probes.append(("edit_language_answer", view.prompt, request.edit.target))
-        if pre_locality is not None and lang in pre_locality and view.locality_prompt and view.locality_answer:
-            probes.append(("locality", view.locality_prompt, view.locality_answer))
-        for probe, prompt, target in probes:
-            pairs.append((prompt, str(target)))
-            labels.append((lang, probe, copied))
+    for lang, probe, prompt, target, copied in edit_probes(request, [lang for lang, _ in _views(request, languages)]):
+        if probe == "locality" and (pre_locality is None or lang not in pre_locality):
+            continue
+        pairs.append((prompt, str(target)))
+        labels.append((lang, probe, copied))
     rows = []
     for (lang, probe, copied), score in zip(labels, score_targets(model, tokenizer, pairs, batch_size)):
         reference = tuple(pre_locality[lang]) if probe == "locality" else score.target

@@ -40,7 +40,7 @@ from .editing import LAFNEditor, MPNEditor
 from .editing.common import eval_mode
 from .editing.encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .editing.lafn import delta_norm
-from .metrics import compute_cross_lingual_edit, score_targets
+from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 
 EDIT_INDEX = "edit_index"
 """Column :class:`EditTrainer` adds to the training set: each case's position, which keys its patches."""
@@ -57,32 +57,12 @@ def probe_rows(requests: Sequence[EditRequest]) -> list[dict[str, Any]]:
     edit-language target), wherever the view has the fields. Locality rows are judged against the pre-edit
     predictions, which the caller fills in (``reference``).
     """
-    rows = []
-    for index, request in enumerate(requests):
-        case = request.case_id if request.case_id is not None else str(index)
-        edit_target = request.edit.target
-        for language, view in request.views.items():
-            probes = [("reliability", view.prompt, view.target)]
-            probes += [("generality", rephrase, view.target) for rephrase in view.rephrases]
-            probes.append(("locality", view.locality_prompt, view.locality_answer))
-            probes.append(("portability", view.portability_question, view.portability_answer))
-            if language != request.edit_language:
-                probes.append(("edit_language_answer", view.prompt, edit_target))
-            # the metric's rule (as in peft_mpn.bench): the same string as the edit-language target, elsewhere
-            copied = language != request.edit_language and str(view.target).strip() == str(edit_target).strip()
-            for probe, prompt, target in probes:
-                if prompt and target:
-                    rows.append(
-                        {
-                            "case_id": case,
-                            "language": language,
-                            "probe": probe,
-                            "prompt": prompt,
-                            "target": target,
-                            "copied": copied,
-                        }
-                    )
-    return rows
+    return [
+        {"case_id": case, "language": language, "probe": probe, "prompt": prompt, "target": target, "copied": copied}
+        for index, request in enumerate(requests)
+        for case in [request.case_id if request.case_id is not None else str(index)]
+        for language, probe, prompt, target, copied in edit_probes(request)
+    ]
 
 
 class EditDataCollator:
