@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from test_data import bmike_record, write
+from test_data import bmike_record, write, write_text
 
 from peft_mpn.data import (
     DatasetLayoutError,
@@ -29,15 +28,6 @@ XNLI_HEADER = (
     "sentence1_tokenized\tsentence2_tokenized\tmatch"
 )
 PAIRS = [("11", "neutral"), ("12", "contradiction"), ("13", "entailment")]
-
-
-def write_text(path: Path, text: str) -> Path:
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
 
 
 def xnli_tsv(path: Path, languages=("ar", "de", "en"), pairs=PAIRS) -> Path:

@@ -29,14 +29,18 @@ SHARED_DATA = Path(__file__).parents[1] / ".." / "shared" / "data"
 RESOURCES = Path(__file__).parents[1] / "peft_mpn" / "resources"
 
 
-def write(path: Path, data: object) -> Path:
-    text = json.dumps(data, ensure_ascii=False)
+def write_text(path: Path, text: str) -> Path:
+    """``text`` into ``path``, gzip'd when the name ends in ``.gz`` (the benchmarks ship both ways)."""
     if path.name.endswith(".gz"):
         with gzip.open(path, "wt", encoding="utf-8") as fh:
             fh.write(text)
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def write(path: Path, data: object) -> Path:
+    return write_text(path, json.dumps(data, ensure_ascii=False))
 
 
 def zsre_record(i: int, lang: str, **over: object) -> dict:
