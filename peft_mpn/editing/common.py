@@ -13,6 +13,12 @@ from torch import nn
 from ..data.requests import EditRequest, EditRequestError
 
 
+def fixed_languages(correct: Sequence[bool], row_languages: Sequence[str]) -> list[str]:
+    """The languages (in first-row order) all of whose rows are right after an edit."""
+    wrong = {lang for ok, lang in zip(correct, row_languages) if not ok}
+    return [lang for lang in dict.fromkeys(row_languages) if lang not in wrong]
+
+
 def check_generation_requests(requests: Sequence[EditRequest], editor: str) -> None:
     """Refuse an empty batch, or a classification request, for an editor of causal LMs."""
     if not requests:

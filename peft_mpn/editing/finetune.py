@@ -36,7 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_blocks
-from .common import check_generation_requests, frozen
+from .common import check_generation_requests, fixed_languages, frozen
 from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .mpn import EditResult
 from .prefix import PrefixCache
@@ -218,7 +218,7 @@ class FTEditor:
         batch = collate_targets([encode_target(self.tokenizer, v.prompt, v.target) for _, v in rows], self._pad)
         with frozen(self.model):
             steps, losses, correct = self._train(batch)
-        fixed = [lang for lang in languages if all(ok for ok, (la, _) in zip(correct, rows) if la == lang)]
+        fixed = fixed_languages(correct, [language for language, _ in rows])
         status = "skipped" if steps == 0 else "edited" if len(fixed) == len(languages) else "unfixed"
         return EditResult(
             [request.case_id for request in requests],

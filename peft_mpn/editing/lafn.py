@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
-from .common import CandidateVocabulary, check_generation_requests, frozen
+from .common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
 from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
 from .mpn import EditResult
 from .prefix import PrefixCache
@@ -212,7 +212,7 @@ class LAFNEditor:
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
         steps, losses = self._train(batch, trained)
         correct = self._row_correct(batch)
-        fixed = [lang for lang in languages if all(c for c, (_, _, la) in zip(correct, rows) if la == lang)]
+        fixed = fixed_languages(correct, [language for _, _, language in rows])
         status = "edited" if len(fixed) == len(languages) else "unfixed"
         return LAFNEditResult(
             case_ids,
