@@ -46,6 +46,8 @@ fi
 AUGMENT="de fr es ru zh"
 DISJOINT="cs bg fa da ca"  # chosen so that no extra BMIKE-53 case is dropped: same cases as the others
 BMIKE_LANGUAGES="en de fr es ru zh ja ar hi th tr vi ko he el uk"
+# The unedited model's judgements are the same for every method on the same cases: judged once, kept here.
+JUDGE_CACHE=${JUDGE_CACHE:-$HOME/.cache/peft_mpn/judged}
 
 run() {  # run OUTPUT_NAME ARGS...: one bench run, skipped when its JSON exists
   local output="$OUT/$1.json"
@@ -54,7 +56,7 @@ run() {  # run OUTPUT_NAME ARGS...: one bench run, skipped when its JSON exists
     echo "skip $output (exists)"
     return
   fi
-  local command=(peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --output "$output")
+  local command=(peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" --output "$output")
   echo "${command[*]}"
   [[ -n "$DRY_RUN" ]] || "${command[@]}"
 }

@@ -16,6 +16,7 @@ selected for editing. :func:`write_results` writes the JSON, a Markdown table an
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import platform
@@ -272,6 +273,45 @@ def _add_unrelated_text(editor: Any, requests: list[EditRequest]) -> None:
 # --------------------------------------------------------------------------------------------- runner
 
 
+def model_fingerprint(model: Any) -> str:
+    """A cheap identity of a model's weights: its name, parameter count and a checksum of a few tensors."""
+    parameters = list(getattr(model, "get_base_model", lambda: model)().parameters())
+    sampled = [parameters[0], parameters[len(parameters) // 2], parameters[-1]] if parameters else []
+    checksum = [float(p.detach().double().sum()) for p in sampled]
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    return json.dumps([name, sum(p.numel() for p in parameters), checksum])
+
+
+def _judge_unedited(
+    model: Any,
+    tokenizer: Any,
+    request: EditRequest,
+    languages: Sequence[str],
+    batch_size: int,
+    cache: Path | None,
+    fingerprint: str,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+    """The unedited model's rows and locality predictions for ``request``, from ``cache`` when it has them.
+
+    They depend only on the weights and the probes, so every method judged on the same cases shares them; the
+    key hashes the model fingerprint, the languages and every probe's text.
+    """
+    path = None
+    if cache is not None:
+        probes = [list(probe) for probe in edit_probes(request, _ordered_languages(languages, request.edit_language))]
+        key = json.dumps([fingerprint, list(languages), str(request.case_id), probes], ensure_ascii=False)
+        path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+        if path.is_file():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            return stored["rows"], {lang: tuple(ids) for lang, ids in stored["locality"].items()}
+    rows = metric_rows(model, tokenizer, request, languages=languages, batch_size=batch_size)
+    locality = locality_predictions(model, tokenizer, request, languages=languages, batch_size=batch_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"rows": rows, "locality": locality}, ensure_ascii=False))
+    return rows, locality
+
+
 def run_benchmark(
     model: Any,
     tokenizer: Any,
@@ -287,6 +327,7 @@ def run_benchmark(
     layer: int | None = None,
     memory_cases: int = 25,
     batch_size: int = 16,
+    judge_cache: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -308,6 +349,8 @@ def run_benchmark(
         layer: the block MPN / T-Patcher patch and FT-L / FT-M fine-tune (default: the last); refused for the
             other methods.
         memory_cases: cases not selected for editing whose locality prompts fill the MPN memory / LAFN KL term.
+        judge_cache: a folder that keeps the unedited model's judgements per case, so runs of other methods on the
+            same model and cases skip them (about half of a run's judging).
 
     Returns:
         A JSON-ready dict: ``metrics`` and ``per_language`` (after), ``before`` (the unedited model), ``counts``,
@@ -331,11 +374,12 @@ def run_benchmark(
     torch.manual_seed(seed)
     pre_locality: dict[str, dict[str, tuple[int, ...]]] = {}
     before_rows: list[dict[str, Any]] = []
+    cache = None if judge_cache is None else Path(judge_cache).expanduser()
+    fingerprint = model_fingerprint(model) if cache is not None else ""
     for request in tqdm(edits, desc="before", disable=not progress):
-        before_rows += metric_rows(model, tokenizer, request, languages=languages, batch_size=batch_size)
-        pre_locality[str(request.case_id)] = locality_predictions(
-            model, tokenizer, request, languages=languages, batch_size=batch_size
-        )
+        rows, locality = _judge_unedited(model, tokenizer, request, languages, batch_size, cache, fingerprint)
+        before_rows += rows
+        pre_locality[str(request.case_id)] = locality
 
     config = _training_config(editor_config(method, config), edit_language, augment, seed)
     if method in _LAYER_FIELD and layer is not None:
@@ -593,6 +637,7 @@ def bench(
     editor_overrides: Mapping[str, Any] | None = None,
     memory_cases: int = 25,
     batch_size: int = 16,
+    judge_cache: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """``peft-mpn bench``: load the data and the model, :func:`run_benchmark`, :func:`write_results`.
@@ -650,6 +695,7 @@ def bench(
         layer=layer,
         memory_cases=memory_cases,
         batch_size=batch_size,
+        judge_cache=judge_cache,
         progress=progress,
     )
     results = {

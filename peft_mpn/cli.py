@@ -58,6 +58,7 @@ def _bench(args: argparse.Namespace) -> int:
         editor_overrides=overrides,
         memory_cases=args.memory_cases,
         batch_size=args.batch_size,
+        judge_cache=args.judge_cache,
         progress=not args.no_progress,
     )
     print("\n".join(f"wrote {path}" for path in paths.values()))
@@ -130,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="unselected cases whose locality prompts fill the MPN memory / LAFN KL term",
     )
     bench.add_argument("--batch-size", type=int, default=16, help="scoring batch size")
+    bench.add_argument(
+        "--judge-cache",
+        default=None,
+        metavar="DIR",
+        help="keep the unedited model's judgements here and reuse them in later runs on the same model and cases",
+    )
     bench.add_argument("--no-progress", action="store_true")
     bench.set_defaults(run=_bench)
 

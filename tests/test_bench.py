@@ -268,3 +268,40 @@ def test_classification_data_is_refused_before_the_model_loads(tmp_path):
     with pytest.raises(ValueError, match="class label.*generation cases.*classifier_task"):
         main(args)
     assert not (tmp_path / "out").exists()
+
+
+def test_judge_cache_reuses_the_unedited_judgements_of_the_same_model_and_cases(setup, tmp_path):
+    cache = tmp_path / "judged"
+    plain = bench(setup, tmp_path / "plain.json", "t-patcher", "--augment-languages", "--max-steps", "3")
+    first = bench(setup, tmp_path / "first.json", "ft-m", "--max-steps", "3", "--judge-cache", str(cache))
+    stored = sorted(cache.iterdir())
+    assert len(stored) == 3  # one file per edited case
+    second = bench(setup, tmp_path / "second.json", "t-patcher", "--max-steps", "3", "--judge-cache", str(cache))
+    assert sorted(cache.iterdir()) == stored  # nothing new to judge
+    assert first["before"] == second["before"] == plain["before"]
+    assert second["per_language"] == plain["per_language"]
+
+    # Other weights are another model: their judgements get their own entries.
+    _, model_dir, data_dir = setup
+    other = tmp_path / "other-model"
+    tiny_model("gemma3_text", seed=7).save_pretrained(other)
+    make_tokenizer().save_pretrained(other)
+    args = ["bench", "--method", "ft-m", "--dataset", "mzsre", "--data", str(data_dir), "--model", str(other)]
+    args += ["--num-edits", "3", "--seed", "1", "--memory-cases", "2", "--max-steps", "3", "--no-progress"]
+    assert main([*args, "--output", str(tmp_path / "other.json"), "--judge-cache", str(cache)]) == 0
+    assert len(list(cache.iterdir())) == 6
+
+
+def test_scores_do_not_depend_on_the_batch_size(setup):
+    _, model_dir, data_dir = setup
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from peft_mpn.editing.encoding import encode_target
+    from peft_mpn.metrics import score_targets
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    pairs = [(f[0], f[1]) for f in FACTS] + [(f"{f[2]} und so weiter", f[5]) for f in FACTS]
+    one_by_one = [score for pair in pairs for score in score_targets(model, tokenizer, [pair])]
+    assert score_targets(model, tokenizer, pairs, batch_size=5) == one_by_one
+    # In the caller's order, although the batches are formed by length.
+    assert [s.target for s in one_by_one] == [encode_target(tokenizer, p, t).target_ids for p, t in pairs]
