@@ -147,6 +147,14 @@ def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
     assert all(before[lang]["locality"] is None for lang in before)  # the unedited model is not compared to itself
     assert 0.0 <= results["metrics"]["reliability"] <= 1.0
     assert results["metrics"]["average_unseen"]["reliability"] is not None
+    # Per case: the cells whose case average is the per-language number.
+    for table, summary in ((results["per_case"], after), (results["before"]["per_case"], before)):
+        assert sorted(table) == sorted(results["case_ids"])
+        for lang in ("en", "de", "fr"):
+            cells = [table[case][lang]["reliability"] for case in results["case_ids"]]
+            assert sum(c[0] for c in cells) / 3 == pytest.approx(summary[lang]["reliability"], abs=1e-3)
+            assert sum(c[1] for c in cells) / 3 == pytest.approx(summary[lang]["reliability_em"], abs=1e-3)
+    assert all(results["per_case"][case]["fr"]["copied"] is False for case in results["case_ids"])
     assert [e["case_id"] for e in results["edits"]] == results["case_ids"] and len(results["edits"]) == 3
     assert all(e["seconds"] > 0 for e in results["edits"])
     assert results["timing"]["seconds_per_edit_mean"] > 0
