@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,19 +21,28 @@ from typing import Any
 
 from peft_mpn.files import atomic_write, atomic_write_text
 
-#: Summary columns: (header, where the value is, measure).
+#: Summary columns: (header, where the value is, measure). Seen and unseen languages, translated and copied
+#: targets are never averaged together: copied targets transfer by copying the edit-language string.
 SUMMARY = (
     ("edit lang.", "metrics", "reliability"),
-    ("seen avg.", "average_augment", "reliability"),
-    ("unseen avg.", "average_unseen", "reliability"),
-    ("translated", "average_cross_lingual", "reliability_translated"),
-    ("copied", "average_cross_lingual", "reliability_copied"),
-    ("edit-lang. answer", "average_cross_lingual", "reliability_edit_language_answer"),
+    ("seen, translated", "average_augment", "reliability_translated"),
+    ("seen, copied", "average_augment", "reliability_copied"),
+    ("unseen, translated", "average_unseen", "reliability_translated"),
+    ("unseen, copied", "average_unseen", "reliability_copied"),
+    ("unseen, edit-lang. answer", "average_unseen", "reliability_edit_language_answer"),
     ("generality", "metrics", "generality"),
     ("locality", "average", "locality"),
     ("portability", "metrics", "portability"),
 )
+#: The transfer readings of the like-for-like tables: (header, per-language measure, per-case probe, copied cases
+#: only / translated only / all).
+TRANSFER = (
+    ("translated", "reliability_translated", "reliability", False),
+    ("copied", "reliability_copied", "reliability", True),
+    ("edit-lang. answer", "reliability_edit_language_answer", "edit_language_answer", None),
+)
 MODES = ("single", "sequential")
+BOOTSTRAP_SAMPLES = 2000
 
 
 def load_runs(folder: str | Path) -> list[dict[str, Any]]:
@@ -81,10 +91,157 @@ def _summary_row(label: str, result: Mapping[str, Any], run: Mapping[str, Any] |
     return f"| {label} | " + " | ".join(cells) + f" | {timing} | {success} |"
 
 
+def unseen_by_every_run(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The judged languages that no run trained on (the edit language excluded): a like-for-like unseen set."""
+    first = runs[0]
+    seen = {lang for run in runs for lang in run.get("seen_languages", [])}
+    judged = [lang for lang in first["languages"] if all(lang in run["languages"] for run in runs)]
+    return [lang for lang in judged if lang != first["edit_language"] and lang not in seen]
+
+
+def language_average(result: Mapping[str, Any], languages: Sequence[str], measure: str) -> float | None:
+    """``measure`` averaged over ``languages`` (a language without a value is skipped), as the metric averages."""
+    values = [result["per_language"].get(lang, {}).get(measure) for lang in languages]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _case_cells(run: Mapping[str, Any], languages: Sequence[str], probe: str, copied: bool | None, exact: bool):
+    """``{language: {case: value}}`` from a run's ``per_case`` table, the cases the reading covers."""
+    cells: dict[str, dict[str, float]] = {}
+    for case, by_language in run["per_case"].items():
+        for lang in languages:
+            cell = by_language.get(lang, {})
+            if probe in cell and (copied is None or cell.get("copied") is copied):
+                cells.setdefault(lang, {})[case] = cell[probe][1 if exact else 0]
+    return cells
+
+
+def _macro(cells: Mapping[str, Mapping[str, float]], cases: Sequence[str]) -> float | None:
+    means = []
+    for by_case in cells.values():
+        values = [by_case[case] for case in cases if case in by_case]
+        if values:
+            means.append(sum(values) / len(values))
+    return sum(means) / len(means) if means else None
+
+
+def paired_difference(
+    run_a: Mapping[str, Any],
+    run_b: Mapping[str, Any],
+    languages: Sequence[str],
+    probe: str,
+    copied: bool | None,
+    exact: bool = False,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float] | None:
+    """``a - b`` on one transfer reading over ``languages``, with a 95% paired bootstrap interval over cases.
+
+    ``None`` when the runs edited different cases or a run has no ``per_case`` table (older JSON).
+    """
+    if run_a.get("case_ids") != run_b.get("case_ids") or "per_case" not in run_a or "per_case" not in run_b:
+        return None
+    cells_a = _case_cells(run_a, languages, probe, copied, exact)
+    cells_b = _case_cells(run_b, languages, probe, copied, exact)
+    cases = list(run_a["case_ids"])
+    a, b = _macro(cells_a, cases), _macro(cells_b, cases)
+    if a is None or b is None:
+        return None
+    rng = random.Random(seed)
+    differences = []
+    for _ in range(samples):
+        drawn = rng.choices(cases, k=len(cases))
+        da, db = _macro(cells_a, drawn), _macro(cells_b, drawn)
+        if da is not None and db is not None:
+            differences.append(da - db)
+    differences.sort()
+    low = differences[int(0.025 * (len(differences) - 1))]
+    high = differences[int(0.975 * (len(differences) - 1))]
+    return a - b, low, high
+
+
+def _difference(value: tuple[float, float, float] | None) -> str:
+    if value is None:
+        return "–"
+    difference, low, high = value
+    return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def like_for_like(runs: Sequence[Mapping[str, Any]], languages: Sequence[str]) -> list[str]:
+    """Every run (and the unedited model) on the same unseen languages, each transfer reading apart."""
+    header = " | ".join(f"{name} (tok. / EM)" for name, _, _, _ in TRANSFER)
+    lines = [f"| method | {header} |", "|---|" + "---:|" * len(TRANSFER)]
+    for label, result in [("unedited model", runs[0]["before"]), *((run_label(run), run) for run in runs)]:
+        cells = []
+        for _, measure, _, _ in TRANSFER:
+            token, exact = (
+                language_average(result, languages, measure),
+                language_average(result, languages, f"{measure}_em"),
+            )
+            cells.append("–" if token is None else f"{token:.2f} / {exact:.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline_pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(MPN run, T-Patcher run) pairs of one section: every MPN run against the T-Patcher run."""
+    patchers = [run for run in runs if run["method"] == "t-patcher"]
+    return [(run, patchers[0]) for run in runs if run["method"] == "mpn" and patchers]
+
+
+def mpn_unseen(run: Mapping[str, Any]) -> list[str]:
+    """The languages an MPN run was judged on but did not train on (the edit language excluded)."""
+    return [lang for lang in run["languages"] if lang != run["edit_language"] and lang not in run["seen_languages"]]
+
+
+def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> list[str]:
+    """MPN minus T-Patcher on the languages MPN did not train on, every dataset and mode, with intervals."""
+    rows = []
+    for (dataset, mode), runs in grouped.items():
+        for mpn, patcher in headline_pairs(runs):
+            languages = mpn_unseen(mpn)
+            cells = []
+            for _, measure, probe, copied in TRANSFER:
+                ours, theirs = language_average(mpn, languages, measure), language_average(patcher, languages, measure)
+                if ours is None or theirs is None:
+                    cells.append("–")
+                    continue
+                token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
+                exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
+                cells.append(f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}")
+            augment = " ".join(mpn["augment_languages"])
+            kind = "overlapping" if mpn["seen_languages"] else "disjoint"
+            rows.append(
+                f"| {dataset} | {mode} | {augment} ({kind}) | {len(languages)}: {' '.join(languages)} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if not rows:
+        return []
+    return [
+        "## MPN against T-Patcher on languages MPN never saw",
+        "",
+        "T-Patcher is MPN with augmentation off: the same patches, trained on the English edit only. Each cell: "
+        "MPN vs T-Patcher token accuracy averaged over the languages MPN did not train on, then the difference "
+        "(MPN − T-Patcher) with a 95% paired bootstrap interval over the edited cases, for token accuracy and "
+        f"exact match ({BOOTSTRAP_SAMPLES} resamples). An interval that excludes 0 is a difference these cases "
+        "support.",
+        "",
+        "| data | mode | MPN augmentation | unseen languages | "
+        + " | ".join(name for name, _, _, _ in TRANSFER)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(TRANSFER),
+        *rows,
+        "",
+    ]
+
+
 def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: str) -> list[str]:
     """The Markdown of one dataset × mode."""
     first = runs[0]
     languages = list(dict.fromkeys(lang for run in runs for lang in run["languages"]))
+    common = unseen_by_every_run(runs)
     lines = [
         f"## {dataset}, {mode} editing",
         "",
@@ -92,10 +249,11 @@ def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: s
         f"`{first.get('model', '?')}`, languages: {' '.join(languages)}.",
         "",
         "Cells: token accuracy / exact match. *edit lang.*: reliability in the edit language; *seen* / *unseen*: "
-        "cross-lingual reliability averaged over the augmentation languages / the others; *translated* / "
-        "*copied*: cross-lingual reliability on targets written differently from / the same as the edit-language "
-        "one; *edit-lang. answer*: the edit-language target on the other languages' prompts; locality averaged "
-        "over every language.",
+        "cross-lingual reliability averaged over that run's augmentation languages / the other judged languages, "
+        "on targets written differently from (*translated*) or the same as (*copied*) the edit-language one; "
+        "*edit-lang. answer*: the edit-language target on the unseen languages' prompts; locality averaged "
+        "over every language. A run without augmentation has no seen language, so its unseen set is larger than "
+        "an augmented run's: the like-for-like table below compares every run on the same languages.",
         "",
         "| method | " + " | ".join(header for header, _, _ in SUMMARY) + " | s / edit | edit success |",
         "|---|" + "---:|" * (len(SUMMARY) + 2),
@@ -104,20 +262,37 @@ def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: s
     lines += [_summary_row(run_label(run), run, run) for run in runs]
     if any(run["case_ids"] != first["case_ids"] for run in runs):
         lines += ["", "Note: these runs edited different cases (different seeds or data); compare with care."]
-    lines += [
-        "",
-        "Cross-lingual reliability per language (token accuracy; * = an augmentation language of that run):",
-        "",
-        "| method | " + " | ".join(languages) + " |",
-        "|---|" + "---:|" * len(languages),
-    ]
-    for run in runs:
-        cells = []
-        for lang in languages:
-            value = run["per_language"].get(lang, {}).get("reliability")
-            mark = "*" if lang in run.get("seen_languages", []) else ""
-            cells.append("" if value is None else f"{value:.2f}{mark}")
-        lines.append(f"| {run_label(run)} | " + " | ".join(cells) + " |")
+    if common:
+        lines += [
+            "",
+            f"Like for like, on the {len(common)} languages no run here trained on ({' '.join(common)}):",
+            "",
+            *like_for_like(runs, common),
+        ]
+    for title, suffix in (("token accuracy", ""), ("exact match", "_em")):
+        lines += [
+            "",
+            f"Cross-lingual reliability per language, {title}, `translated / copied` targets "
+            "(* = an augmentation language of that run; – = no such case):",
+            "",
+            "| method | " + " | ".join(languages) + " |",
+            "|---|" + "---:|" * len(languages),
+        ]
+        for label, result, seen in [
+            ("unedited model", first["before"], ()),
+            *((run_label(run), run, run.get("seen_languages", ())) for run in runs),
+        ]:
+            cells = []
+            for lang in languages:
+                values = result["per_language"].get(lang, {})
+                if lang == first["edit_language"]:
+                    value = values.get(f"reliability{suffix}")
+                    cells.append("" if value is None else f"{value:.2f}")
+                    continue
+                pair = [values.get(f"reliability_{kind}{suffix}") for kind in ("translated", "copied")]
+                text = " / ".join("–" if v is None else f"{v:.2f}" for v in pair)
+                cells.append(f"{text}{'*' if lang in seen else ''}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"![{dataset}, {mode}]({image})", ""]
     return lines
 
@@ -166,13 +341,18 @@ def build_page(runs: Sequence[Mapping[str, Any]], docs: str | Path) -> Path:
         "Generated by `benchmarks/results.py` from the JSON files of `peft-mpn bench` (commands: "
         "`benchmarks/run_results.sh`). Reliability outside the edit language is cross-lingual: the prompt in that "
         "language against the target written in it. Copied targets (the same string as the edit-language one) "
-        "transfer by copying, so read the translated column for real transfer. An overlapping MPN run's unseen "
-        "average is its disjoint reading.",
+        "transfer by copying, so read the translated columns for real transfer. *Seen* languages are the ones a "
+        "run trained on (MPN's augmentation); *overlapping* runs judge them too, *disjoint* runs train on "
+        "languages that are not judged at all, so every judged language is unseen.",
         "",
     ]
     order = {mode: i for i, mode in enumerate(MODES)}
-    for (dataset, mode), group in sorted(grouped.items(), key=lambda item: (item[0][0], order.get(item[0][1], 9))):
-        group = sorted(group, key=run_label)
+    grouped = {
+        key: sorted(group, key=run_label)
+        for key, group in sorted(grouped.items(), key=lambda item: (item[0][0], order.get(item[0][1], 9)))
+    }
+    lines += headline(grouped)
+    for (dataset, mode), group in grouped.items():
         slug = f"results_{dataset}_{mode}".lower().replace(" ", "_").replace("-", "")
         plot_section(group, f"{dataset}, {mode} editing", docs / "img" / f"{slug}.png")
         lines += section(dataset, mode, group, f"img/{slug}.png")

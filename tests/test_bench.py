@@ -252,14 +252,17 @@ def test_results_page_from_two_runs(setup, tmp_path):
     bench(setup, runs / "mzsre_mpn_single.json", "mpn", *editor_args("mpn"))
     bench(setup, runs / "mzsre_t-patcher_single.json", "t-patcher", *editor_args("t-patcher"))
     docs = tmp_path / "docs"
-    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
+    results = _results_module()
     assert results.main([str(runs), "--docs", str(docs)]) == 0
     page = (docs / "results.md").read_text(encoding="utf-8")
     assert "mzsre" in page.lower() and "single" in page
     assert "| mpn (augment: de" in page and "| t-patcher |" in page
     assert "| unedited model |" in page
+    # MPN trained on de, so fr is the language judged like for like, and the head-to-head is on fr.
+    assert "## MPN against T-Patcher on languages MPN never saw" in page
+    assert "| MzsRE | single | de (overlapping) | 1: fr |" in page
+    assert "Like for like, on the 1 languages no run here trained on (fr)" in page
+    assert "`translated / copied`" in page and "–" in page
     with pytest.raises(FileNotFoundError, match="run_results.sh"):
         results.main([str(docs / "img"), "--docs", str(docs)])
     images = list((docs / "img").glob("*.png"))
@@ -313,3 +316,39 @@ def test_scores_do_not_depend_on_the_batch_size(setup):
     assert score_targets(model, tokenizer, pairs, batch_size=5) == one_by_one
     # In the caller's order, although the batches are formed by length.
     assert [s.target for s in one_by_one] == [encode_target(tokenizer, p, t).target_ids for p, t in pairs]
+
+
+def _results_module():
+    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_difference_and_its_bootstrap_interval():
+    results = _results_module()
+
+    def run(values: dict[str, list[float]]) -> dict:
+        # values: language -> per-case token accuracy on translated targets (case "c3" is copied in "de")
+        cases = ["c0", "c1", "c2", "c3"]
+        per_case = {
+            case: {
+                lang: {"reliability": [v[i], float(v[i] == 1.0)], "copied": lang == "de" and case == "c3"}
+                for lang, v in values.items()
+            }
+            for i, case in enumerate(cases)
+        }
+        return {"case_ids": cases, "per_case": per_case}
+
+    a = run({"de": [1.0, 0.5, 0.5, 0.0], "fr": [1.0, 1.0, 0.0, 0.0]})
+    b = run({"de": [0.5, 0.0, 0.0, 1.0], "fr": [0.5, 0.5, 0.5, 0.5]})
+    # translated cases: de c0-c2 (a: 2/3, b: 1/6), fr all (a: 0.5, b: 0.5) -> macro a - b = (0.5 + 0.0) / 2
+    difference, low, high = results.paired_difference(a, b, ["de", "fr"], "reliability", False)
+    assert difference == pytest.approx(0.25)
+    assert low <= difference <= high and low < high
+    copied = results.paired_difference(a, b, ["de", "fr"], "reliability", True)
+    assert copied[0] == pytest.approx(-1.0) and copied[1] == copied[2] == pytest.approx(-1.0)  # one case: no spread
+    exact = results.paired_difference(a, b, ["fr"], "reliability", False, exact=True)
+    assert exact[0] == pytest.approx(0.5)
+    assert results.paired_difference(a, {**b, "case_ids": ["x"]}, ["de"], "reliability", False) is None
+    assert results.paired_difference(a, {"case_ids": a["case_ids"]}, ["de"], "reliability", False) is None
