@@ -78,7 +78,6 @@ def _record(prompt: str, target: str, index: int) -> dict:
     }
 
 
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny Gemma-3 model and tokenizer saved as a model folder, and an MzsRE folder (en, de, fr)."""
