@@ -127,11 +127,7 @@ def plot_location(location: dict, folder: Path) -> list[str]:
 
 def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, ...]]) -> dict:
     scores = score_targets(model, tokenizer, [(v.prompt, v.target) for v in fact.views.values()])
-    english = fact.edit.target.strip()
-    out = {
-        lang: {"win": s.exact, "copied": fact.views[lang].target.strip() == english}
-        for lang, s in zip(fact.views, scores)
-    }
+    out = {lang: {"win": s.exact, "copied": fact.copies_edit_target(lang)} for lang, s in zip(fact.views, scores)}
     pairs = [(v.locality_prompt, v.locality_answer) for v in fact.views.values()]
     after = [s.predicted for s in score_targets(model, tokenizer, pairs)]
     kept = sum(a == b for pre, post in zip(before_locality, after) for a, b in zip(pre, post))

@@ -98,7 +98,7 @@ def augment_languages(args: argparse.Namespace, facts: Sequence[EditRequest]) ->
 
 def is_copied(request: EditRequest, language: str) -> bool:
     """Whether ``language``'s target is the same string as the edit-language target (see the metrics page)."""
-    return str(request.views[language].target).strip() == str(request.edit.target).strip()
+    return request.copies_edit_target(language)
 
 
 def language_role(request: EditRequest, language: str, augment: Sequence[str]) -> str:

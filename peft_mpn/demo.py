@@ -72,8 +72,7 @@ def _cell(counts: dict[str, list[int]], edit_language: bool = False) -> str:
 
 
 def _kind(request: EditRequest, language: str) -> str:
-    same = request.views[language].target.strip() == request.edit.target.strip()
-    return "copied" if same else "translated"
+    return "copied" if request.copies_edit_target(language) else "translated"
 
 
 def load_demo_facts(data: str | Path | None, num_facts: int) -> tuple[list[EditRequest], list[EditRequest], str]:

@@ -312,3 +312,13 @@ def test_bundled_sample_is_reproducible() -> None:
     rebuilt = build_bmike53_sample(SHARED_DATA / "bmike53" / "zsre")
     bundled = json.loads((RESOURCES / "bmike53_sample.json").read_text(encoding="utf-8"))
     assert rebuilt == bundled
+
+
+def test_copied_means_the_edit_language_string_outside_the_edit_language():
+    views = {
+        "en": FactView(prompt="the capital of france is", target="Lyon"),
+        "de": FactView(prompt="die hauptstadt von frankreich ist", target=" Lyon "),
+        "ru": FactView(prompt="столица франции", target="Лион"),
+    }
+    request = EditRequest(views=views, edit_language="en")
+    assert [request.copies_edit_target(lang) for lang in ("en", "de", "ru")] == [False, True, False]

@@ -126,6 +126,15 @@ class EditRequest:
     def is_generation(self) -> bool:
         return isinstance(self.edit.target, str)
 
+    def copies_edit_target(self, language: str) -> bool:
+        """Whether ``language``'s target is the edit-language target's string ("copied"; else "translated").
+
+        Always ``False`` in the edit language: the split describes transfer to the other languages.
+        """
+        if language == self.edit_language:
+            return False
+        return str(self.views[language].target).strip() == str(self.edit.target).strip()
+
     def parallel(self, languages: Iterable[str] | None = None) -> dict[str, FactView]:
         """Parallel versions (all but the edit language), optionally restricted to ``languages``."""
         if languages is None:

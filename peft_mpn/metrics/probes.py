@@ -31,7 +31,7 @@ def edit_probes(request: EditRequest, languages: Sequence[str] | None = None) ->
     edit_target = request.edit.target
     for language in request.languages if languages is None else languages:
         view = request.views[language]
-        copied = language != request.edit_language and str(view.target).strip() == str(edit_target).strip()
+        copied = request.copies_edit_target(language)
         yield Probe(language, "reliability", view.prompt, view.target, copied)
         for rephrase in view.rephrases:
             yield Probe(language, "generality", rephrase, view.target, copied)
