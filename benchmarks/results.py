@@ -12,6 +12,7 @@ reading (the edits are the same; only the judged languages differ). `benchmarks/
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import sys
@@ -46,12 +47,14 @@ BOOTSTRAP_SAMPLES = 2000
 
 
 def load_runs(folder: str | Path) -> list[dict[str, Any]]:
-    """Every bench result (a JSON with ``method``, ``mode`` and ``per_language``) under ``folder``."""
+    """Every bench result (a JSON, or gzip'd JSON, with ``method``, ``mode`` and ``per_language``) under ``folder``."""
     runs = []
-    for path in sorted(Path(folder).rglob("*.json")):
+    paths = sorted([*Path(folder).rglob("*.json"), *Path(folder).rglob("*.json.gz")])
+    for path in paths:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
+        except (OSError, EOFError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not readable as JSON ({err}); delete it or re-run its bench command.") from err
         if isinstance(data, dict) and {"method", "mode", "per_language", "before"} <= set(data):
             runs.append({**data, "path": str(path)})

@@ -13,7 +13,8 @@
 # de fr es ru zh versions ("FT with augmentation", the fine-tuning reading of MPN's augmentation).
 # --calibrate runs each method on EDITS=10 MzsRE cases in single mode into results/bench-calibration and writes
 # no page: check that every method runs and read its seconds per edit before starting the full set.
-# A run whose JSON exists is skipped, so the script can be restarted after an interruption.
+# A run whose JSON exists is skipped, so the script can be restarted after an interruption. At the end every run is
+# kept gzip'd in benchmarks/results/ and docs/results.md is built from there.
 set -euo pipefail
 
 DRY_RUN=""
@@ -93,4 +94,11 @@ for mode in $MODES; do
   done
 done
 
-[[ -n "$DRY_RUN" || -n "$CALIBRATE" ]] || python benchmarks/results.py "$OUT" --docs docs
+[[ -n "$DRY_RUN" || -n "$CALIBRATE" ]] && exit 0
+# The repository keeps every run gzip'd (benchmarks/results/), and the page is built from those copies, so
+# `python benchmarks/results.py benchmarks/results --docs docs` rebuilds it on any machine.
+mkdir -p benchmarks/results
+for result in "$OUT"/*.json; do
+  [[ -f "$result" ]] && gzip -9 -n -c "$result" > "benchmarks/results/$(basename "$result").gz"
+done
+python benchmarks/results.py benchmarks/results --docs docs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 
@@ -250,6 +251,10 @@ def test_results_page_from_two_runs(setup, tmp_path):
     runs = tmp_path / "runs"
     bench(setup, runs / "mzsre_mpn_single.json", "mpn", *editor_args("mpn"))
     bench(setup, runs / "mzsre_t-patcher_single.json", "t-patcher", *editor_args("t-patcher"))
+    kept = runs / "kept" / "mzsre_t-patcher_single.json.gz"  # the form the repository keeps results in
+    kept.parent.mkdir()
+    kept.write_bytes(gzip.compress((runs / "mzsre_t-patcher_single.json").read_bytes()))
+    (runs / "mzsre_t-patcher_single.json").unlink()
     docs = tmp_path / "docs"
     results = _results_module()
     assert results.main([str(runs), "--docs", str(docs)]) == 0
