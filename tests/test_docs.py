@@ -112,3 +112,19 @@ def test_every_page_is_in_the_nav():
     # a page outside the nav is built but nothing links to it
     missing = [str(page.relative_to(DOCS)) for page in PAGES if str(page.relative_to(DOCS)) not in nav]
     assert missing == []
+
+
+def test_results_page_is_the_one_the_kept_runs_build(tmp_path):
+    # docs/results.md is generated, never edited: rebuilding it from benchmarks/results/ gives the same text.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    runs = results.load_runs(REPO_ROOT / "benchmarks" / "results")
+    rebuilt = results.build_page(runs, tmp_path, results.planned_runs())
+    page = (DOCS / "results.md").read_text(encoding="utf-8")
+    assert rebuilt.read_text(encoding="utf-8") == page, "run: python benchmarks/results.py benchmarks/results"
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted(
+        p.name for p in (DOCS / "img").glob("results_*.png")
+    )
