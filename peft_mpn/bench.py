@@ -154,32 +154,6 @@ def metric_rows(
     return rows
 
 
-def per_case_scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{case: {language: {probe: [token accuracy, exact match], "copied": bool}}}`` from metric rows.
-
-    Rows of the same case, language and probe (several rephrases) are averaged, as the metric does; the
-    table lets two runs on the same cases be compared case by case (paired differences, bootstrap intervals).
-    """
-    sums: dict[tuple[str, str, str], list[float]] = {}
-    copied: dict[tuple[str, str], bool] = {}
-    for row in rows:
-        predicted, reference = row["predictions"], row["references"]
-        accuracy = sum(p == r for p, r in zip(predicted, reference)) / len(reference)
-        total = sums.setdefault((row["case_id"], row["language"], row["probe"]), [0.0, 0.0, 0])
-        total[0] += accuracy
-        total[1] += float(list(predicted) == list(reference))
-        total[2] += 1
-        if row["probe"] == "reliability":
-            copied[(row["case_id"], row["language"])] = bool(row["copied"])
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    for (case, language, probe), (accuracy, exact, count) in sums.items():
-        cell = table.setdefault(case, {}).setdefault(language, {})
-        cell[probe] = [round(accuracy / count, 4), round(exact / count, 4)]
-        if (case, language) in copied:
-            cell["copied"] = copied[(case, language)]
-    return table
-
-
 def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     """``{column: values}`` from row dicts: ``compute_cross_lingual_edit(**rows_to_columns(rows), ...)``."""
     return {column: [row[column] for row in rows] for column in COLUMNS}
@@ -379,9 +353,9 @@ def run_benchmark(
             same model and cases skip them (about half of a run's judging).
 
     Returns:
-        A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see :func:`per_case_scores`),
-        ``before`` (the same for the unedited model), ``counts``,
-        ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
+        A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
+        :func:`~peft_mpn.metrics.compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
+        ``counts``, ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
         ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
     """
     _check_generation(requests)
@@ -465,9 +439,9 @@ def run_benchmark(
         "before": {
             "metrics": _overall(before),
             "per_language": before["per_language"],
-            "per_case": per_case_scores(before_rows),
+            "per_case": before["per_case"],
         },
-        "per_case": per_case_scores(after_rows),
+        "per_case": after["per_case"],
         "edit_language": edit_language,
         "languages": languages,
         "augment_languages": augment,

@@ -156,6 +156,11 @@ def test_hand_computed_scores(compute):
         "reliability_edit_language_answer": 1,
     }
     assert result["counts"]["ru"]["reliability_translated"] == 2
+    # per case: the scores the per-language values average, with the copied flag outside the edit language
+    assert result["per_case"]["0"]["de"] == {"reliability": [1.0, 1.0], "generality": [0.5, 0.0], "copied": True}
+    assert result["per_case"]["1"]["en"]["generality"] == [pytest.approx(2 / 3), 0.5]
+    assert "copied" not in result["per_case"]["1"]["en"] and result["per_case"]["1"]["ru"]["copied"] is False
+    assert result["per_case"]["0"]["ru"]["edit_language_answer"] == [1.0, 1.0]
     assert result["edit_language"] == "en"
     assert result["augment_languages"] == ["de"] and result["unseen_languages"] == ["ru"]
     assert result["num_cases"] == 2

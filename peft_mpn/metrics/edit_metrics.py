@@ -96,7 +96,10 @@ def compute_cross_lingual_edit(
         ``_em`` twin (``None`` where a language has no case for it); ``average`` (all languages),
         ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``:
         the per-language values averaged over those languages (a language without a value is skipped);
-        ``counts``: ``{language: {measure: number of cases}}``; ``edit_language``, ``augment_languages``,
+        ``counts``: ``{language: {measure: number of cases}}``; ``per_case``: ``{case: {language: {probe:
+        [token accuracy, exact match]}}}``, the case scores every per-language value averages (rows of a case,
+        language and probe averaged), with ``"copied"`` outside the edit language, for comparing two edits
+        case by case; ``edit_language``, ``augment_languages``,
         ``unseen_languages``, ``num_cases``. Every score is a fraction in [0, 1] or ``None``.
 
     Raises:
@@ -171,6 +174,13 @@ def compute_cross_lingual_edit(
     for (lang, kind, case), scores in rows.items():
         by_case.setdefault((lang, kind), {})[case] = _mean_pairs(scores)
 
+    per_case: dict[Any, dict[str, dict[str, Any]]] = {}
+    for (lang, kind), cases in by_case.items():
+        for case, score in cases.items():
+            per_case.setdefault(case, {}).setdefault(lang, {})[kind] = list(score)
+    for (case, lang), same in flags.items():
+        per_case[case][lang]["copied"] = same
+
     per_language: dict[str, dict[str, float | None]] = {}
     counts: dict[str, dict[str, int]] = {}
     for lang in ordered:
@@ -205,6 +215,7 @@ def compute_cross_lingual_edit(
         average_augment=_average(per_language, augment),
         average_unseen=_average(per_language, unseen),
         counts=counts,
+        per_case=per_case,
         edit_language=edit_language,
         augment_languages=augment,
         unseen_languages=unseen,

@@ -60,6 +60,8 @@ Returns:
         over all languages, all but the edit language, the augmentation languages and the unseen languages
         (languages without a value skipped; `None` if none has one).
     counts (`dict`): language -> {measure: number of cases behind it}.
+    per_case (`dict`): case -> language -> {probe: [token accuracy, exact match], copied (outside the edit
+        language)}: the case scores behind every per-language value, for comparing two edits case by case.
     edit_language (`str`), augment_languages, unseen_languages (`list` of `str`), num_cases (`int`).
     Every score is a fraction between 0 and 1; higher is better.
 
