@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 
 import pytest
 import torch
-from tiny import REPO_ROOT, context_follower, make_tokenizer, tiny_model
+from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
 from peft_mpn.bench import (
@@ -256,7 +255,7 @@ def test_results_page_from_two_runs(setup, tmp_path):
     kept.write_bytes(gzip.compress((runs / "mzsre_t-patcher_single.json").read_bytes()))
     (runs / "mzsre_t-patcher_single.json").unlink()
     docs = tmp_path / "docs"
-    results = _results_module()
+    results = load_benchmark_script("results")
     assert results.main([str(runs), "--docs", str(docs)]) == 0
     page = (docs / "results.md").read_text(encoding="utf-8")
     assert "mzsre" in page.lower() and "single" in page
@@ -324,15 +323,8 @@ def test_scores_do_not_depend_on_the_batch_size(setup):
     assert [s.target for s in one_by_one] == [encode_target(tokenizer, p, t).target_ids for p, t in pairs]
 
 
-def _results_module():
-    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_paired_difference_and_its_bootstrap_interval():
-    results = _results_module()
+    results = load_benchmark_script("results")
 
     def run(values: dict[str, list[float]]) -> dict:
         # values: language -> per-case token accuracy on translated targets (case "c3" is copied in "de")

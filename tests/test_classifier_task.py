@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from test_data import write
-from tiny import REPO_ROOT, make_tokenizer, tiny_model
+from tiny import load_benchmark_script, make_tokenizer, tiny_model
 
 FACTS = [  # (English question, German question, true answer, counterfactual answer)
     ("the capital of france is", "die hauptstadt von frankreich ist", "paris", "lyon"),
@@ -45,15 +44,8 @@ def tiny_classifier(tmp_path: Path) -> Path:
     return folder
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("classifier_task", REPO_ROOT / "benchmarks" / "classifier_task.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_classifier_task_end_to_end(counterfact: Path, tiny_classifier: Path, tmp_path: Path) -> None:
-    script = load_script()
+    script = load_benchmark_script("classifier_task")
     output = tmp_path / "out" / "task.json"
     argv = [
         *("--model", str(tiny_classifier), "--data", str(counterfact), "--languages", "de"),
@@ -99,4 +91,6 @@ def test_classifier_task_end_to_end(counterfact: Path, tiny_classifier: Path, tm
 
 def test_classifier_task_rejects_unknown_augment_language(counterfact: Path) -> None:
     with pytest.raises(SystemExit):
-        load_script().parse_args(["--data", str(counterfact), "--languages", "de", "--augment-languages", "fr"])
+        load_benchmark_script("classifier_task").parse_args(
+            ["--data", str(counterfact), "--languages", "de", "--augment-languages", "fr"]
+        )

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tiny import REPO_ROOT
+from tiny import REPO_ROOT, load_benchmark_script
 
 DOCS = REPO_ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
@@ -116,11 +116,7 @@ def test_every_page_is_in_the_nav():
 
 def test_results_page_is_the_one_the_kept_runs_build(tmp_path):
     # docs/results.md is generated, never edited: rebuilding it from benchmarks/results/ gives the same text.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("results", REPO_ROOT / "benchmarks" / "results.py")
-    results = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(results)
+    results = load_benchmark_script("results")
     runs = results.load_runs(REPO_ROOT / "benchmarks" / "results")
     rebuilt = results.build_page(runs, tmp_path, results.planned_runs())
     page = (DOCS / "results.md").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -144,6 +145,14 @@ def context_follower() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
+
+
+def load_benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py`` (the benchmark scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_fresh(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
