@@ -112,12 +112,16 @@ def dataset_label(run: Mapping[str, Any]) -> str:
     return f"{label} {run['split']}" if run.get("split") else label
 
 
+def augmentation_kind(run: Mapping[str, Any]) -> str:
+    """*overlapping* when some augmentation languages are also judged, else *disjoint*."""
+    return "overlapping" if run.get("seen_languages") else "disjoint"
+
+
 def run_label(run: Mapping[str, Any]) -> str:
     augment = run.get("augment_languages") or []
     if not augment:
         return run["method"]
-    kind = "overlapping" if run.get("seen_languages") else "disjoint"
-    return f"{run['method']} (augment: {' '.join(augment)}; {kind})"
+    return f"{run['method']} (augment: {' '.join(augment)}; {augmentation_kind(run)})"
 
 
 def _pair(source: Mapping[str, Any], measure: str) -> str:
@@ -139,10 +143,7 @@ def _summary_row(label: str, result: Mapping[str, Any], run: Mapping[str, Any] |
 
 def unseen_by_every_run(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The judged languages that no run trained on (the edit language excluded): a like-for-like unseen set."""
-    first = runs[0]
-    seen = {lang for run in runs for lang in run.get("seen_languages", [])}
-    judged = [lang for lang in first["languages"] if all(lang in run["languages"] for run in runs)]
-    return [lang for lang in judged if lang != first["edit_language"] and lang not in seen]
+    return [lang for lang in runs[0]["unseen_languages"] if all(lang in run["unseen_languages"] for run in runs)]
 
 
 def language_average(result: Mapping[str, Any], languages: Sequence[str], measure: str) -> float | None:
@@ -236,17 +237,12 @@ def headline_pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str,
     return [(run, patchers[0]) for run in runs if run["method"] == "mpn" and patchers]
 
 
-def mpn_unseen(run: Mapping[str, Any]) -> list[str]:
-    """The languages an MPN run was judged on but did not train on (the edit language excluded)."""
-    return [lang for lang in run["languages"] if lang != run["edit_language"] and lang not in run["seen_languages"]]
-
-
 def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> list[str]:
     """MPN minus T-Patcher on the languages MPN did not train on, every dataset and mode, with intervals."""
     rows = []
     for (dataset, mode), runs in grouped.items():
         for mpn, patcher in headline_pairs(runs):
-            languages = mpn_unseen(mpn)
+            languages = mpn["unseen_languages"]
             cells = []
             for _, measure, probe, copied in TRANSFER:
                 ours, theirs = language_average(mpn, languages, measure), language_average(patcher, languages, measure)
@@ -256,13 +252,9 @@ def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> 
                 token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
                 exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
                 cells.append(f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}")
-            augment = " ".join(mpn["augment_languages"])
-            kind = "overlapping" if mpn["seen_languages"] else "disjoint"
-            rows.append(
-                f"| {dataset} | {mode} | {augment} ({kind}) | {len(languages)}: {' '.join(languages)} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            augment = f"{' '.join(mpn['augment_languages'])} ({augmentation_kind(mpn)})"
+            unseen = f"{len(languages)}: {' '.join(languages)}"
+            rows.append(f"| {dataset} | {mode} | {augment} | {unseen} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     return [
