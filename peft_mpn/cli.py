@@ -122,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other field of the method's editor config (repeatable), e.g. memory_weight=5",
+        help="any other field of the method's editor config (repeatable), e.g. memory_weight=5; a dotted key sets a "
+        "nested config's field, e.g. locator.top_k=100 for LAFN",
     )
     bench.add_argument(
         "--memory-cases",

@@ -116,6 +116,16 @@ class LocatorConfig:
         default=None,
         metadata={"help": "Transformer layers to search (negative indices count from the end). Default: every layer."},
     )
+    lowest_layer_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": (
+                "Search only the blocks at or above this fraction of the model's depth (of `layers`): 0.45 keeps "
+                "blocks 8-17 of an 18-block model. An edit's backward pass runs through every block above its "
+                "lowest neuron, so leaving out the lower blocks makes LAFN edits faster. 0: no limit."
+            )
+        },
+    )
     language_vote: float = field(
         default=1.0,
         metadata={
@@ -198,6 +208,11 @@ class LocatorConfig:
                 f"LocatorConfig.generic_facts_fraction is a fraction of reference facts in (0, 1], "
                 f"got {self.generic_facts_fraction}."
             )
+        if not 0 <= self.lowest_layer_fraction < 1:
+            raise ValueError(
+                f"LocatorConfig.lowest_layer_fraction is a fraction of the model's depth in [0, 1), "
+                f"got {self.lowest_layer_fraction}."
+            )
         if self.template is not None and "{prompt}" not in self.template:
             raise ValueError(f"LocatorConfig.template needs a '{{prompt}}' slot, got {self.template!r}.")
         if self.layers is not None:
@@ -229,9 +244,25 @@ def _column_norms(down: nn.Module) -> torch.Tensor:
     return weight.norm(dim=1) if isinstance(down, Conv1D) else weight.norm(dim=0)
 
 
+def searched_blocks(model: nn.Module, config: LocatorConfig | None = None) -> FFNBlocks:
+    """The FFNs the locator searches: ``config.layers`` at or above ``config.lowest_layer_fraction`` of the depth."""
+    config = config or LocatorConfig()
+    ffns = ffn_blocks(model, config.layers)
+    if config.lowest_layer_fraction:
+        lowest = int(ffns.num_layers * config.lowest_layer_fraction)
+        kept = [layer for layer in ffns.layers if layer >= lowest]
+        if not kept:
+            raise ValueError(
+                f"No layer of {ffns.layers} is at or above lowest_layer_fraction={config.lowest_layer_fraction} of "
+                f"this {ffns.num_layers}-layer model (block {lowest}); lower the fraction or pick higher layers."
+            )
+        ffns = ffn_blocks(model, kept)
+    return ffns
+
+
 def locator_layers(model: nn.Module, config: LocatorConfig | None = None) -> list[int]:
     """The layers :func:`score_neurons` scores, in the order of its layer dimension."""
-    return ffn_blocks(model, (config or LocatorConfig()).layers).layers
+    return searched_blocks(model, config).layers
 
 
 # -- batches ----------------------------------------------------------------------------------------------------
@@ -366,7 +397,7 @@ def score_neurons(
     integrated gradients.
     """
     config = config or LocatorConfig()
-    ffns = ffn_blocks(model, config.layers)
+    ffns = searched_blocks(model, config)
     texts = [config.apply_template(p) for p in prompts]
     if not texts:
         raise ValueError("No prompts to score.")
@@ -767,7 +798,7 @@ def locate_neurons(
     keep it. Raises ``ValueError`` when that set (after generic removal) is empty.
     """
     config = config or LocatorConfig()
-    ffns = ffn_blocks(model, config.layers)  # checks the architecture and the layers first
+    ffns = searched_blocks(model, config)  # checks the architecture and the layers first
     groups = _groups(request_or_views, languages)
     _paraphrase(groups, paraphraser, config)
     located = _locate_groups(model, tokenizer, groups, config)

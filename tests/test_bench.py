@@ -168,8 +168,10 @@ def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
 
 
 def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setup, tmp_path):
-    # LAFN makes these tiny edits hold within a few steps, so the scores must move from before to after.
+    # LAFN makes these tiny edits hold within a few steps, so the scores must move from before to after. Two
+    # reference facts are too few to tell generic neurons on a random model: only a neuron both select is generic.
     settings = ["--augment-languages", "de", "--max-steps", "30", "--learning-rate", "0.05"]
+    settings += ["--editor-option", "locator.generic_facts_fraction=1.0"]
     single = bench(setup, tmp_path / "single.json", "lafn", *settings)
     sequential = bench(setup, tmp_path / "sequential.json", "lafn", "--sequential", *settings)
     assert single["timing"]["success_rate"] == 1.0 and all(e["status"] == "edited" for e in single["edits"])
@@ -179,6 +181,7 @@ def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setu
     assert sequential["case_ids"] == single["case_ids"]  # same seed, same cases in the same order
     assert len(sequential["edits"]) == 3
     assert sequential["before"] == single["before"]
+    assert single["editor_config"]["locator"]["generic_facts_fraction"] == 1.0
     assert "sequential mode" in (tmp_path / "sequential.md").read_text(encoding="utf-8")
 
 
@@ -243,6 +246,12 @@ def test_bad_arguments_fail_before_loading(setup, tmp_path):
             bench(setup, tmp_path / "results.json", method, "--layer", "0")
     with pytest.raises(ValueError, match="FTEditorConfig has no field"):
         bench(setup, tmp_path / "results.json", "ft-l", "--editor-option", "memory_weight=5")
+    with pytest.raises(ValueError, match=r"LocatorConfig \(LAFNEditorConfig.locator\) has no field\(s\) \['topk'\]"):
+        bench(setup, tmp_path / "results.json", "lafn", "--editor-option", "locator.topk=5")
+    with pytest.raises(ValueError, match=r"lowest_layer_fraction is a fraction"):  # the nested config checks values
+        bench(setup, tmp_path / "results.json", "lafn", "--editor-option", "locator.lowest_layer_fraction=2")
+    with pytest.raises(ValueError, match=r"MPNEditorConfig.patch_plan is str, not a config"):
+        bench(setup, tmp_path / "results.json", "mpn", "--editor-option", "patch_plan.size=2")
     assert not list(tmp_path.iterdir())  # nothing written
 
 

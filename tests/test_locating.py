@@ -155,6 +155,9 @@ def test_layer_scope_ranks_per_layer_and_global_scope_over_all_layers(wired):
     assert locate(wired, top_k=2, scope="layer").neurons == {0: [FACT, GENERIC], 2: [FACT, GENERIC]}
     assert locate(wired, top_k=2, scope="global").neurons == {2: [FACT, GENERIC]}
     assert locate(wired, top_k=2, layers=[-1, 0]).layers == [0, 2]
+    upper = locate(wired, top_k=2, lowest_layer_fraction=0.5)  # 3 layers: from block int(1.5) = 1 up
+    assert upper.layers == [1, 2] and upper.neurons == {2: [FACT, GENERIC]}
+    assert locate(wired, top_k=2, layers=[0, 2], lowest_layer_fraction=0.4).layers == [2]
 
 
 def test_integrated_gradients_scores_have_the_activation_shape(wired):
@@ -352,6 +355,10 @@ def test_no_overlap_says_how_many_each_language_had(wired):
 def test_bad_layers_scoring_and_inputs_are_refused(wired):
     with pytest.raises(ValueError, match=r"\[5\] are out of range for this 3-layer model"):
         locate(wired, layers=[5])
+    with pytest.raises(ValueError, match=r"No layer of \[0\] is at or above lowest_layer_fraction=0.5"):
+        locate(wired, layers=[0], lowest_layer_fraction=0.5)
+    with pytest.raises(ValueError, match=r"lowest_layer_fraction.*\[0, 1\)"):
+        LocatorConfig(lowest_layer_fraction=1.0)
     with pytest.raises(ValueError, match="scoring='gradient'.*'integrated_gradients'"):
         LocatorConfig(scoring="gradient")
     with pytest.raises(ValueError, match="threshold"):
