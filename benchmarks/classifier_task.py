@@ -194,6 +194,11 @@ def edit_rows(request, before: dict[tuple[str, str], int], predict) -> dict[str,
     return rows
 
 
+def extend(columns: dict[str, list], rows: dict[str, list]) -> None:
+    for key, values in rows.items():
+        columns.setdefault(key, []).extend(values)
+
+
 def run_editor(name, peft_model, tokenizer, memory, edits, before, args) -> dict:
     config = MPNEditorConfig(
         augment_languages=args.augment_languages if name == "mpn" else [],
@@ -213,13 +218,33 @@ def run_editor(name, peft_model, tokenizer, memory, edits, before, args) -> dict
         result = editor.edit(request)
         statuses.append(result.status)
         seconds.append(result.seconds)
-        rows = edit_rows(request, {key: before[key] for key in locality}, predict)
-        for key, values in rows.items():
-            columns.setdefault(key, []).extend(values)
+        extend(columns, edit_rows(request, {key: before[key] for key in locality}, predict))
     editor.reset()
+    result = judge(name, columns, config.augment_languages or [], args)
+    result["success"] = sum(s in ("edited", "skipped") for s in statuses) / len(edits)
+    result["median_seconds"] = statistics.median(seconds)
+    result["statuses"] = statuses
+    return result
+
+
+def judge_unedited(model, tokenizer, edits, before, args) -> dict:
+    """The unedited classifier on the statements the editors edit: the floor every CLG is read against."""
+
+    def predict(texts: list[str]) -> list[int]:
+        return predict_labels(model, tokenizer, texts, args.max_length) if texts else []
+
+    columns: dict[str, list] = {}
+    for request, locality in edits:
+        extend(columns, edit_rows(request, {key: before[key] for key in locality}, predict))
+    return judge("unedited", columns, [], args)
+
+
+def judge(name: str, columns: dict[str, list], augment_languages: list[str], args) -> dict:
+    """Reliability, generality, locality and CLG per language from ``edit_rows`` columns."""
     languages = ["en", *args.languages]
+    edits = len(dict.fromkeys(columns["case_id"]))
     scores = compute_cross_lingual_edit(
-        **columns, edit_language="en", augment_languages=config.augment_languages or [], languages=languages
+        **columns, edit_language="en", augment_languages=augment_languages, languages=languages
     )
     per_language = scores["per_language"]
     clg = {
@@ -232,9 +257,9 @@ def run_editor(name, peft_model, tokenizer, memory, edits, before, args) -> dict
     unseen = [lang for lang in args.languages if lang not in args.augment_languages]
     return {
         "editor": name,
-        "edits": len(edits),
-        "success": sum(s in ("edited", "skipped") for s in statuses) / len(edits),
-        "median_seconds": statistics.median(seconds),
+        "edits": edits,
+        "success": None,
+        "median_seconds": None,
         "reliability": scores["reliability"],
         "generality": scores["generality"],
         "locality_en": scores["locality"],
@@ -242,7 +267,7 @@ def run_editor(name, peft_model, tokenizer, memory, edits, before, args) -> dict
         "clg": clg,
         "clg_seen": statistics.mean(clg[lang] for lang in seen) if seen else None,
         "clg_unseen": statistics.mean(clg[lang] for lang in unseen) if unseen else None,
-        "statuses": statuses,
+        "statuses": [],
         "scores": scores,
     }
 
@@ -254,7 +279,8 @@ def markdown(report: dict, languages: list[str]) -> str:
     head = ["editor", "edits", "success", "rel (en)", "gen (en)", "loc (en)", "loc (all)", "CLG seen", "CLG unseen"]
     head += [f"CLG {lang}" for lang in languages]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in report["editors"]:
+    rows = ([report["unedited"]] if "unedited" in report else []) + report["editors"]
+    for r in rows:
         cells = [r["editor"], str(r["edits"]), fmt(r["success"]), fmt(r["reliability"]), fmt(r["generality"])]
         cells += [fmt(r["locality_en"]), fmt(r["locality_all"]), fmt(r["clg_seen"]), fmt(r["clg_unseen"])]
         cells += [fmt(r["clg"][lang]) for lang in languages]
@@ -263,7 +289,9 @@ def markdown(report: dict, languages: list[str]) -> str:
     lines.append("")
     lines.append(
         f"Classifier test accuracy before editing: {accuracy}. Seen (MPN augmentation): "
-        f"{', '.join(report['augment_languages']) or 'none'}; T-Patcher trains on English only."
+        f"{', '.join(report['augment_languages']) or 'none'}; T-Patcher trains on English only. The unedited "
+        "row is the classifier before any edit on the same statements: English is 0 by construction (only "
+        "misclassified statements are edited); its CLG is what the other languages already said."
     )
     return "\n".join(lines) + "\n"
 
@@ -313,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
             edits.append((request, list(dict.fromkeys(own + shared_pool))))
         keys = list(dict.fromkeys(key for _, locality in edits for key in locality))
         before = dict(zip(keys, predict_labels(model, tokenizer, [text for _, text in keys], args.max_length)))
+        report["unedited"] = judge_unedited(model, tokenizer, edits, before, args)
         peft_model = get_peft_model(model, MPNConfig(layers_to_transform=[args.layer]))
         memory_texts = [row["views"][lang]["prompt"] for row in task["train"] for lang in languages][
             : args.memory_size * len(languages)

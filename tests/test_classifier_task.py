@@ -78,11 +78,15 @@ def test_classifier_task_end_to_end(counterfact: Path, tiny_classifier: Path, tm
             assert 0.0 <= result[key] <= 1.0
         assert result["clg_unseen"] is None and set(result["clg"]) == {"de"}
         assert result["scores"]["counts"]["en"]["locality"] == result["edits"]
+    unedited = report["unedited"]  # the classifier before editing, on the same statements
+    assert unedited["edits"] == report["editors"][0]["edits"] and unedited["reliability"] == 0.0
+    assert unedited["locality_all"] == 1.0 and set(unedited["clg"]) == {"de"}
     mpn = report["editors"][1]
     assert mpn["reliability"] == 1.0 and mpn["success"] == 1.0  # the edits hold in English
     assert json.loads(output.read_text(encoding="utf-8"))["editors"][1]["editor"] == "mpn"
     table = output.with_suffix(".md").read_text(encoding="utf-8")
     assert table.startswith("| editor | edits |") and "| mpn |" in table and "CLG de" in table
+    assert table.index("| unedited |") < table.index("| t-patcher |")
 
     again = script.main(argv)  # the trained classifier comes from the cache
     assert again["classifier"]["cached"] is True and again["classifier"]["folder"] == str(folder)
