@@ -3,7 +3,8 @@
     python benchmarks/results.py results/bench --docs docs    # from the repo root
 
 One section per dataset (BMIKE-53 per split) and mode (single / sequential): a summary table with a row per
-method run (the unedited model first), then per-language cross-lingual reliability, and a grouped-bar plot.
+method run (the unedited model first), then per-language cross-lingual reliability, and a grouped-bar plot. A
+`classifier_task.json` in the folder (from `benchmarks/classifier_task.py`) adds the classifier-editing section.
 A run with augmentation languages is labelled *overlapping* when some of them are evaluated (their average is
 the "seen" column) and *disjoint* when none are; an overlapping run's unseen average is also its disjoint
 reading (the edits are the same; only the judged languages differ). `benchmarks/run_results.sh` lists the runs.
@@ -64,6 +65,43 @@ def load_runs(folder: str | Path) -> list[dict[str, Any]]:
     if not runs:
         raise FileNotFoundError(f"No `peft-mpn bench` result under {folder}; run benchmarks/run_results.sh first.")
     return runs
+
+
+def load_classifier_report(folder: str | Path) -> dict[str, Any] | None:
+    """The ``classifier_task.py`` report kept in ``folder`` (``classifier_task.json`` or ``.json.gz``), if any."""
+    for name in ("classifier_task.json", "classifier_task.json.gz"):
+        path = Path(folder) / name
+        if path.is_file():
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            return json.loads(raw.decode("utf-8"))
+    return None
+
+
+def classifier_section(report: Mapping[str, Any]) -> list[str]:
+    """The classifier-editing section: ``classifier_task.py``'s own table and how it was made."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from classifier_task import markdown  # the script's table, not a second rendering of it
+
+    languages = list(report["languages"])
+    return [
+        "## Classifier editing: fact verification from BMIKE-53 CounterFact",
+        "",
+        f"MPN's classifier setting on data at hand (`benchmarks/classifier_task.py`): {report['cases']} CounterFact "
+        "cases, each question completed with the true answer (label 1) or the counterfactual one (label 0); a "
+        f"2-label head plus a merged LoRA trained on {report['classifier']['train_statements']} English train "
+        f"statements only. The misclassified English test statements ({report['editors'][0]['edits']} edits, "
+        "each from the trained classifier) are edited with T-Patcher (English only) and MPN (English plus "
+        f"{', '.join(report['augment_languages'])}). CLG: the edited label in another language (mean of the "
+        "statement and its rephrase); a label reads the same in every language, so there is no translated / "
+        "copied split here. Locality: unchanged predictions on the edit's neighbour and on other test statements.",
+        "",
+        "```bash",
+        "HF_HUB_OFFLINE=1 python benchmarks/classifier_task.py --output results/classifier_task.json",
+        "```",
+        "",
+        markdown(report, languages).rstrip(),
+        "",
+    ]
 
 
 def run_name(path: str | Path) -> str:
@@ -377,11 +415,16 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
     plt.close(fig)
 
 
-def build_page(runs: Sequence[Mapping[str, Any]], docs: str | Path, planned: Sequence[str] | None = None) -> Path:
+def build_page(
+    runs: Sequence[Mapping[str, Any]],
+    docs: str | Path,
+    planned: Sequence[str] | None = None,
+    classifier: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``docs/results.md`` and ``docs/img/results_*.png``; returns the page's path.
 
     ``planned``: the run names the page should eventually hold (:func:`planned_runs`); the page says which of them
-    are missing.
+    are missing. ``classifier``: a ``classifier_task.py`` report, shown in a section of its own.
     """
     docs = Path(docs)
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
@@ -412,6 +455,8 @@ def build_page(runs: Sequence[Mapping[str, Any]], docs: str | Path, planned: Seq
         slug = f"results_{dataset}_{mode}".lower().replace(" ", "_").replace("-", "")
         plot_section(group, f"{dataset}, {mode} editing", docs / "img" / f"{slug}.png")
         lines += section(dataset, mode, group, f"img/{slug}.png")
+    if classifier is not None:
+        lines += classifier_section(classifier)
     page = docs / "results.md"
     text = "\n".join(lines).rstrip() + "\n"
     atomic_write_text(page, text)
@@ -423,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", default="results/bench", help="folder of bench JSON files")
     parser.add_argument("--docs", default="docs", help="where results.md and img/ go")
     args = parser.parse_args(argv)
-    page = build_page(load_runs(args.folder), args.docs, planned_runs())
+    page = build_page(load_runs(args.folder), args.docs, planned_runs(), load_classifier_report(args.folder))
     print(f"wrote {page}")
     return 0
 

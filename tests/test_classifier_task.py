@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -87,6 +88,13 @@ def test_classifier_task_end_to_end(counterfact: Path, tiny_classifier: Path, tm
     table = output.with_suffix(".md").read_text(encoding="utf-8")
     assert table.startswith("| editor | edits |") and "| mpn |" in table and "CLG de" in table
     assert table.index("| unedited |") < table.index("| t-patcher |")
+
+    kept = tmp_path / "kept"  # the results page reads the report kept gzip'd next to the bench runs
+    kept.mkdir()
+    (kept / "classifier_task.json.gz").write_bytes(gzip.compress(output.read_bytes()))
+    results = load_benchmark_script("results")
+    section = "\n".join(results.classifier_section(results.load_classifier_report(kept)))
+    assert section.startswith("## Classifier editing") and table.strip() in section
 
     again = script.main(argv)  # the trained classifier comes from the cache
     assert again["classifier"]["cached"] is True and again["classifier"]["folder"] == str(folder)

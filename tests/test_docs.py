@@ -117,8 +117,10 @@ def test_every_page_is_in_the_nav():
 def test_results_page_is_the_one_the_kept_runs_build(tmp_path):
     # docs/results.md is generated, never edited: rebuilding it from benchmarks/results/ gives the same text.
     results = load_benchmark_script("results")
-    runs = results.load_runs(REPO_ROOT / "benchmarks" / "results")
-    rebuilt = results.build_page(runs, tmp_path, results.planned_runs())
+    kept = REPO_ROOT / "benchmarks" / "results"
+    rebuilt = results.build_page(
+        results.load_runs(kept), tmp_path, results.planned_runs(), results.load_classifier_report(kept)
+    )
     page = (DOCS / "results.md").read_text(encoding="utf-8")
     assert rebuilt.read_text(encoding="utf-8") == page, "run: python benchmarks/results.py benchmarks/results"
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted(
