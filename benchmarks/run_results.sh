@@ -13,6 +13,7 @@
 # de fr es ru zh versions ("FT with augmentation", the fine-tuning reading of MPN's augmentation).
 # --calibrate runs each method on EDITS=10 MzsRE cases in single mode into results/bench-calibration and writes
 # no page: check that every method runs and read its seconds per edit before starting the full set.
+# After the bench runs comes the classifier-editing task (benchmarks/classifier_task.py, MPN's classifier setting).
 # A run whose JSON exists is skipped, so the script can be restarted after an interruption. At the end every run is
 # kept gzip'd in benchmarks/results/ and docs/results.md is built from there.
 set -euo pipefail
@@ -50,16 +51,21 @@ BMIKE_LANGUAGES="en de fr es ru zh ja ar hi th tr vi ko he el uk"
 # The unedited model's judgements are the same for every method on the same cases: judged once, kept here.
 JUDGE_CACHE=${JUDGE_CACHE:-$HOME/.cache/peft_mpn/judged}
 
-run() {  # run OUTPUT_NAME ARGS...: one bench run, skipped when its JSON exists
-  local output="$OUT/$1.json"
+run_once() {  # run_once OUTPUT COMMAND...: the command, skipped when OUTPUT exists
+  local output="$1"
   shift
   if [[ -f "$output" ]]; then
     echo "skip $output (exists)"
     return
   fi
-  local command=(peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" --output "$output")
-  echo "${command[*]}"
-  [[ -n "$DRY_RUN" ]] || "${command[@]}"
+  echo "$*"
+  [[ -n "$DRY_RUN" ]] || "$@"
+}
+
+run() {  # run OUTPUT_NAME ARGS...: one bench run
+  local output="$OUT/$1.json"
+  shift
+  run_once "$output" peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" --output "$output"
 }
 
 data_for() {  # the --dataset/--data/--split/--eval-languages of a dataset name
@@ -93,6 +99,12 @@ for mode in $MODES; do
     done
   done
 done
+
+if [[ -z "$CALIBRATE" ]]; then
+  # MPN's classifier setting (fact verification from BMIKE-53 CounterFact): its own section of the page.
+  run_once "$OUT/classifier_task.json" python benchmarks/classifier_task.py --data "$DATA/bmike53/counterfact" \
+    --output "$OUT/classifier_task.json"
+fi
 
 [[ -n "$DRY_RUN" || -n "$CALIBRATE" ]] && exit 0
 # The repository keeps every run gzip'd (benchmarks/results/), and the page is built from those copies, so

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from tiny import REPO_ROOT
+from tiny import REPO_ROOT, load_benchmark_script
 
 import peft_mpn.data
 import peft_mpn.models
@@ -68,7 +68,13 @@ def option(line: str, name: str) -> str:
 
 
 def test_every_listed_run_is_a_valid_bench_command(tmp_path, cli):
-    lines = listed_commands(tmp_path)
+    *lines, classifier = listed_commands(tmp_path)
+    assert classifier == (
+        f"python benchmarks/classifier_task.py --data {tmp_path / 'data' / 'bmike53' / 'counterfact'} "
+        f"--output {tmp_path / 'out' / 'classifier_task.json'}"
+    )
+    parsed = load_benchmark_script("classifier_task").parse_args(shlex.split(classifier)[2:])
+    assert parsed.output.endswith("classifier_task.json")
     outputs = [option(line, "--output") for line in lines]
     assert len(set(outputs)) == len(lines) == 46  # 6 methods x 3 data sets x 2 modes, + MPN disjoint, FT-M augmented
     assert {option(line, "--method") for line in lines} == set(EDITORS)
