@@ -79,7 +79,9 @@ def load_classifier_report(folder: str | Path) -> dict[str, Any] | None:
 
 def classifier_section(report: Mapping[str, Any]) -> list[str]:
     """The classifier-editing section: ``classifier_task.py``'s own table and how it was made."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
     from classifier_task import markdown  # the script's table, not a second rendering of it
 
     languages = list(report["languages"])
