@@ -242,7 +242,6 @@ def judge_unedited(model, tokenizer, edits, before, args) -> dict:
 def judge(name: str, columns: dict[str, list], augment_languages: list[str], args) -> dict:
     """Reliability, generality, locality and CLG per language from ``edit_rows`` columns."""
     languages = ["en", *args.languages]
-    edits = len(dict.fromkeys(columns["case_id"]))
     scores = compute_cross_lingual_edit(
         **columns, edit_language="en", augment_languages=augment_languages, languages=languages
     )
@@ -257,7 +256,7 @@ def judge(name: str, columns: dict[str, list], augment_languages: list[str], arg
     unseen = [lang for lang in args.languages if lang not in args.augment_languages]
     return {
         "editor": name,
-        "edits": edits,
+        "edits": scores["num_cases"],
         "success": None,
         "median_seconds": None,
         "reliability": scores["reliability"],
