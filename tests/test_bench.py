@@ -332,6 +332,52 @@ def test_scores_do_not_depend_on_the_batch_size(setup):
     assert [s.target for s in one_by_one] == [encode_target(tokenizer, p, t).target_ids for p, t in pairs]
 
 
+def _full_logits_predictions(model, tokenizer, pairs):
+    """The reference: the whole sequence's logits, no window, one pair at a time."""
+    from peft_mpn.editing.encoding import encode_target
+
+    predictions = []
+    for prompt, target in pairs:
+        encoding = encode_target(tokenizer, prompt, target)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([encoding.input_ids])).logits[0]
+        start = len(encoding.input_ids) - len(encoding.target_ids)
+        predictions.append(tuple(logits[start - 1 : -1].argmax(-1).tolist()))
+    return predictions
+
+
+class _HeadOnEveryPosition(torch.nn.Module):
+    """Takes ``logits_to_keep`` but runs its head on the whole sequence before cutting the window."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def get_output_embeddings(self):
+        return self.model.get_output_embeddings()
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=0):
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        output.logits = output.logits[:, -logits_to_keep:]
+        return output
+
+
+def test_scores_are_the_argmax_of_the_full_logits(setup):
+    """Scoring reads only the target positions, through the model's own head or, if that fails, its logits."""
+    _, model_dir, _ = setup
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from peft_mpn.metrics import score_targets
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    pairs = [(f[0], f[1]) for f in FACTS] + [(f"{f[2]} und so weiter", f"{f[5]} {f[4]}") for f in FACTS]
+    expected = _full_logits_predictions(model.eval(), tokenizer, pairs)
+    assert len({len(p) for p in expected}) > 1  # targets of several lengths share a batch
+    assert [s.predicted for s in score_targets(model, tokenizer, pairs, batch_size=4)] == expected
+    wrapped = _HeadOnEveryPosition(model)
+    assert [s.predicted for s in score_targets(wrapped, tokenizer, pairs, batch_size=4)] == expected
+
+
 def test_paired_difference_and_its_bootstrap_interval():
     results = load_benchmark_script("results")
 
