@@ -44,7 +44,6 @@ FRANCE = EditRequest.single(
 RIVER = EditRequest.single("the river flows", "south", case_id="river")
 
 
-
 def base_model(arch: str = "gpt2") -> torch.nn.Module:
     model = tiny_model(arch)
     model.name_or_path = BASE  # from-config models have no name; peft records this one as base_model_name_or_path

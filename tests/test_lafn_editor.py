@@ -30,7 +30,6 @@ FRANCE = EditRequest.single(
 )
 
 
-
 def editor(arch: str = "llama", **config) -> LAFNEditor:
     settings = {
         "max_steps": 150,

@@ -38,7 +38,6 @@ DECODERS = list(DECODER_CONFIGS)
 NEURONS = {0: [3, 17, 40], -1: [1, 5, 9, 63]}
 
 
-
 # -- helpers -------------------------------------------------------------------------------------------------
 def ffn_name(arch: str, index: int) -> str:
     stack, block, total = LAYOUT[arch]

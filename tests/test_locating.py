@@ -67,7 +67,6 @@ REFERENCES = [
 THRESHOLD = dict(selection="threshold", threshold=0.1)
 
 
-
 @pytest.fixture(scope="module")
 def wired():
     """(model, tokenizer): the hand-wired tiny Llama described in the module docstring."""

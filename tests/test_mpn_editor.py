@@ -28,7 +28,6 @@ FRANCE = EditRequest.single(
 )
 
 
-
 def all_predictions(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
     return [logits(model, dict(tokenizer([t], return_tensors="pt"))).argmax(-1) for t in texts]
 

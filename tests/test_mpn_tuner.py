@@ -39,7 +39,6 @@ GATED = ["llama", "gemma3_text", "qwen2"]
 CAUSAL = list(DECODER_CONFIGS)
 
 
-
 # -- helpers -------------------------------------------------------------------------------------------------
 def ffn_name(arch: str, index: int) -> str:
     stack, block, total = LAYOUT[arch]

@@ -55,7 +55,6 @@ REQUESTS = [request(i) for i in range(len(FACTS))]
 PAIRS = [(view.prompt, view.target) for r in REQUESTS for view in r.views.values()]
 
 
-
 def arguments(tmp_path, **overrides) -> TrainingArguments:
     settings = dict(
         output_dir=str(tmp_path),
