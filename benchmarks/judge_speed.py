@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="../shared/data/bmike53", help="BMIKE-53 folder.")
     parser.add_argument("--split", default="zsre")
     parser.add_argument("--languages", nargs="+", default=BMIKE_LANGUAGES)
-    parser.add_argument("--cases", type=int, default=6, help="Cases judged at every batch size.")
+    parser.add_argument("--cases", type=int, default=6, help="Cases judged in every configuration.")
     parser.add_argument(
         "--configs",
         nargs="+",

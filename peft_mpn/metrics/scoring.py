@@ -73,8 +73,9 @@ def _predicted_targets(
     """
     widths = [len(encoding.target_ids) for encoding in batch.encodings]
     window = batch.window
-    rows = torch.cat([torch.full((width,), row) for row, width in enumerate(widths)])
-    columns = torch.cat([torch.arange(window - 1 - width, window - 1) for width in widths])
+    positions = batch.decision_positions()
+    rows, slots = (positions >= 0).nonzero(as_tuple=True)  # row by row, each row's slots in order
+    columns = positions[rows, slots] - (batch.input_ids.shape[1] - window)  # absolute -> within the window
     gathered: list[bool] = []
 
     def gather(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
