@@ -16,6 +16,7 @@ from peft_mpn.editing import (
     ICLEditorConfig,
     make_editor,
 )
+from peft_mpn.editing.encoding import encode_target
 from peft_mpn.metrics import score_targets
 
 FRANCE = EditRequest.single(
@@ -146,6 +147,22 @@ def test_icl_model_equals_the_model_reading_the_demonstration_first(arch, paddin
         explicit = logits(model, dict(tokenizer([CONTEXT + prompt], return_tensors="pt")))[0]
         n = int(mask[row].sum())
         assert torch.allclose(wrapped[row][mask[row]], explicit[-n:], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3_text"])
+def test_icl_scores_are_the_argmax_of_the_model_reading_the_demonstration_first(arch):
+    tokenizer = make_tokenizer()
+    model = tiny_model(arch).eval()
+    ed = ICLEditor(model, tokenizer, progress=False)
+    ed.edit(EditRequest.single("the capital of france is", "lyon"))
+    pairs = [("the capital of france is", "lyon"), ("who wrote hamlet", "the sky is blue"), ("a cat", "sat on the")]
+    expected = []
+    for prompt, target in pairs:
+        encoding = encode_target(tokenizer, CONTEXT + prompt, target)
+        full = logits(model, {"input_ids": torch.tensor([encoding.input_ids])})[0]
+        expected.append(tuple(full[list(encoding.decision_positions)].argmax(-1).tolist()))
+    assert len({len(p) for p in expected}) > 1  # targets of several lengths share a batch
+    assert [s.predicted for s in score_targets(ed.model, tokenizer, pairs, batch_size=2)] == expected
 
 
 def test_icl_retrieves_the_stored_fact_closest_to_each_prompt():

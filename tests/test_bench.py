@@ -378,6 +378,21 @@ def test_scores_are_the_argmax_of_the_full_logits(setup):
     assert [s.predicted for s in score_targets(wrapped, tokenizer, pairs, batch_size=4)] == expected
 
 
+def test_judge_speed_gives_every_scoring_configuration_the_same_rows(setup, tmp_path):
+    _, model_dir, data_dir = setup
+    script = load_benchmark_script("judge_speed")
+    configs = ["decisions@4", "window@4", "all@2", "icl:decisions@4", "icl:all@3"]
+    args = ["--model", str(model_dir), "--data", str(data_dir), "--dataset", "mzsre", "--languages", "en", "de", "fr"]
+    script.main([*args, "--cases", "2", "--configs", *configs, "--output", str(tmp_path / "speed.json")])
+    report = json.loads((tmp_path / "speed.json").read_text())
+    assert {name: row["same_rows_as"] for name, row in report["configs"].items()} == {
+        **dict.fromkeys(configs[:3], "decisions@4"),
+        **dict.fromkeys(configs[3:], "icl:decisions@4"),
+    }
+    assert all(row["same_rows"] for row in report["configs"].values())
+    assert "| icl:all@3 |" in (tmp_path / "speed.md").read_text()
+
+
 def test_paired_difference_and_its_bootstrap_interval():
     results = load_benchmark_script("results")
 

@@ -98,6 +98,10 @@ class InContextModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def get_output_embeddings(self) -> nn.Module | None:
+        """The wrapped model's output layer."""
+        return self.model.get_output_embeddings()
+
     def add_fact(self, prompt: str, target: str) -> None:
         text = self.settings.template.format(prompt=prompt, target=target)
         self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
@@ -172,6 +176,13 @@ class InContextModel(nn.Module):
             "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
             "use_cache": False,
         }
+        if bool(attention_mask[:, -1].all()):
+            # Left padding: every row ends in the last column here and in the joined batch, so the kept tail lines
+            # up as it is. Only the kept positions reach the output layer (and a hook on it: score_targets).
+            keep = logits_to_keep or length
+            if self._keeps_logits:
+                return CausalLMOutputWithPast(logits=self.model(**inputs, logits_to_keep=keep).logits)
+            return CausalLMOutputWithPast(logits=self.model(**inputs).logits[:, -keep:])
         if self._keeps_logits:
             inputs["logits_to_keep"] = length
         tail = self.model(**inputs).logits[:, -length:]  # each row's tokens are its last len(row) positions
