@@ -60,6 +60,28 @@ def test_multilingual_edit_holds_in_every_language_and_keeps_locality(arch):
     assert {k: sorted(v) for k, v in result.neurons.items()} == {k: sorted(v) for k, v in neurons.items()}
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
+def test_the_locality_term_is_the_mean_next_token_kl_over_the_texts_each_read_alone(arch):
+    ed = editor(arch)
+    ed.add_neurons({0: [0, 1, 2], 1: [3, 4]})
+    locality = ed.locality_reference()
+    assert ed.locality_loss(locality).item() == pytest.approx(0.0, abs=1e-6)  # zero deltas: the unedited model
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for delta in ed.tuner.delta_parameters("default"):
+            delta.normal_(std=1.0)
+    expected = []
+    for text in LOCALITY:  # one text at a time: no padding
+        inputs = dict(ed.tokenizer([text], return_tensors="pt"))
+        current = logits(ed.model, inputs)[0, -1].log_softmax(-1)
+        with ed.model.disable_adapter():
+            reference = logits(ed.model, inputs)[0, -1].log_softmax(-1)
+        expected.append((reference.exp() * (reference - current)).sum())
+    assert len({len(ed.tokenizer(t)["input_ids"]) for t in LOCALITY}) > 1  # the batch is padded
+    assert ed.locality_loss(locality).item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-4)
+    assert ed.locality_loss(locality).item() > 1e-3
+
+
 def test_cross_lingual_setting_trains_on_english_only():
     ed = editor("llama", train_languages=["en"])
     result = ed.edit(FRANCE)

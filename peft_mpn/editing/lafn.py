@@ -326,23 +326,25 @@ class LAFNEditor:
             return None
         lowest = min(self.tuner.lafn_layers(self.adapter_name), key=lambda name: locate_block(name).index)
         root = self.tuner.model
-        inputs = dict(self.tokenizer(self.locality_texts, return_tensors="pt", padding=True))
-        inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-        if self.tokenizer.padding_side == "left":
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        last = inputs["attention_mask"].shape[1] - 1 - inputs["attention_mask"].flip(-1).argmax(-1)
+        # Left padding puts every text's last token in the last column, so the output layer (262k rows on Gemma 3,
+        # costlier than the edited blocks) runs on that column alone, in every training step.
+        encoded = self.tokenizer(self.locality_texts, return_tensors="pt", padding=True, padding_side="left")
+        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
+        if "logits_to_keep" in inspect.signature(self.base_model.forward).parameters:
+            inputs["logits_to_keep"] = 1
         with torch.no_grad(), cache.replay(), self._disabled():
-            reference = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
-        return inputs, last, cache, reference
+            reference = self.model(**inputs).logits[:, -1].log_softmax(-1)
+        return inputs, cache, reference
 
     def locality_loss(self, locality: tuple | None) -> torch.Tensor:
         """KL(unedited ‖ edited) of the next token on the locality texts (0 without a reference)."""
         if locality is None:
             return torch.zeros(())
-        inputs, last, cache, reference = locality
+        inputs, cache, reference = locality
         with cache.replay():
-            current = self.model(**inputs).logits[torch.arange(len(last)), last].log_softmax(-1)
+            current = self.model(**inputs).logits[:, -1].log_softmax(-1)
         return F.kl_div(current, reference, log_target=True, reduction="batchmean")
 
     def _all_correct(self, batch: Any) -> bool:
