@@ -71,6 +71,26 @@ def test_ft_m_trains_the_whole_target_and_ft_l_only_the_prompts_last_position():
     assert result.losses["edit"] > 0.5  # three tokens cannot all have probability ~1 at one position
 
 
+@pytest.mark.parametrize("name", ["ft-l", "ft-m"])
+def test_the_loss_is_the_mean_over_versions_of_each_versions_own_nll(name):
+    request = EditRequest.single(
+        "who wrote hamlet", "the sky is", parallel={"de": {"prompt": "die hauptstadt von frankreich", "target": "rom"}}
+    )
+    ed = ft_editor(name, "gemma3_text", augment_languages=None, max_steps=1)
+    per_version = []
+    for view in request.views.values():  # each version alone: no padding
+        encoding = encode_target(ed.tokenizer, view.prompt, view.target)
+        log_probs = logits(ed.model, {"input_ids": torch.tensor([encoding.input_ids])})[0].log_softmax(-1)
+        target = torch.tensor(encoding.target_ids)
+        if name == "ft-m":  # teacher forcing: each target token after the ones before it
+            per_version.append(-log_probs[list(encoding.decision_positions), target].mean())
+        else:  # every target token under the distribution after the prompt
+            per_version.append(-log_probs[encoding.prompt_length - 1, target].mean())
+    result = ed.edit(request)  # one step: the reported loss is the unedited model's
+    assert result.steps == 1
+    assert result.losses["edit"] == pytest.approx(torch.stack(per_version).mean().item(), rel=1e-5)
+
+
 def test_sequential_edits_accumulate_and_reset_restores_the_logits_exactly():
     ed = ft_editor("ft-m")
     inputs = dict(

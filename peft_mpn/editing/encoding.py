@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..data.requests import EditRequestError
@@ -68,6 +70,10 @@ class TargetBatch:
     def targets(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         return self.target_ids if rows is None else self.target_ids[rows]
 
+    def decision_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rows, slots)`` of every target token (``target_ids[rows, slots]``), row by row, slots in order."""
+        return (self.target_ids != -100).nonzero(as_tuple=True)
+
     def decision_positions(self) -> torch.Tensor:
         """[B, T] absolute positions (in the padded batch) predicting each target token; -1 where padding."""
         length = self.input_ids.shape[1]
@@ -97,6 +103,42 @@ def collate_targets(encodings: Sequence[TargetEncoding], pad_token_id: int) -> T
 def window_logits_at_targets(logits: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
     """Logits of a ``window``-wide tail ([B, T+1, V]) -> the logits predicting each target slot ([B, T, V])."""
     return logits[:, -batch_targets.shape[1] - 1 : -1]
+
+
+def decision_logits(
+    model: nn.Module, inputs: dict[str, Any], batch: TargetBatch, head: nn.Module | None
+) -> torch.Tensor:
+    """The logits predicting each target token of ``batch``, ``[N, V]`` in :meth:`TargetBatch.decision_slots` order.
+
+    ``inputs``: ``batch.model_inputs()`` with ``logits_to_keep=batch.window``. With a 262k vocabulary (Gemma 3) the
+    output layer costs more than the rest of the model on that window, and part of the window is left padding of
+    shorter targets; so while the model runs, ``head`` (its output layer) sees only the positions that predict a
+    target token. A model whose head gets something other than the ``[B, window, H]`` tail (or ``head=None``)
+    keeps its own logits, read from the window: the same values at the full cost.
+    """
+    window = batch.window
+    rows, slots = batch.decision_slots()
+    positions = batch.decision_positions()
+    columns = positions[rows, slots] - (batch.input_ids.shape[1] - window)  # absolute -> within the window
+    gathered: list[bool] = []
+
+    def gather(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        hidden = args[0]
+        expected = hidden.dim() == 3 and tuple(hidden.shape[:2]) == (len(batch.encodings), window)
+        gathered.append(not gathered and expected)
+        return (hidden[rows, columns].unsqueeze(0), *args[1:]) if gathered == [True] else None
+
+    handle = head.register_forward_pre_hook(gather) if head is not None else None
+    try:
+        logits = model(**inputs).logits
+    finally:
+        if handle is not None:
+            handle.remove()
+    if gathered == [True]:
+        return logits[0]
+    if gathered[:1] == [True]:  # the head ran again after gathering: these logits are not the window's
+        logits = model(**inputs).logits
+    return window_logits_at_targets(logits, batch.target_ids)[rows, slots]
 
 
 def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -37,7 +37,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_blocks
 from .common import check_generation_requests, fixed_languages, frozen
-from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .encoding import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id
 from .mpn import EditResult
 from .prefix import PrefixCache
 
@@ -236,21 +236,28 @@ class FTEditor:
         inputs = batch.model_inputs()
         if self._keeps_logits:
             inputs["logits_to_keep"] = batch.window
+        # The output layer (262k rows on Gemma 3) runs only where a target token is predicted: the same loss and
+        # stopping rule, without the left padding of shorter targets inside the logits window.
+        head = self._base.get_output_embeddings() if self._keeps_logits else None
         cache = PrefixCache(
             self.model, self.module_name, batch.model_inputs(), root=self._base, enabled=config.prefix_cache
         )
+        rows, slots = batch.decision_slots()
+        targets = batch.target_ids[rows, slots]
         before = self.weight.detach().clone()
         self.weight.requires_grad_(True)
         optimizer = torch.optim.Adam([self.weight], lr=config.learning_rate, weight_decay=config.weight_decay)
-        targets = batch.target_ids
         steps, losses = 0, {}
         while True:
             with cache.replay():
-                logits = window_logits_at_targets(self.model(**inputs).logits, targets)
-            correct = ((logits.argmax(-1) == targets) | (targets == -100)).all(-1)
+                logits = decision_logits(self.model, inputs, batch, head)
+            wrong = torch.zeros(len(batch.encodings), dtype=torch.long).index_add_(
+                0, rows, (logits.argmax(-1) != targets).long()
+            )
+            correct = wrong == 0
             if bool(correct.all()) or steps == config.max_steps:
                 break
-            loss = self._loss(logits, targets)
+            loss = self._loss(logits, targets, rows)
             losses = {"edit": loss.item()}
             if loss.item() < _EASYEDIT_LOSS_STOP:
                 break
@@ -264,17 +271,17 @@ class FTEditor:
                     self.weight.copy_(torch.clamp(self.weight, before - eps, before + eps))
         return steps, losses, correct.tolist()
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """FT-L or FT-M loss; ``logits``/``targets`` are right-aligned windows ([B, T, V] / [B, T], -100 pads)."""
-        mask = targets != -100
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """FT-L or FT-M loss, the mean over rows; ``logits`` [N, V] predict ``targets`` [N] of row ``rows`` [N]."""
+        tokens = torch.bincount(rows)  # target tokens per row (every row has at least one)
         if self.config.objective == "target_new":
-            nll = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-            return ((nll * mask).sum(-1) / mask.sum(-1)).mean()
+            nll = F.cross_entropy(logits, targets, reduction="none")
+            return (torch.zeros(len(tokens)).index_add(0, rows, nll) / tokens).mean()
         # prompt_last: every row's distribution after its prompt (its first target slot), scored on all its tokens
-        first_slot = mask.float().argmax(-1)
-        log_probs = logits[torch.arange(len(logits)), first_slot].log_softmax(-1)  # [B, V]
-        target_log_probs = log_probs.gather(-1, targets.clamp(min=0))  # [B, T]
-        return -((target_log_probs * mask).sum(-1) / mask.sum(-1)).mean()
+        first_slot = tokens.cumsum(0) - tokens
+        log_probs = logits[first_slot].log_softmax(-1)  # [B, V]
+        target_log_probs = log_probs[rows, targets]  # [N]
+        return -(torch.zeros(len(tokens)).index_add(0, rows, target_log_probs) / tokens).mean()
 
 
 __all__ = ["FTEditor", "FTEditorConfig"]
