@@ -255,11 +255,20 @@ def _difference(value: tuple[float, float, float] | None) -> str:
     return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def unedited(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The unedited model's results on these runs' cases, from a run without augmentation where there is one.
+
+    Its per-language numbers are the same in every run of a group (same cases, same model); only the seen/unseen
+    averages follow the run's augmentation, and the unedited model has seen nothing.
+    """
+    return next((run for run in runs if not run.get("seen_languages")), runs[0])["before"]
+
+
 def like_for_like(runs: Sequence[Mapping[str, Any]], languages: Sequence[str]) -> list[str]:
     """Every run (and the unedited model) on the same unseen languages, each transfer reading apart."""
     header = " | ".join(f"{name} (tok. / EM)" for name, _, _, _ in TRANSFER)
     lines = [f"| method | {header} |", "|---|" + "---:|" * len(TRANSFER)]
-    for label, result in [("unedited model", runs[0]["before"]), *((run_label(run), run) for run in runs)]:
+    for label, result in [("unedited model", unedited(runs)), *((run_label(run), run) for run in runs)]:
         cells = []
         for _, measure, _, _ in TRANSFER:
             token, exact = (
@@ -335,7 +344,7 @@ def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: s
         "",
         "| method | " + " | ".join(header for header, _, _ in SUMMARY) + " | s / edit | edit success |",
         "|---|" + "---:|" * (len(SUMMARY) + 2),
-        _summary_row("unedited model", first["before"], None),
+        _summary_row("unedited model", unedited(runs), None),
     ]
     lines += [_summary_row(run_label(run), run, run) for run in runs]
     if any(run["case_ids"] != first["case_ids"] for run in runs):
@@ -357,7 +366,7 @@ def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: s
             "|---|" + "---:|" * len(languages),
         ]
         for label, result, seen in [
-            ("unedited model", first["before"], ()),
+            ("unedited model", unedited(runs), ()),
             *((run_label(run), run, run.get("seen_languages", ())) for run in runs),
         ]:
             cells = []
@@ -388,7 +397,7 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
         for header, where, measure in SUMMARY
         if measure != "portability"
     ]
-    entries = [("unedited model", runs[0]["before"]), *((run_label(run), run) for run in runs)]
+    entries = [("unedited model", unedited(runs)), *((run_label(run), run) for run in runs)]
     width = 0.8 / len(entries)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(groups) + 2) + 3.5, 4.2))
     colors = plt.get_cmap("tab10")
@@ -418,12 +427,14 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
 
 
 def run_times(runs: Sequence[Mapping[str, Any]]) -> str:
-    """`` (the runs here took A to B minutes each, judging included)`` from their ``wall_seconds``."""
+    """`` (with N torch CPU threads the runs here took A to B minutes each, ...)`` from their ``wall_seconds``."""
     minutes = [run["wall_seconds"] / 60 for run in runs if run.get("wall_seconds")]
     if not minutes:
         return ""
     span = f"{min(minutes):.0f} to {max(minutes):.0f}"
-    return f" (on 2 CPU cores the runs here took {span} minutes each, judging included)"
+    threads = sorted({run["torch_threads"] for run in runs if run.get("torch_threads")})
+    where = f"with {'/'.join(map(str, threads))} torch CPU threads " if threads else ""
+    return f" ({where}the runs here took {span} minutes each, judging included)"
 
 
 def build_page(
