@@ -38,27 +38,21 @@ from peft_mpn.models import load_model  # noqa: E402
 BMIKE_LANGUAGES = "en de fr es ru zh ja ar hi th tr vi ko he el uk".split()  # run_results.sh's set
 
 
-class WindowHead(nn.Module):
-    """The model without ``get_output_embeddings``: scoring reads the logits of the whole window."""
+class OwnLogits(nn.Module):
+    """The model without ``get_output_embeddings``, so scoring reads the logits it returns.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``window=True``: the model computes the ``logits_to_keep`` window; ``False``: every position, cut afterwards.
+    """
+
+    def __init__(self, model: nn.Module, window: bool) -> None:
         super().__init__()
         self.model = model
+        self.window = window
 
     def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=0):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        return self.model(**inputs, logits_to_keep=logits_to_keep)
-
-
-class AllPositionsHead(nn.Module):
-    """The model's logits on every position, cut to ``logits_to_keep`` afterwards."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep=0):
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        if self.window:
+            return self.model(**inputs, logits_to_keep=logits_to_keep)
         logits = self.model(**inputs, logits_to_keep=0).logits
         return CausalLMOutputWithPast(logits=logits[:, -logits_to_keep:] if logits_to_keep else logits)
 
@@ -67,10 +61,10 @@ def scorers(model: nn.Module, in_context: InContextModel) -> dict[str, nn.Module
     """Configuration name (without ``@N``) -> the module ``score_targets`` is given."""
     return {
         "decisions": model,
-        "window": WindowHead(model),
-        "all": AllPositionsHead(model),
+        "window": OwnLogits(model, window=True),
+        "all": OwnLogits(model, window=False),
         "icl:decisions": in_context,
-        "icl:all": AllPositionsHead(in_context),
+        "icl:all": OwnLogits(in_context, window=False),
     }
 
 
