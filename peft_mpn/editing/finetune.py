@@ -274,14 +274,16 @@ class FTEditor:
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """FT-L or FT-M loss, the mean over rows; ``logits`` [N, V] predict ``targets`` [N] of row ``rows`` [N]."""
         tokens = torch.bincount(rows)  # target tokens per row (every row has at least one)
+
+        def mean_over_rows(per_token: torch.Tensor) -> torch.Tensor:  # each row's mean, then their mean
+            return (torch.zeros(len(tokens)).index_add(0, rows, per_token) / tokens).mean()
+
         if self.config.objective == "target_new":
-            nll = F.cross_entropy(logits, targets, reduction="none")
-            return (torch.zeros(len(tokens)).index_add(0, rows, nll) / tokens).mean()
+            return mean_over_rows(F.cross_entropy(logits, targets, reduction="none"))
         # prompt_last: every row's distribution after its prompt (its first target slot), scored on all its tokens
         first_slot = tokens.cumsum(0) - tokens
         log_probs = logits[first_slot].log_softmax(-1)  # [B, V]
-        target_log_probs = log_probs[rows, targets]  # [N]
-        return -(torch.zeros(len(tokens)).index_add(0, rows, target_log_probs) / tokens).mean()
+        return -mean_over_rows(log_probs[rows, targets])
 
 
 __all__ = ["FTEditor", "FTEditorConfig"]
