@@ -115,6 +115,7 @@ class LAFNEditor:
         self.adapter_name = adapter_name
         self.progress = progress
         self._pad = pad_token_id(tokenizer)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.base_model.forward).parameters
         self.locality_texts: list[str] = []
         self.reference_requests = list(reference_requests or [])
         self._generic: dict[tuple[str, ...], Any] = {}
@@ -313,7 +314,7 @@ class LAFNEditor:
 
     def _inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         inputs = batch.model_inputs()
-        if "logits_to_keep" in inspect.signature(self.base_model.forward).parameters:
+        if self._keeps_logits:
             inputs["logits_to_keep"] = batch.window
         return inputs
 
@@ -332,7 +333,7 @@ class LAFNEditor:
         inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
-        if "logits_to_keep" in inspect.signature(self.base_model.forward).parameters:
+        if self._keeps_logits:
             inputs["logits_to_keep"] = 1
         with torch.no_grad(), cache.replay(), self._disabled():
             reference = self.model(**inputs).logits[:, -1].log_softmax(-1)
