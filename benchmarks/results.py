@@ -286,6 +286,17 @@ def headline_pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str,
     return [(run, patchers[0]) for run in runs if run["method"] == "mpn" and patchers]
 
 
+def _locality_cell(mpn: Mapping[str, Any], patcher: Mapping[str, Any]) -> str:
+    """MPN vs T-Patcher locality over every judged language (the summary tables' column), with the difference."""
+    languages = mpn["languages"]
+    ours, theirs = language_average(mpn, languages, "locality"), language_average(patcher, languages, "locality")
+    if ours is None or theirs is None:
+        return "–"
+    token = _difference(paired_difference(mpn, patcher, languages, "locality", None))
+    exact = _difference(paired_difference(mpn, patcher, languages, "locality", None, exact=True))
+    return f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}"
+
+
 def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> list[str]:
     """MPN minus T-Patcher on the languages MPN did not train on, every dataset and mode, with intervals."""
     rows = []
@@ -301,6 +312,7 @@ def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> 
                 token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
                 exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
                 cells.append(f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}")
+            cells.append(_locality_cell(mpn, patcher))
             augment = f"{' '.join(mpn['augment_languages'])} ({augmentation_kind(mpn)})"
             unseen = f"{len(languages)}: {' '.join(languages)}"
             rows.append(f"| {dataset} | {mode} | {augment} | {unseen} | " + " | ".join(cells) + " |")
@@ -313,12 +325,13 @@ def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> 
         "MPN vs T-Patcher token accuracy averaged over the languages MPN did not train on, then the difference "
         "(MPN − T-Patcher) with a 95% paired bootstrap interval over the edited cases, for token accuracy and "
         f"exact match ({BOOTSTRAP_SAMPLES} resamples). An interval that excludes 0 is a difference these cases "
-        "support.",
+        "support. The last column is what the transfer costs: locality averaged over every judged language, "
+        "seen ones included, read the same way.",
         "",
         "| data | mode | MPN augmentation | unseen languages | "
         + " | ".join(name for name, _, _, _ in TRANSFER)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(TRANSFER),
+        + " | locality, all languages |",
+        "|---|---|---|---|" + "---|" * (len(TRANSFER) + 1),
         *rows,
         "",
     ]

@@ -275,6 +275,10 @@ def test_results_page_from_two_runs(setup, tmp_path):
     # MPN trained on de, so fr is the language judged like for like, and the head-to-head is on fr.
     assert "## MPN against T-Patcher on languages MPN never saw" in page
     assert "| MzsRE | single | de (overlapping) | 1: fr |" in page
+    # three transfer readings, then the locality they cost, each as "MPN vs T-Patcher: difference [interval]"
+    row = next(line for line in page.splitlines() if line.startswith("| MzsRE | single | de (overlapping)"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")][4:]
+    assert len(cells) == 4 and re.fullmatch(r"[\d.]+ vs [\d.]+: [+-][\d.]+ \[.+\]; EM .+", cells[-1])
     assert "Like for like, on the 1 languages no run here trained on (fr)" in page
     assert "`translated / copied`" in page and "–" in page
     assert "This page holds 2 of the 46 runs" in page  # the runs are named as run_results.sh names them
