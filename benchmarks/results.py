@@ -286,14 +286,20 @@ def headline_pairs(runs: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str,
     return [(run, patchers[0]) for run in runs if run["method"] == "mpn" and patchers]
 
 
-def _locality_cell(mpn: Mapping[str, Any], patcher: Mapping[str, Any]) -> str:
-    """MPN vs T-Patcher locality over every judged language (the summary tables' column), with the difference."""
-    languages = mpn["languages"]
-    ours, theirs = language_average(mpn, languages, "locality"), language_average(patcher, languages, "locality")
+def _versus(
+    mpn: Mapping[str, Any],
+    patcher: Mapping[str, Any],
+    languages: Sequence[str],
+    measure: str,
+    probe: str,
+    copied: bool | None,
+) -> str:
+    """``MPN vs T-Patcher: difference [interval]; EM ...`` for one reading averaged over ``languages``."""
+    ours, theirs = language_average(mpn, languages, measure), language_average(patcher, languages, measure)
     if ours is None or theirs is None:
         return "–"
-    token = _difference(paired_difference(mpn, patcher, languages, "locality", None))
-    exact = _difference(paired_difference(mpn, patcher, languages, "locality", None, exact=True))
+    token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
+    exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
     return f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}"
 
 
@@ -303,16 +309,9 @@ def headline(grouped: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]) -> 
     for (dataset, mode), runs in grouped.items():
         for mpn, patcher in headline_pairs(runs):
             languages = mpn["unseen_languages"]
-            cells = []
-            for _, measure, probe, copied in TRANSFER:
-                ours, theirs = language_average(mpn, languages, measure), language_average(patcher, languages, measure)
-                if ours is None or theirs is None:
-                    cells.append("–")
-                    continue
-                token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
-                exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
-                cells.append(f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}")
-            cells.append(_locality_cell(mpn, patcher))
+            cells = [_versus(mpn, patcher, languages, *reading) for _, *reading in TRANSFER]
+            # what the transfer costs: locality over every judged language, as the summary tables average it
+            cells.append(_versus(mpn, patcher, mpn["languages"], "locality", "locality", None))
             augment = f"{' '.join(mpn['augment_languages'])} ({augmentation_kind(mpn)})"
             unseen = f"{len(languages)}: {' '.join(languages)}"
             rows.append(f"| {dataset} | {mode} | {augment} | {unseen} | " + " | ".join(cells) + " |")
