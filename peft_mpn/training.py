@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,7 +37,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from .data import EditRequest, dataset_to_requests
 from .editing import LAFNEditor, MPNEditor
 from .editing.common import eval_mode
-from .editing.encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .editing.encoding import (
+    collate_targets,
+    encode_target,
+    pad_token_id,
+    takes_logits_to_keep,
+    window_logits_at_targets,
+)
 from .editing.lafn import delta_norm
 from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 
@@ -287,7 +292,7 @@ class EditTrainer(Trainer):
             )
         if not isinstance(editor.model, PeftModel):
             raise ValueError("The editor's model has no adapter yet; give a train_dataset to create it.")
-        self._keeps_logits = "logits_to_keep" in inspect.signature(editor.model.get_base_model().forward).parameters
+        self._keeps_logits = takes_logits_to_keep(editor.model.get_base_model())
         collator = data_collator or EditDataCollator(
             editor.tokenizer,
             editor.training_languages,

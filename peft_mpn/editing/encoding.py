@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,11 @@ def decision_logits(
     if gathered[:1] == [True]:  # the head ran again after gathering: these logits are not the window's
         logits = model(**inputs).logits
     return window_logits_at_targets(logits, batch.target_ids)[rows, slots]
+
+
+def takes_logits_to_keep(model: nn.Module) -> bool:
+    """Whether ``model.forward`` accepts ``logits_to_keep`` (the output layer on the kept positions only)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -22,7 +22,6 @@ Where this differs from EasyEdit: it stops as soon as every target token is the 
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_blocks
 from .common import check_generation_requests, fixed_languages, frozen
-from .encoding import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id
+from .encoding import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
 from .mpn import EditResult
 from .prefix import PrefixCache
 
@@ -167,7 +166,7 @@ class FTEditor:
         self._original = self.weight.detach().clone()
         self._base = base
         self._pad = pad_token_id(tokenizer)
-        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self._keeps_logits = takes_logits_to_keep(base)
 
     @classmethod
     def ft_l(cls, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> FTEditor:

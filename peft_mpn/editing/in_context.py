@@ -24,7 +24,6 @@ not wrapped: score with teacher forcing.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,7 +37,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..data.requests import EditRequest, EditRequestError
 from .common import check_generation_requests
-from .encoding import pad_token_id
+from .encoding import pad_token_id, takes_logits_to_keep
 from .mpn import EditResult
 
 
@@ -86,7 +85,7 @@ class InContextModel(nn.Module):
         self.facts: list[_Fact] = []
         self._special = frozenset(tokenizer.all_special_ids)
         self._pad = pad_token_id(tokenizer)
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._keeps_logits = takes_logits_to_keep(model)
         self._contexts: dict[tuple[int, ...], list[int]] = {}
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -19,7 +18,7 @@ from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
 from .common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
-from .encoding import collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .encoding import collate_targets, encode_target, pad_token_id, takes_logits_to_keep, window_logits_at_targets
 from .mpn import EditResult
 from .prefix import PrefixCache
 
@@ -115,7 +114,7 @@ class LAFNEditor:
         self.adapter_name = adapter_name
         self.progress = progress
         self._pad = pad_token_id(tokenizer)
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.base_model.forward).parameters
+        self._keeps_logits = takes_logits_to_keep(self.base_model)
         self.locality_texts: list[str] = []
         self.reference_requests = list(reference_requests or [])
         self._generic: dict[tuple[str, ...], Any] = {}

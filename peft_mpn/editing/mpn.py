@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,14 @@ from ..tuners.ffn import ffn_spec
 from ..tuners.mpn import MPNConfig, MPNModel, PatchSet
 from .common import CandidateVocabulary, frozen
 from .config import MPNEditorConfig
-from .encoding import TargetBatch, collate_targets, encode_target, pad_token_id, window_logits_at_targets
+from .encoding import (
+    TargetBatch,
+    collate_targets,
+    encode_target,
+    pad_token_id,
+    takes_logits_to_keep,
+    window_logits_at_targets,
+)
 from .memory import MemoryBank
 from .prefix import PrefixCache, capture_ffn_inputs
 
@@ -148,7 +154,7 @@ class MPNEditor:
         self.is_encoder = ffn_spec(base).encoder
         self.memory = memory if memory is not None else MemoryBank(self.config.memory_size, self.config.seed)
         self._generator = torch.Generator().manual_seed(self.config.seed)
-        self._keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+        self._keeps_logits = takes_logits_to_keep(base)
         self._pad = pad_token_id(tokenizer)
         if memory_texts is not None:
             self.add_memory_texts(memory_texts)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..editing.common import eval_mode
-from ..editing.encoding import collate_targets, decision_logits, encode_target, pad_token_id
+from ..editing.encoding import collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def score_targets(
 ) -> list[TargetScore]:
     """Teacher-forced predictions for each ``(prompt, target)``: ``prompt + " " + target``, argmax per target token."""
     base = getattr(model, "get_base_model", lambda: model)()
-    keeps_logits = "logits_to_keep" in inspect.signature(base.forward).parameters
+    keeps_logits = takes_logits_to_keep(base)
     head = getattr(base, "get_output_embeddings", lambda: None)() if keeps_logits else None
     pad = pad_token_id(tokenizer)
     encoded = [encode_target(tokenizer, p, t) for p, t in pairs]
