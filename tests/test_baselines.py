@@ -47,6 +47,22 @@ def test_fine_tuning_makes_the_target_the_argmax_and_changes_only_one_down_proje
     assert changed == {last_block.get(arch, "model.layers.2.mlp.down_proj") + ".weight"}
 
 
+@pytest.mark.parametrize("name", ["ft-l", "ft-m"])
+def test_fine_tuning_edits_a_bfloat16_model_in_bfloat16(name):
+    # Gemma 3 loads in bfloat16 by default; the loss used to mix a float32 accumulator with bfloat16 logits
+    ed = make_editor(
+        name,
+        tiny_model("llama").to(torch.bfloat16),
+        make_tokenizer(),
+        FTEditorConfig(learning_rate=1e-2, norm_constraint=0.05, max_steps=100),
+        progress=False,
+    )
+    result = ed.edit(FRANCE)
+    assert result.status == "edited"
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"
+    assert ed.weight.dtype == torch.bfloat16
+
+
 def test_the_weight_change_stays_inside_the_norm_constraint():
     settings = {"learning_rate": 1e-2, "max_steps": 5}
     constrained = ft_editor("ft-m", norm_constraint=0.004, **settings)

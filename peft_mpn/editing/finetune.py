@@ -275,8 +275,9 @@ class FTEditor:
         tokens = torch.bincount(rows)  # target tokens per row (every row has at least one)
 
         def mean_over_rows(per_token: torch.Tensor) -> torch.Tensor:  # each row's mean, then their mean
-            return (torch.zeros(len(tokens)).index_add(0, rows, per_token) / tokens).mean()
+            return (per_token.new_zeros(len(tokens)).index_add(0, rows, per_token) / tokens).mean()
 
+        logits = logits.float()  # a bfloat16 softmax over 262k tokens loses the small probabilities being raised
         if self.config.objective == "target_new":
             return mean_over_rows(F.cross_entropy(logits, targets, reduction="none"))
         # prompt_last: every row's distribution after its prompt (its first target slot), scored on all its tokens
