@@ -147,8 +147,10 @@ def test_a_request_the_model_already_gets_right_is_skipped_without_touching_the_
 
 
 # -- in-context editing ---------------------------------------------------------------------------------------
-def test_icl_model_scores_the_new_target_through_score_targets():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_icl_model_scores_the_new_target_through_score_targets(dtype):
     model, tokenizer = context_follower()
+    model.to(dtype)
     ed = make_editor("icl", model, tokenizer, progress=False)
     pair = [("the capital of france is", "lyon")]
     assert not score_targets(ed.model, tokenizer, pair)[0].exact

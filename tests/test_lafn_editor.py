@@ -43,6 +43,13 @@ def editor(arch: str = "llama", **config) -> LAFNEditor:
     )
 
 
+def test_lafn_edits_a_bfloat16_model_in_every_language_given():
+    ed = editor()
+    ed.model.to(torch.bfloat16)
+    assert ed.edit(FRANCE).status == "edited"
+    assert [next_token(ed.model, ed.tokenizer, view.prompt) for view in FRANCE.views.values()] == ["lyon"] * 3
+
+
 @pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
 def test_multilingual_edit_holds_in_every_language_and_keeps_locality(arch):
     ed = editor(arch)

@@ -44,6 +44,19 @@ def editor(arch: str = "gpt2", augment: list[str] | None = None, **config) -> MP
     return MPNEditor(tiny_model(arch), tokenizer, MPNEditorConfig(**settings), memory_texts=MEMORY, progress=False)
 
 
+def test_mpn_edits_a_bfloat16_model_in_every_trained_language():
+    ed = MPNEditor(
+        tiny_model("llama").to(torch.bfloat16),
+        make_tokenizer(),
+        MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=["de", "fr"]),
+        memory_texts=MEMORY,
+        progress=False,
+    )
+    result = ed.edit(FRANCE)
+    assert result.status == "edited"
+    assert [next_token(ed.model, ed.tokenizer, view.prompt) for view in FRANCE.views.values()] == ["lyon"] * 3
+
+
 @pytest.mark.parametrize("arch, activation", [("gemma3_text", None), ("gpt2", "relu")])
 def test_edit_fixes_a_wrong_prediction_and_keeps_memory_predictions(arch, activation):
     # GELU leaks act(-3)·v ≈ -0.004·v below T-Patcher's margin, enough to flip the near-ties of a random tiny
