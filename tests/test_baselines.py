@@ -26,10 +26,10 @@ HAMLET = EditRequest.single("who wrote hamlet", "the sky is")
 CONTEXT = "New fact: the capital of france is lyon\n"
 
 
-def ft_editor(name: str, arch: str = "gpt2", **settings) -> FTEditor:
+def ft_editor(name: str, arch: str = "gpt2", dtype: torch.dtype = torch.float32, **settings) -> FTEditor:
     # lr 1e-2 and ε 0.05 (EasyEdit: 5e-4 and 5e-4) because the tiny models' weights are ~0.2, not ~0.02
     config = FTEditorConfig(**{"learning_rate": 1e-2, "norm_constraint": 0.05, "max_steps": 100, **settings})
-    return make_editor(name, tiny_model(arch), make_tokenizer(), config, progress=False)
+    return make_editor(name, tiny_model(arch).to(dtype), make_tokenizer(), config, progress=False)
 
 
 @pytest.mark.parametrize("name, arch", [("ft-l", "gpt2"), ("ft-l", "llama"), ("ft-m", "gpt2"), ("ft-m", "qwen2")])
@@ -50,13 +50,7 @@ def test_fine_tuning_makes_the_target_the_argmax_and_changes_only_one_down_proje
 @pytest.mark.parametrize("name", ["ft-l", "ft-m"])
 def test_fine_tuning_edits_a_bfloat16_model_in_bfloat16(name):
     # Gemma 3 loads in bfloat16 by default; the loss used to mix a float32 accumulator with bfloat16 logits
-    ed = make_editor(
-        name,
-        tiny_model("llama").to(torch.bfloat16),
-        make_tokenizer(),
-        FTEditorConfig(learning_rate=1e-2, norm_constraint=0.05, max_steps=100),
-        progress=False,
-    )
+    ed = ft_editor(name, "llama", dtype=torch.bfloat16)
     result = ed.edit(FRANCE)
     assert result.status == "edited"
     assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"

@@ -30,7 +30,7 @@ FRANCE = EditRequest.single(
 )
 
 
-def editor(arch: str = "llama", **config) -> LAFNEditor:
+def editor(arch: str = "llama", dtype: torch.dtype = torch.float32, **config) -> LAFNEditor:
     settings = {
         "max_steps": 150,
         "learning_rate": 0.05,
@@ -39,13 +39,16 @@ def editor(arch: str = "llama", **config) -> LAFNEditor:
         **config,
     }
     return LAFNEditor(
-        tiny_model(arch), make_tokenizer(), LAFNEditorConfig(**settings), locality_texts=LOCALITY, progress=False
+        tiny_model(arch).to(dtype),
+        make_tokenizer(),
+        LAFNEditorConfig(**settings),
+        locality_texts=LOCALITY,
+        progress=False,
     )
 
 
 def test_lafn_edits_a_bfloat16_model_in_every_language_given():
-    ed = editor()
-    ed.model.to(torch.bfloat16)
+    ed = editor(dtype=torch.bfloat16)
     assert ed.edit(FRANCE).status == "edited"
     assert [next_token(ed.model, ed.tokenizer, view.prompt) for view in FRANCE.views.values()] == ["lyon"] * 3
 

@@ -32,7 +32,9 @@ def all_predictions(model, tokenizer, texts: list[str]) -> list[torch.Tensor]:
     return [logits(model, dict(tokenizer([t], return_tensors="pt"))).argmax(-1) for t in texts]
 
 
-def editor(arch: str = "gpt2", augment: list[str] | None = None, **config) -> MPNEditor:
+def editor(
+    arch: str = "gpt2", augment: list[str] | None = None, dtype: torch.dtype = torch.float32, **config
+) -> MPNEditor:
     tokenizer = make_tokenizer()
     # lr 0.05 (T-Patcher's is 0.01) only to keep the tiny-model tests quick
     settings = {
@@ -41,17 +43,12 @@ def editor(arch: str = "gpt2", augment: list[str] | None = None, **config) -> MP
         "augment_languages": augment if augment is not None else ["de"],
     }
     settings.update(config)
-    return MPNEditor(tiny_model(arch), tokenizer, MPNEditorConfig(**settings), memory_texts=MEMORY, progress=False)
+    model = tiny_model(arch).to(dtype)
+    return MPNEditor(model, tokenizer, MPNEditorConfig(**settings), memory_texts=MEMORY, progress=False)
 
 
 def test_mpn_edits_a_bfloat16_model_in_every_trained_language():
-    ed = MPNEditor(
-        tiny_model("llama").to(torch.bfloat16),
-        make_tokenizer(),
-        MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=["de", "fr"]),
-        memory_texts=MEMORY,
-        progress=False,
-    )
+    ed = editor("llama", augment=["de", "fr"], dtype=torch.bfloat16)
     result = ed.edit(FRANCE)
     assert result.status == "edited"
     assert [next_token(ed.model, ed.tokenizer, view.prompt) for view in FRANCE.views.values()] == ["lyon"] * 3
