@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import statistics
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from peft_mpn.bench import (
 from peft_mpn.cli import main
 from peft_mpn.data import load_mzsre
 from peft_mpn.editing import EDITORS
+from peft_mpn.editing.encoding import encode_target
 from peft_mpn.metrics import compute_cross_lingual_edit
 
 # (en prompt, en target, de prompt, de target, fr prompt, fr target): de copies the English target in the first
@@ -397,6 +399,47 @@ def test_judge_speed_gives_every_scoring_configuration_the_same_rows(setup, tmp_
     }
     assert all(row["same_rows"] for row in report["configs"].values())
     assert "| icl:all@3 |" in (tmp_path / "speed.md").read_text()
+
+
+def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, model_dir, data_dir = setup
+    script = load_benchmark_script("lafn_gate")
+    args = ["--model", str(model_dir), "--data", str(data_dir), "--augment-languages", "de", "--num-edits", "2"]
+    report = script.main(
+        [*args, "--memory-cases", "2", "--quantiles", "0", "0.5", "--output", str(tmp_path / "g.json")]
+    )
+    rows = json.loads((tmp_path / "g.json").read_text())["rows"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert rows == report["rows"] and {row["case_id"] for row in rows} <= {str(i) for i in range(len(FACTS))}
+    for row in rows:
+        request = next(r for r in load_mzsre(data_dir) if r.case_id == row["case_id"])
+        answer_tokens = {  # one value per position that predicts an answer token, on each side
+            group: sum(
+                len(encode_target(tokenizer, v.prompt, v.target).target_ids) for v in map(request.views.get, langs)
+            )
+            for group, langs in {"trained": ["en", "de"], "unseen": ["fr"]}.items()
+        }
+        assert {group: len(row[group]) for group in answer_tokens} == answer_tokens
+        assert row["unrelated"] and row["neurons"] and min(row["trained"]) >= 0
+    # the gate's own statistic: mean |a| over the located neurons, here at the English prompt's last token
+    row = rows[0]
+    english = next(r for r in load_mzsre(data_dir) if r.case_id == row["case_id"]).views["en"].prompt
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    captured = []
+    down = model.model.layers[row["layer"]].mlp.down_proj
+    handle = down.register_forward_pre_hook(lambda module, args: captured.append(args[0][0, -1]))
+    with torch.no_grad():
+        model(**tokenizer(english, return_tensors="pt"))
+    handle.remove()
+    assert row["trained"][0] == pytest.approx(float(captured[0][row["neurons"]].abs().mean()), rel=1e-4)
+    # at the trained minimum the gate fires on every trained position but the lowest; the table says so
+    assert script.firing(rows, 0.0)["trained"] == pytest.approx(
+        statistics.median(sum(v > min(r["trained"]) for v in r["trained"]) / len(r["trained"]) for r in rows)
+    )
+    table = (tmp_path / "g.md").read_text()
+    assert "| threshold quantile | trained | unseen | unrelated |" in table and "| 0.50 |" in table
 
 
 def test_paired_difference_and_its_bootstrap_interval():
