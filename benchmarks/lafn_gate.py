@@ -88,7 +88,7 @@ def measure(model: Any, tokenizer: Any, requests: list, editor: Any, languages: 
                 if lang in languages and view.locality_prompt and view.locality_answer
             ],
         }
-        neurons = editor.locate(request).neurons
+        neurons = {layer: indices for layer, indices in editor.locate(request).neurons.items() if indices}
         read = {group: gate_statistics(model, tokenizer, pairs, neurons) for group, pairs in views.items() if pairs}
         for layer in sorted(neurons):
             row: dict[str, Any] = {"case_id": str(request.case_id), "layer": layer, "neurons": list(neurons[layer])}
