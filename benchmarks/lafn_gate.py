@@ -34,7 +34,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from peft_mpn.bench import editor_config, select_cases  # noqa: E402
 from peft_mpn.data import load_edit_requests  # noqa: E402
 from peft_mpn.editing import make_editor  # noqa: E402
-from peft_mpn.editing.encoding import collate_targets, encode_target, pad_token_id  # noqa: E402
+from peft_mpn.editing.encoding import collate_targets, encode_target, pad_token_id, takes_logits_to_keep  # noqa: E402
 from peft_mpn.files import atomic_write_text  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 from peft_mpn.tuners.ffn import ffn_blocks  # noqa: E402
@@ -60,10 +60,13 @@ def gate_statistics(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], ne
 
         return capture
 
+    inputs = batch.model_inputs()
+    if takes_logits_to_keep(model):  # only the FFN inputs are read: skip the output layer's 262k-wide logits
+        inputs["logits_to_keep"] = 1
     handles = [down.register_forward_pre_hook(hook(layer)) for layer, down in ffns.downs.items()]
     try:
         with torch.no_grad():
-            model(**batch.model_inputs())
+            model(**inputs)
     finally:
         for handle in handles:
             handle.remove()
