@@ -413,8 +413,9 @@ def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path)
     rows = json.loads((tmp_path / "g.json").read_text())["rows"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     assert rows == report["rows"] and {row["case_id"] for row in rows} <= {str(i) for i in range(len(FACTS))}
+    requests = {request.case_id: request for request in load_mzsre(data_dir)}
     for row in rows:
-        request = next(r for r in load_mzsre(data_dir) if r.case_id == row["case_id"])
+        request = requests[row["case_id"]]
         answer_tokens = {  # one value per position that predicts an answer token, on each side
             group: sum(
                 len(encode_target(tokenizer, v.prompt, v.target).target_ids) for v in map(request.views.get, langs)
@@ -425,7 +426,7 @@ def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path)
         assert row["unrelated"] and row["neurons"] and min(row["trained"]) >= 0
     # the gate's own statistic: mean |a| over the located neurons, here at the English prompt's last token
     row = rows[0]
-    english = next(r for r in load_mzsre(data_dir) if r.case_id == row["case_id"]).views["en"].prompt
+    english = requests[row["case_id"]].views["en"].prompt
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     captured = []
     down = model.model.layers[row["layer"]].mlp.down_proj
