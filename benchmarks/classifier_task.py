@@ -40,9 +40,9 @@ from peft import get_peft_model  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from peft_mpn import MPNConfig  # noqa: E402
+from peft_mpn.batching import eval_mode  # noqa: E402
 from peft_mpn.data import build_fact_verification, dataset_to_requests, load_bmike53  # noqa: E402
 from peft_mpn.editing import MPNEditorConfig, make_editor  # noqa: E402
-from peft_mpn.editing.common import eval_mode  # noqa: E402
 from peft_mpn.metrics import compute_cross_lingual_edit  # noqa: E402
 from peft_mpn.models import DEFAULT_MODEL, default_cache_dir, load_model, resolve_model_path  # noqa: E402
 

@@ -48,10 +48,10 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from .batching import encode_target, eval_mode, left_padded_positions, pad_token_id
 from .data.requests import EditRequest, FactView, Target
-from .editing.common import eval_mode
-from .editing.encoding import encode_target, pad_token_id
 from .tuners.ffn import FFNBlocks, ffn_blocks
+from .tuners.lafn import LAFNConfig
 
 SCORINGS = ("activation", "integrated_gradients")
 SELECTIONS = ("top_k", "threshold")
@@ -293,7 +293,7 @@ def _batch(
             read[i] = length - 1
     inputs = {"input_ids": input_ids, "attention_mask": mask}
     if not encoder:
-        inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+        inputs["position_ids"] = left_padded_positions(mask)
     return {k: v.to(device) for k, v in inputs.items()}, read.to(device)
 
 
@@ -511,8 +511,6 @@ class NeuronLocation:
 
     def lafn_config(self, **kwargs: Any):
         """A :class:`~peft_mpn.LAFNConfig` for these neurons (``kwargs`` go to the config)."""
-        from .tuners.lafn import LAFNConfig
-
         return LAFNConfig(neurons={layer: list(ns) for layer, ns in self.neurons.items()}, **kwargs)
 
     def summary(self) -> str:

@@ -34,16 +34,16 @@ from peft import PeftModel
 from transformers import EvalPrediction, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import EditRequest, dataset_to_requests
-from .editing import LAFNEditor, MPNEditor
-from .editing.common import eval_mode
-from .editing.encoding import (
+from .batching import (
     collate_targets,
     encode_target,
+    eval_mode,
     pad_token_id,
     takes_logits_to_keep,
     window_logits_at_targets,
 )
+from .data import EditRequest, dataset_to_requests
+from .editing import LAFNEditor, MPNEditor
 from .editing.lafn import delta_norm
 from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 

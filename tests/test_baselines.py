@@ -8,6 +8,7 @@ import torch
 from tiny import context_follower, logits, make_tokenizer, next_token, tiny_model
 
 from peft_mpn import EditRequest, EditRequestError
+from peft_mpn.batching import encode_target
 from peft_mpn.editing import (
     EDITORS,
     FTEditor,
@@ -16,7 +17,6 @@ from peft_mpn.editing import (
     ICLEditorConfig,
     make_editor,
 )
-from peft_mpn.editing.encoding import encode_target
 from peft_mpn.metrics import score_targets
 
 FRANCE = EditRequest.single(

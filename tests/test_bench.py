@@ -12,6 +12,7 @@ import torch
 from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
+from peft_mpn.batching import encode_target
 from peft_mpn.bench import (
     locality_predictions,
     metric_rows,
@@ -22,7 +23,6 @@ from peft_mpn.bench import (
 from peft_mpn.cli import main
 from peft_mpn.data import load_mzsre
 from peft_mpn.editing import EDITORS
-from peft_mpn.editing.encoding import encode_target
 from peft_mpn.metrics import compute_cross_lingual_edit
 
 # (en prompt, en target, de prompt, de target, fr prompt, fr target): de copies the English target in the first
@@ -329,7 +329,7 @@ def test_scores_do_not_depend_on_the_batch_size(setup):
     _, model_dir, data_dir = setup
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from peft_mpn.editing.encoding import encode_target
+    from peft_mpn.batching import encode_target
     from peft_mpn.metrics import score_targets
 
     model, tokenizer = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
@@ -342,7 +342,7 @@ def test_scores_do_not_depend_on_the_batch_size(setup):
 
 def _full_logits_predictions(model, tokenizer, pairs):
     """The reference: the whole sequence's logits, no window, one pair at a time."""
-    from peft_mpn.editing.encoding import encode_target
+    from peft_mpn.batching import encode_target
 
     predictions = []
     for prompt, target in pairs:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from peft import PeftModel
 from torch import nn
 
+from ..batching import eval_mode
 from ..data.requests import EditRequest, EditRequestError
 
 
@@ -25,18 +26,6 @@ def check_generation_requests(requests: Sequence[EditRequest], editor: str) -> N
         raise EditRequestError("No edit requests given.")
     if any(not request.is_generation for request in requests):
         raise EditRequestError(f"{editor} edits causal LMs: targets must be strings (the new answer), not labels.")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode, then every module's own training flag back (``model.train(flag)`` would reset them all)."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
 
 
 @contextmanager

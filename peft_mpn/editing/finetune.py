@@ -33,10 +33,10 @@ from peft import PeftModel
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..batching import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_blocks
 from .common import check_generation_requests, fixed_languages, frozen
-from .encoding import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
 from .mpn import EditResult
 from .prefix import PrefixCache
 

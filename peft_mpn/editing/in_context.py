@@ -35,9 +35,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..batching import left_padded_positions, pad_token_id, takes_logits_to_keep
 from ..data.requests import EditRequest, EditRequestError
+from ..metrics.scoring import score_targets
 from .common import check_generation_requests
-from .encoding import pad_token_id, takes_logits_to_keep
 from .mpn import EditResult
 
 
@@ -172,7 +173,7 @@ class InContextModel(nn.Module):
         inputs = {
             "input_ids": ids,
             "attention_mask": mask,
-            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "position_ids": left_padded_positions(mask),
             "use_cache": False,
         }
         if bool(attention_mask[:, -1].all()):
@@ -264,8 +265,6 @@ class ICLEditor:
         )
 
     def _holds(self, requests: Sequence[EditRequest]) -> list[bool]:
-        from ..metrics.scoring import score_targets  # metrics build on editing: imported late, no cycle
-
         pairs = [(request.edit.prompt, request.edit.target) for request in requests]
         return [score.exact for score in score_targets(self.model, self.tokenizer, pairs)]
 

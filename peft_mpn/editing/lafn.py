@@ -14,11 +14,19 @@ from peft import PeftModel, get_peft_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..batching import (
+    collate_targets,
+    encode_target,
+    left_padded_positions,
+    pad_token_id,
+    takes_logits_to_keep,
+    window_logits_at_targets,
+)
 from ..data.requests import EditRequest, EditRequestError
+from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 from ..tuners.ffn import locate_block
 from ..tuners.lafn import LAFNConfig, LAFNModel
 from .common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
-from .encoding import collate_targets, encode_target, pad_token_id, takes_logits_to_keep, window_logits_at_targets
 from .mpn import EditResult
 from .prefix import PrefixCache
 
@@ -159,8 +167,6 @@ class LAFNEditor:
 
     def locate(self, request: EditRequest):
         """The language-agnostic neurons of ``request`` over its training languages."""
-        from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
-
         languages = self.training_languages(request)
         config = self.config.locator or LocatorConfig()
         views = {lang: request.views[lang] for lang in languages}
@@ -330,7 +336,7 @@ class LAFNEditor:
         # costlier than the edited blocks) runs on that column alone, in every training step.
         encoded = self.tokenizer(self.locality_texts, return_tensors="pt", padding=True, padding_side="left")
         inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-        inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
         if self._keeps_logits:
             inputs["logits_to_keep"] = 1

@@ -15,19 +15,20 @@ from peft import PeftModel, get_peft_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..batching import (
+    TargetBatch,
+    collate_targets,
+    encode_target,
+    left_padded_positions,
+    pad_token_id,
+    takes_logits_to_keep,
+    window_logits_at_targets,
+)
 from ..data.requests import EditRequest, EditRequestError
 from ..tuners.ffn import ffn_spec
 from ..tuners.mpn import MPNConfig, MPNModel, PatchSet
 from .common import CandidateVocabulary, frozen
 from .config import MPNEditorConfig
-from .encoding import (
-    TargetBatch,
-    collate_targets,
-    encode_target,
-    pad_token_id,
-    takes_logits_to_keep,
-    window_logits_at_targets,
-)
 from .memory import MemoryBank
 from .prefix import PrefixCache, capture_ffn_inputs
 
@@ -194,7 +195,7 @@ class MPNEditor:
         inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
         inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         if not self.is_encoder and self.tokenizer.padding_side == "left":
-            inputs["position_ids"] = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
         return inputs
 
     def _memory_positions(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..editing.common import eval_mode
-from ..editing.encoding import collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
+from ..batching import collate_targets, decision_logits, encode_target, eval_mode, pad_token_id, takes_logits_to_keep
 
 
 @dataclass(frozen=True)

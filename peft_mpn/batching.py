@@ -1,9 +1,15 @@
-"""Turning (prompt, target) pairs into token batches, the same way for editing and for judging."""
+"""The floor below editing, judging and locating: token batches built the same way for all of them.
+
+(prompt, target) pairs become left-padded teacher-forced batches; texts become padded batches with the position
+ids left padding needs; :func:`decision_logits` runs the output layer only where a target token is predicted;
+:func:`eval_mode` switches dropout off and restores every module's own flag.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +17,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..data.requests import EditRequestError
+from .data.requests import EditRequestError
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,13 @@ def collate_targets(encodings: Sequence[TargetEncoding], pad_token_id: int) -> T
         input_ids[row, length - n :] = torch.tensor(encoding.input_ids)
         attention_mask[row, length - n :] = 1
         target_ids[row, width - len(encoding.target_ids) :] = torch.tensor(encoding.target_ids)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    position_ids = left_padded_positions(attention_mask)
     return TargetBatch(input_ids, attention_mask, position_ids, target_ids, list(encodings))
+
+
+def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token (left padding shifts them otherwise)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def window_logits_at_targets(logits: torch.Tensor, batch_targets: torch.Tensor) -> torch.Tensor:
@@ -152,3 +163,15 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
         if candidate is not None:
             return int(candidate)
     return 0
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode, then every module's own training flag back (``model.train(flag)`` would reset them all)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
