@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
         before = dict(zip(keys, predict_labels(model, tokenizer, [text for _, text in keys], args.max_length)))
         report["unedited"] = judge_unedited(model, tokenizer, edits, before, args)
         peft_model = get_peft_model(model, MPNConfig(layers_to_transform=[args.layer]))
-        memory_texts = [row["views"][lang]["prompt"] for row in task["train"] for lang in languages][
+        unrelated_texts = [row["views"][lang]["prompt"] for row in task["train"] for lang in languages][
             : args.memory_size * len(languages)
         ]
         shared = make_editor(
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
             peft_model,
             tokenizer,
             MPNEditorConfig(seed=args.seed),
-            memory_texts=memory_texts,
+            unrelated_texts=unrelated_texts,
             progress=False,
         )
         for name in ("t-patcher", "mpn"):

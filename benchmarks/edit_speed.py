@@ -252,7 +252,7 @@ class Bench:
         # The memory bank, built once (the edited cases are disjoint from the memory cases).
         editor = self._editor(self.MPNEditorConfig(**self._editor_kwargs(VARIANTS[0])))
         started = time.perf_counter()
-        editor.add_memory_from_requests(self.memory_requests)
+        editor.add_unrelated_from_requests(self.memory_requests)
         self.memory_seconds = time.perf_counter() - started
         self.memory = editor.memory
         self.layer_name = editor.layer_name

@@ -30,9 +30,9 @@ from torch import nn  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 from transformers.modeling_outputs import CausalLMOutputWithPast  # noqa: E402
 
-from peft_mpn.bench import metric_rows  # noqa: E402
 from peft_mpn.data import load_edit_requests  # noqa: E402
 from peft_mpn.editing import ICLEditorConfig, InContextModel  # noqa: E402
+from peft_mpn.metrics import metric_rows  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 
 BMIKE_LANGUAGES = "en de fr es ru zh ja ar hi th tr vi ko he el uk".split()  # run_results.sh's set

@@ -32,9 +32,9 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from peft_mpn.batching import collate_targets, encode_target, pad_token_id, takes_logits_to_keep  # noqa: E402
-from peft_mpn.bench import editor_config, select_cases  # noqa: E402
+from peft_mpn.bench import select_cases  # noqa: E402
 from peft_mpn.data import load_edit_requests  # noqa: E402
-from peft_mpn.editing import make_editor  # noqa: E402
+from peft_mpn.editing import editor_config, make_editor  # noqa: E402
 from peft_mpn.files import atomic_write_text  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 from peft_mpn.tuners.ffn import ffn_blocks  # noqa: E402

@@ -172,7 +172,7 @@ def study_editing(
     timings: dict[str, list[float]] = {}
     for name, make in methods.items():
         editor = make()
-        editor.add_locality_from_requests(memory_facts)
+        editor.add_unrelated_from_requests(memory_facts)
         results[name] = {}
         for fact in tqdm(facts, desc=name, disable=not progress):
             start = time.perf_counter()
@@ -197,7 +197,7 @@ def study_editing(
         peft_config=MPNConfig(),
         progress=False,
     )
-    mpn.add_memory_from_requests(memory_facts)
+    mpn.add_unrelated_from_requests(memory_facts)
     results["MPN (en + aug)"] = {}
     for fact in tqdm(facts, desc="MPN", disable=not progress):
         start = time.perf_counter()

@@ -50,7 +50,7 @@ def main() -> None:
         return [s.predicted for s in score_targets(shared.model, tokenizer, pairs)]
 
     shared = MPNEditor(model, tokenizer, MPNEditorConfig(augment_languages=args.augment_languages), progress=False)
-    shared.add_memory_from_requests(load_mzsre(args.data, start=400, limit=25))
+    shared.add_unrelated_from_requests(load_mzsre(args.data, start=400, limit=25))
     before = {"nq": predictions(nq), "zsre": predictions(zsre), **{k: predictions(v) for k, v in own.items()}}
 
     for plan in ("edit", "per_language"):

@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_mpn import EditRequest, bench
+from peft_mpn import EditRequest, metrics
 from peft_mpn.data import load_edit_requests
-from peft_mpn.demo import DEFAULT_AUGMENT, load_demo_facts
+from peft_mpn.demo import load_demo_facts
+from peft_mpn.editing import DEFAULT_AUGMENT
 from peft_mpn.files import atomic_write_text
 from peft_mpn.metrics import score_targets
 
@@ -129,8 +130,8 @@ def metric_rows(
         before = None
         if locality_before is not None:
             before = {lang: tokens for (case, lang), tokens in locality_before.items() if case == request.case_id}
-        rows += bench.metric_rows(model, tokenizer, request, languages=request.languages, pre_locality=before)
-    return bench.rows_to_columns(rows)
+        rows += metrics.metric_rows(model, tokenizer, request, languages=request.languages, pre_locality=before)
+    return metrics.rows_to_columns(rows)
 
 
 def locality_predictions(
@@ -140,7 +141,7 @@ def locality_predictions(
     return {
         (request.case_id, language): tokens
         for request in requests
-        for language, tokens in bench.locality_predictions(
+        for language, tokens in metrics.locality_predictions(
             model, tokenizer, request, languages=request.languages
         ).items()
     }

@@ -42,7 +42,7 @@ def main() -> None:
     facts, other_facts, source = load_facts(args)
     fact = facts[0]
     augment = augment_languages(args, [fact])
-    memory_texts = [view.prompt for other in other_facts[::2] for view in other.views.values()]
+    unrelated_texts = [view.prompt for other in other_facts[::2] for view in other.views.values()]
     judged_texts = [view.prompt for other in other_facts[1::2] for view in other.views.values()]
 
     extra = {} if args.num_labels is None else {"num_labels": args.num_labels}
@@ -64,7 +64,7 @@ def main() -> None:
         tokenizer,
         MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args)),
         peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]),
-        memory_texts=memory_texts,
+        unrelated_texts=unrelated_texts,
     )
     judged_before = predict(editor.model, tokenizer, judged_texts) if judged_texts else []
     result = editor.edit(request)

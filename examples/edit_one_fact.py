@@ -40,7 +40,7 @@ def main() -> None:
     model, tokenizer = load_model(args.model)
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
-    editor.add_memory_from_requests(memory_facts)  # other facts' unrelated questions: the patch stays silent there
+    editor.add_unrelated_from_requests(memory_facts)  # other facts' unrelated questions: the patch stays silent there
 
     before = wins(editor.model, tokenizer, request)  # a fresh adapter has no patch: this is the base model
     result = editor.edit(request)

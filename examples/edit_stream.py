@@ -39,7 +39,7 @@ def main() -> None:
     model, tokenizer = load_model(args.model)
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     mpn = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
-    mpn.add_memory_from_requests(memory_facts)
+    mpn.add_unrelated_from_requests(memory_facts)
     # T-Patcher: the same editor with augmentation off, on the same adapter and memory bank (reset in between).
     t_patcher = MPNEditor.t_patcher(mpn.model, tokenizer, config=config, memory=mpn.memory)
 

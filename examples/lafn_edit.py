@@ -56,7 +56,7 @@ def main() -> None:
         LAFNEditorConfig(train_languages=train_languages, locator=locator, **training_overrides(args)),
         reference_requests=reference_facts,  # their shared neurons are generic ("a question ends here")
     )
-    editor.add_locality_from_requests(reference_facts)  # unrelated questions the edit must leave alone
+    editor.add_unrelated_from_requests(reference_facts)  # unrelated questions the edit must leave alone
 
     try:
         location = editor.locate(request)

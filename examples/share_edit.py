@@ -59,7 +59,7 @@ def main() -> None:
     model, tokenizer = load_model(args.model)
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
-    editor.add_memory_from_requests(memory_facts)
+    editor.add_unrelated_from_requests(memory_facts)
     locality_before = locality_predictions(editor.model, tokenizer, facts)  # no patch yet: the base model
     before = {fact.case_id: wins(editor.model, tokenizer, fact) for fact in facts}
 

@@ -49,7 +49,7 @@ def main() -> None:
     model, tokenizer = load_model(args.model)
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed)
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
-    editor.add_memory_from_requests(memory_facts)
+    editor.add_unrelated_from_requests(memory_facts)
 
     # Before the trainer exists the adapter has no patch: these are the base model's numbers.
     before = compute_cross_lingual_edit(**metric_rows(editor.model, tokenizer, facts), augment_languages=augment)

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", default=None, help="MzsRE folder (default: ../shared/data/mzsre, else a bundled sample)"
     )
     demo.add_argument("--num-facts", type=int, default=8)
-    from .demo import DEFAULT_AUGMENT
+    from .editing.registry import DEFAULT_AUGMENT
 
     demo.add_argument("--augment-languages", nargs="*", default=list(DEFAULT_AUGMENT))
     demo.add_argument("--layer", type=int, default=-1, help="block whose FFN gets the patches (default: the last)")
@@ -88,10 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
 
     from .data.loaders import DATASETS
-    from .editing import EDITORS
+    from .editing.registry import EDITORS, SPECS, options_help
 
     bench = commands.add_parser(
-        "bench", help="edit seeded benchmark cases with one method; judge every language before and after"
+        "bench",
+        help="edit seeded benchmark cases with one method; judge every language before and after",
+        description="Edit seeded benchmark cases with one method; judge every language before and after.\n\nmethods:\n"
+        + "\n".join(f"  {name:10} {spec.summary}" for name, spec in SPECS.items()),
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("--method", required=True, choices=EDITORS)
     bench.add_argument("--dataset", required=True, choices=DATASETS)
@@ -103,8 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--augment-languages",
         nargs="*",
         default=None,
-        help=f"parallel versions the editor trains on (default: {' '.join(DEFAULT_AUGMENT)} for mpn and lafn, "
-        "where the data has them; none for the other methods)",
+        help=f"parallel versions the editor trains on (default: {' '.join(DEFAULT_AUGMENT)} for "
+        f"{' and '.join(name for name, spec in SPECS.items() if spec.augments_by_default)}, where the data has "
+        "them; none for the other methods)",
     )
     bench.add_argument("--eval-languages", nargs="*", default=None, help="languages to judge (default: all)")
     bench.add_argument("--num-edits", type=int, default=100)
@@ -112,7 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--sequential", action="store_true", help="edit all cases in a row, then judge them")
     bench.add_argument("--output", required=True, help="results .json; the .md table and .png plot go next to it")
     bench.add_argument(
-        "--layer", type=int, default=None, help="block MPN/T-Patcher patch and FT-L/FT-M fine-tune (default: the last)"
+        "--layer",
+        type=int,
+        default=None,
+        help=f"block the editor changes, for {', '.join(name for name, spec in SPECS.items() if spec.set_layer)} "
+        "(default: the last)",
     )
     bench.add_argument("--max-steps", type=int, default=None, help="editor step budget per edit")
     bench.add_argument("--learning-rate", type=float, default=None, help="editor learning rate")
@@ -122,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other field of the method's editor config (repeatable), e.g. memory_weight=5; a dotted key sets a "
-        "nested config's field, e.g. locator.top_k=100 for LAFN",
+        help="any other field of the method's editor config (repeatable; listed below), e.g. memory_weight=5; a "
+        "dotted key sets a nested config's field, e.g. locator.top_k=100 for LAFN",
     )
     bench.add_argument(
         "--memory-cases",

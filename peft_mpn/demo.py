@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 
 from .data import EditRequest
 from .editing import MPNEditor, MPNEditorConfig
+from .editing.registry import DEFAULT_AUGMENT
 from .metrics import score_targets
 from .tuners import MPNConfig
 
-DEFAULT_AUGMENT = ("de", "fr", "es", "ru", "zh")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mzsre"
 
 
@@ -117,7 +117,7 @@ def run_demo(
         peft_config=MPNConfig(layers_to_transform=[layer]),
         progress=progress,
     )
-    mpn.add_memory_from_requests(memory_facts)
+    mpn.add_unrelated_from_requests(memory_facts)
     t_patcher = MPNEditor.t_patcher(
         mpn.model, tokenizer, config=MPNEditorConfig(seed=seed), memory=mpn.memory, progress=False
     )

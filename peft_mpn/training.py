@@ -1,17 +1,17 @@
 """Editing with 🤗 Trainer: many facts at once, with the editors' own objectives inside the HF training loop.
 
-:class:`EditTrainer` takes an editor (:class:`~peft_mpn.editing.MPNEditor` or :class:`~peft_mpn.editing.LAFNEditor`)
-and a ``datasets.Dataset`` of edit cases (:func:`peft_mpn.data.requests_to_dataset`). It grows the adapter for
-those cases the way the editor would (MPN: :meth:`MPNEditor.plan_patches`, one patch per wrong target token;
-LAFN: located neurons added with zero deltas) and then lets :class:`transformers.Trainer` optimise the editor's
-objective (:meth:`MPNEditor.edit_loss` + :meth:`MPNEditor.patch_losses`; LAFN's edit NLL + KL locality + norm
-penalty) on the adapter only, with everything ``TrainingArguments`` offers: gradient accumulation, logging,
-evaluation with the ``cross_lingual_edit`` metric, checkpoints and ``resume_from_checkpoint``.
+`EditTrainer` takes an editor with a Trainer objective (`MPNEditor`, including T-Patcher, or `LAFNEditor`) and a
+`datasets.Dataset` of edit cases (`peft_mpn.data.requests_to_dataset`). The editor's `trainer_objective` grows the
+adapter for those cases the way the editor would (MPN: `MPNEditor.plan_patches`, one patch per wrong target token;
+LAFN: located neurons added with zero deltas); `transformers.Trainer` then optimises that objective (MPN's
+T-Patcher losses; LAFN's edit NLL + KL locality + norm penalty) on the adapter only, with everything
+`TrainingArguments` offers: gradient accumulation, logging, evaluation with the `cross_lingual_edit` metric,
+checkpoints and `resume_from_checkpoint`.
 
 Example:
 
     ```py
-    >>> editor = MPNEditor(model, tokenizer, memory_texts=unrelated_questions)
+    >>> editor = MPNEditor(model, tokenizer, unrelated_texts=unrelated_questions)
     >>> trainer = EditTrainer(editor, TrainingArguments("out", learning_rate=0.05, max_steps=200),
     ...                       train_dataset=requests_to_dataset(requests), eval_dataset=requests_to_dataset(requests))
     >>> trainer.train()
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import torch
@@ -43,8 +43,7 @@ from .batching import (
     window_logits_at_targets,
 )
 from .data import EditRequest, dataset_to_requests
-from .editing import LAFNEditor, MPNEditor
-from .editing.lafn import delta_norm
+from .editing import Editor, TrainerObjective
 from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 
 EDIT_INDEX = "edit_index"
@@ -118,122 +117,8 @@ class EditDataCollator:
         return out
 
 
-class _MPNObjective:
-    """Patches for the training cases, trained with the editor's T-Patcher losses."""
-
-    def __init__(self, editor: MPNEditor, requests: Sequence[EditRequest]) -> None:
-        self.editor = editor
-        tuner, name = editor.tuner, editor.adapter_name
-        self.first = tuner.num_patches(name)  # earlier edits' patches stay frozen
-        self.plan = editor.plan_patches(requests)
-        if len(self.plan):
-            tuner.add_patches(editor.layer_name, self.plan.initial, name)
-        self.patch_requests = torch.tensor(self.plan.requests, dtype=torch.long)
-
-    @property
-    def keeps_earlier_edits(self) -> bool:
-        return self.first > 0
-
-    @property
-    def tensors(self) -> list[torch.nn.Parameter]:
-        layer, name = self.editor.layer, self.editor.adapter_name
-        return [layer.mpn_keys[name], layer.mpn_bias[name], layer.mpn_values[name]]
-
-    @contextmanager
-    def trainable(self) -> Iterator[list[torch.nn.Parameter]]:
-        handles = []
-        for param in self.tensors:
-            param.requires_grad_(True)
-            if self.first:
-                handles.append(
-                    param.register_hook(lambda grad: torch.cat([grad[: self.first] * 0, grad[self.first :]]))
-                )
-        try:
-            yield self.tensors
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def learning_rate_scales(self) -> dict[torch.nn.Parameter, float]:
-        """The values' step size: the editor trains v = z ⊙ a (both by Adam), so v moves ~``amplifier_init`` times
-        faster than a directly trained tensor at the same learning rate; the adapter stores v itself."""
-        return {self.tensors[2]: self.editor.config.amplifier_init}
-
-    def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.editor.edit_loss(logits, targets, reduction="sum")
-
-    def regularizer(self, targets: torch.Tensor, cases: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Σ over the batch's patches of (tokens of its case / patches of its case) · (c_a·l_a + c_m·l_m)."""
-        selected = torch.nonzero(torch.isin(self.patch_requests, cases.cpu())).flatten()
-        if not len(selected):
-            return targets.new_zeros((), dtype=torch.float), {}
-        keys, bias, _ = self.tensors
-        patches = [self.plan.patches[int(p)] for p in selected]
-        rows = selected + self.first
-        activation, memory, _ = self.editor.patch_losses(patches, keys[rows], bias[rows])
-        tokens = (targets != -100).sum(-1)
-        owners = self.patch_requests[selected]
-        case_tokens = torch.stack([tokens[cases == owner].sum() for owner in owners.tolist()]).to(activation)
-        case_patches = torch.stack([(owners == owner).sum() for owner in owners.tolist()]).to(activation)
-        weight = case_tokens / case_patches
-        config = self.editor.config
-        total = (weight * (config.activation_weight * activation + self.editor.memory_weight * memory)).sum()
-        return total, {"activation": activation.mean().item(), "memory": memory.mean().item()}
-
-    def adapter_size(self) -> dict[str, Any]:
-        return {"num_patches": self.editor.tuner.num_patches(self.editor.adapter_name)}
-
-
-class _LAFNObjective:
-    """Located neurons for the training cases, trained with LAFN's NLL + KL locality + norm penalty."""
-
-    def __init__(self, editor: LAFNEditor, requests: Sequence[EditRequest]) -> None:
-        self.editor = editor
-        located: dict[int, list[int]] = {}
-        for request in requests:
-            for layer, indices in editor.locate(request).neurons.items():
-                located[layer] = sorted({*located.get(layer, []), *indices})
-        if not located:
-            raise ValueError("No neurons were located for the training cases; nothing for LAFN to train.")
-        self.trained, self.collisions = editor.add_neurons(located)
-        if not any(self.trained.values()):
-            raise ValueError(f"Every located neuron already belongs to an earlier edit ({self.collisions}).")
-        self.locality = editor.locality_reference()
-
-    @property
-    def keeps_earlier_edits(self) -> bool:
-        held = self.editor.tuner.neuron_sets(self.editor.adapter_name)
-        return any(set(indices) - set(self.trained.get(layer, [])) for layer, indices in held.items())
-
-    @contextmanager
-    def trainable(self) -> Iterator[list[torch.nn.Parameter]]:
-        with self.editor.trainable_deltas(self.trained) as params:
-            yield params
-
-    def learning_rate_scales(self) -> dict[torch.nn.Parameter, float]:
-        return {}
-
-    def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-
-    def regularizer(self, targets: torch.Tensor, cases: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The batch's share (its target tokens) of λ_loc·KL + λ_norm·‖δ‖² (whole-model terms, once per step)."""
-        config = self.editor.config
-        locality = self.editor.locality_loss(self.locality)
-        norm = delta_norm(self.editor.tuner.delta_parameters(self.editor.adapter_name))
-        tokens = (targets != -100).sum()
-        total = tokens * (config.locality_weight * locality + config.norm_weight * norm)
-        return total, {"locality": locality.item(), "norm": norm.item()}
-
-    def adapter_size(self) -> dict[str, Any]:
-        neurons = self.editor.tuner.neuron_sets(self.editor.adapter_name)
-        return {"neurons": {str(k): len(v) for k, v in neurons.items()}}
-
-
 class EditTrainer(Trainer):
-    """A :class:`transformers.Trainer` that edits many facts at once with an MPN or LAFN editor's objective.
+    """A `transformers.Trainer` that edits many facts at once with an editor's Trainer objective (MPN or LAFN).
 
     At construction the adapter is grown for every case of ``train_dataset`` (so a fresh trainer on the same
     unedited model and data has the same adapter shape, which is what ``resume_from_checkpoint`` needs); then
@@ -243,8 +128,8 @@ class EditTrainer(Trainer):
     (``loss_is_scaled_for_ga``); the regularisers are weighted by each batch's share of those tokens.
 
     Args:
-        editor: an :class:`~peft_mpn.editing.MPNEditor` or :class:`~peft_mpn.editing.LAFNEditor` (its model,
-            tokenizer, loss weights, memory bank / locality texts and training languages are used).
+        editor: an editor with a Trainer objective, `MPNEditor` or `LAFNEditor` (its model, tokenizer, loss
+            weights, unrelated texts and training languages are used).
         args: the ``TrainingArguments``. The editors' learning rates are far above fine-tuning's (MPN values
             are trained directly here, so use ~0.05; LAFN ~0.02); keep ``weight_decay=0`` with earlier edits
             in the adapter (decay would shrink their frozen rows).
@@ -261,7 +146,7 @@ class EditTrainer(Trainer):
 
     def __init__(
         self,
-        editor: MPNEditor | LAFNEditor,
+        editor: Editor,
         args: TrainingArguments | None = None,
         train_dataset: Any = None,
         eval_dataset: Any = None,
@@ -270,21 +155,21 @@ class EditTrainer(Trainer):
         compute_metrics: Callable[[EvalPrediction], dict] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(editor, (MPNEditor, LAFNEditor)):
-            raise TypeError(f"EditTrainer needs an MPNEditor or LAFNEditor, got {type(editor).__name__}.")
-        if isinstance(editor, MPNEditor) and editor.is_classifier:
-            raise ValueError("EditTrainer edits causal LMs; use MPNEditor.edit_batch for classifiers.")
+        if not callable(getattr(editor, "trainer_objective", None)):
+            raise TypeError(
+                f"EditTrainer needs an editor with a Trainer objective (MPNEditor or LAFNEditor), got "
+                f"{type(editor).__name__}."
+            )
         self.editor = editor
         self._probes: list[dict[str, Any]] = []
         if eval_dataset is not None:
             eval_dataset = self._probe_dataset(eval_dataset)
-        self.objective: _MPNObjective | _LAFNObjective | None = None
+        self.objective: TrainerObjective | None = None
         self.augment_languages: list[str] = []
         if train_dataset is not None:
             train_dataset = train_dataset.add_column(EDIT_INDEX, list(range(len(train_dataset))))
             requests = dataset_to_requests(train_dataset)
-            objective = _MPNObjective if isinstance(editor, MPNEditor) else _LAFNObjective
-            self.objective = objective(editor, requests)
+            self.objective = editor.trainer_objective(requests)
             self.augment_languages = list(
                 dict.fromkeys(
                     lang for r in requests for lang in editor.training_languages(r) if lang != r.edit_language
@@ -296,7 +181,7 @@ class EditTrainer(Trainer):
         collator = data_collator or EditDataCollator(
             editor.tokenizer,
             editor.training_languages,
-            rephrases=isinstance(editor, LAFNEditor) and editor.config.use_rephrases,
+            rephrases=self.objective is not None and self.objective.rephrases,
         )
         super().__init__(
             model=editor.model,
@@ -460,9 +345,7 @@ class EditTrainer(Trainer):
         with open(path) as handle:
             saved = json.load(handle)
         expected = self.objective.adapter_size()
-        found = {"num_patches": saved.get("num_patches")}
-        if "neurons" in expected:
-            found = {"neurons": {str(k): len(v) for k, v in (saved.get("neurons") or {}).items()}}
+        found = self.objective.adapter_size(saved)
         if found != expected:
             raise ValueError(
                 f"The checkpoint {checkpoint!r} holds an adapter of shape {found}, but this trainer grew {expected} "

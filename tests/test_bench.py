@@ -13,17 +13,11 @@ from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_m
 
 from peft_mpn import EditRequest
 from peft_mpn.batching import encode_target
-from peft_mpn.bench import (
-    locality_predictions,
-    metric_rows,
-    rows_to_columns,
-    run_benchmark,
-    select_cases,
-)
+from peft_mpn.bench import run_benchmark, select_cases
 from peft_mpn.cli import main
 from peft_mpn.data import load_mzsre
 from peft_mpn.editing import EDITORS
-from peft_mpn.metrics import compute_cross_lingual_edit
+from peft_mpn.metrics import compute_cross_lingual_edit, locality_predictions, metric_rows, rows_to_columns
 
 # (en prompt, en target, de prompt, de target, fr prompt, fr target): de copies the English target in the first
 # four cases and translates it in the rest; fr always translates (so fr has no copied case).

@@ -62,7 +62,7 @@ def edited(request: EditRequest) -> PeftModel:
         base_model(),
         make_tokenizer(),
         MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=["de"]),
-        memory_texts=MEMORY,
+        unrelated_texts=MEMORY,
         progress=False,
     )
     assert editor.edit(request).status == "edited"

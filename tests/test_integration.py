@@ -37,7 +37,7 @@ def test_one_english_mzsre_edit_with_mpn(gemma):
         peft_config=MPNConfig(layers_to_transform=[-1]),
         progress=False,
     )
-    editor.add_memory_from_requests(memory_facts)
+    editor.add_unrelated_from_requests(memory_facts)
     locality_pairs = [(f.edit.locality_prompt, f.edit.locality_answer) for f in locality_facts]
     english = (request.edit.prompt, request.edit.target)
     before = score_targets(editor.model, tokenizer, [english, *locality_pairs])

@@ -42,7 +42,7 @@ def editor(arch: str = "llama", dtype: torch.dtype = torch.float32, **config) ->
         tiny_model(arch).to(dtype),
         make_tokenizer(),
         LAFNEditorConfig(**settings),
-        locality_texts=LOCALITY,
+        unrelated_texts=LOCALITY,
         progress=False,
     )
 

@@ -44,7 +44,7 @@ def editor(
     }
     settings.update(config)
     model = tiny_model(arch).to(dtype)
-    return MPNEditor(model, tokenizer, MPNEditorConfig(**settings), memory_texts=MEMORY, progress=False)
+    return MPNEditor(model, tokenizer, MPNEditorConfig(**settings), unrelated_texts=MEMORY, progress=False)
 
 
 def test_mpn_edits_a_bfloat16_model_in_every_trained_language():
@@ -64,7 +64,7 @@ def test_edit_fixes_a_wrong_prediction_and_keeps_memory_predictions(arch, activa
         tokenizer,
         MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=[]),
         peft_config=MPNConfig(activation=activation),
-        memory_texts=MEMORY,
+        unrelated_texts=MEMORY,
         progress=False,
     )
     before = all_predictions(ed.model, ed.tokenizer, MEMORY)
@@ -156,7 +156,7 @@ def test_classifier_edit_flips_the_label_and_keeps_memory_labels(arch, parallel)
     tokenizer = make_tokenizer(encoder=True)
     model = tiny_model(arch, num_labels=3)
     config = MPNEditorConfig(max_steps=200, learning_rate=0.05)
-    ed = MPNEditor(model, tokenizer, config, memory_texts=MEMORY, progress=False)
+    ed = MPNEditor(model, tokenizer, config, unrelated_texts=MEMORY, progress=False)
     text = "the capital of france is lyon"
     label = int((logits(ed.model, dict(tokenizer([text], return_tensors="pt"))).argmax() + 1) % 3)
     before = [logits(ed.model, dict(tokenizer([t], return_tensors="pt"))).argmax() for t in MEMORY]

@@ -76,7 +76,7 @@ def mpn_trainer(
     tmp_path, arch: str = "llama", eval_cases: bool = False, plan: str = "edit", **overrides
 ) -> EditTrainer:
     editor = MPNEditor(
-        tiny_model(arch), make_tokenizer(), MPNEditorConfig(patch_plan=plan), memory_texts=MEMORY, progress=False
+        tiny_model(arch), make_tokenizer(), MPNEditorConfig(patch_plan=plan), unrelated_texts=MEMORY, progress=False
     )
     dataset = requests_to_dataset(REQUESTS)
     return EditTrainer(
@@ -196,7 +196,7 @@ def test_saved_adapter_reproduces_the_edit_in_a_fresh_process(tmp_path):
 
 def test_lafn_trainer_edits_the_located_neurons_only(tmp_path):
     config = LAFNEditorConfig(locator=LocatorConfig(top_k=16, language_vote=0.5, require_paraphrases=False))
-    editor = LAFNEditor(tiny_model("llama"), make_tokenizer(), config, locality_texts=MEMORY, progress=False)
+    editor = LAFNEditor(tiny_model("llama"), make_tokenizer(), config, unrelated_texts=MEMORY, progress=False)
     trainer = EditTrainer(
         editor, arguments(tmp_path, learning_rate=0.02, max_steps=60), train_dataset=requests_to_dataset(REQUESTS[:2])
     )
@@ -211,7 +211,9 @@ def test_lafn_trainer_edits_the_located_neurons_only(tmp_path):
 
 
 def test_bad_input_is_refused_with_the_fix(tmp_path):
-    editor = MPNEditor(tiny_model("llama"), make_tokenizer(), MPNEditorConfig(), memory_texts=MEMORY, progress=False)
+    editor = MPNEditor(
+        tiny_model("llama"), make_tokenizer(), MPNEditorConfig(), unrelated_texts=MEMORY, progress=False
+    )
     trainer = EditTrainer(editor, arguments(tmp_path))
     with pytest.raises(ValueError, match="no train_dataset"):
         trainer.train()
@@ -221,7 +223,11 @@ def test_bad_input_is_refused_with_the_fix(tmp_path):
 
 def test_patches_of_earlier_edits_stay_frozen(tmp_path):
     editor = MPNEditor(
-        tiny_model("llama"), make_tokenizer(), MPNEditorConfig(learning_rate=0.05), memory_texts=MEMORY, progress=False
+        tiny_model("llama"),
+        make_tokenizer(),
+        MPNEditorConfig(learning_rate=0.05),
+        unrelated_texts=MEMORY,
+        progress=False,
     )
     assert editor.edit(REQUESTS[0]).status == "edited"
     earlier = editor.tuner.num_patches()

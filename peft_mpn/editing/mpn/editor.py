@@ -6,16 +6,14 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..batching import (
+from ...batching import (
     TargetBatch,
     collate_targets,
     encode_target,
@@ -24,77 +22,22 @@ from ..batching import (
     takes_logits_to_keep,
     window_logits_at_targets,
 )
-from ..data.requests import EditRequest, EditRequestError
-from ..tuners.ffn import ffn_spec
-from ..tuners.mpn import MPNConfig, MPNModel, PatchSet
-from .common import CandidateVocabulary, frozen
+from ...data.requests import EditRequest, EditRequestError
+from ...tuners.ffn import ffn_spec
+from ...tuners.mpn import MPNConfig, MPNModel, PatchSet
+from ..base import Editor, EditResult, unrelated_strings
+from ..common import CandidateVocabulary, frozen
+from ..prefix import PrefixCache, capture_ffn_inputs
+from . import losses
 from .config import MPNEditorConfig
 from .memory import MemoryBank
-from .prefix import PrefixCache, capture_ffn_inputs
+from .objective import MPNTrainerObjective
+from .planning import EditRows, PatchPlan, PlannedPatch, init_patches, plan_patches, sample_rows
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class EditResult:
-    """What happened to one request (or one batch of requests)."""
-
-    case_ids: list[str | None]
-    status: Literal["edited", "skipped", "unfixed", "collided"]
-    steps: int = 0
-    patches_added: int = 0
-    seconds: float = 0.0
-    languages: list[str] = field(default_factory=list)
-    fixed_languages: list[str] = field(default_factory=list)
-    losses: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        return self.status in ("edited", "skipped")
-
-
-@dataclass
-class _Rows:
-    """The edit batch: one row per (request, language) version."""
-
-    request: list[int]
-    language: list[str]
-    is_edit: list[bool]
-
-    def of_request(self, index: int) -> list[int]:
-        return [r for r, q in enumerate(self.request) if q == index]
-
-
-@dataclass
-class _Patch:
-    request: int
-    rows: torch.Tensor  # rows of its request
-    anchors: torch.Tensor  # [len(rows), d] FFN inputs where it must fire
-    edit_anchor: torch.Tensor  # [d] the edit-language one
-
-
-@dataclass
-class PatchPlan:
-    """The patches planned for a list of requests, before training (see :meth:`MPNEditor.plan_patches`).
-
-    ``initial`` holds their initial tensors (keys from the edit's FFN inputs, zero bias, values ``z ⊙ a``);
-    ``requests[p]`` is the index of the request patch ``p`` serves; ``skipped`` lists the requests the model
-    already gets right in every trained language (they get no patch).
-    """
-
-    patches: list[_Patch]
-    initial: PatchSet
-    skipped: list[int]
-
-    @property
-    def requests(self) -> list[int]:
-        return [patch.request for patch in self.patches]
-
-    def __len__(self) -> int:
-        return len(self.patches)
-
-
-class MPNEditor:
+class MPNEditor(Editor):
     """Learns patch neurons that make edit requests hold, in the edit language and in its parallel versions.
 
     Args:
@@ -102,7 +45,7 @@ class MPNEditor:
             model, which is then wrapped with ``peft_config`` (default ``MPNConfig()``: the last block's FFN).
         tokenizer: its tokenizer.
         config: the editing hyper-parameters (default: T-Patcher's, with cross-lingual sampling on).
-        memory_texts: unrelated text for the memory bank (strings or a ``datasets.Dataset`` with a ``text``
+        unrelated_texts: unrelated text for the memory bank (strings or a `datasets.Dataset` with a `text`
             column). Keep them apart from the prompts you judge locality on.
         adapter_name: the adapter to add patches to (default: the active one).
         memory: a memory bank to share (e.g. with another editor on the same model and layer).
@@ -110,12 +53,14 @@ class MPNEditor:
     Example:
 
         ```py
-        >>> editor = MPNEditor(model, tokenizer, memory_texts=unrelated_questions)
+        >>> editor = MPNEditor(model, tokenizer, unrelated_texts=unrelated_questions)
         >>> editor.edit(EditRequest.single("The capital of France is", "Lyon",
         ...                                parallel={"de": ("Die Hauptstadt von Frankreich ist", "Lyon")}))
         >>> editor.model.save_pretrained("my-edit")
         ```
     """
+
+    uses_unrelated_text = True
 
     def __init__(
         self,
@@ -123,7 +68,7 @@ class MPNEditor:
         tokenizer: PreTrainedTokenizerBase,
         config: MPNEditorConfig | None = None,
         *,
-        memory_texts: Iterable[str] | Any | None = None,
+        unrelated_texts: Iterable[str] | Any | None = None,
         adapter_name: str | None = None,
         peft_config: MPNConfig | None = None,
         memory: MemoryBank | None = None,
@@ -157,8 +102,8 @@ class MPNEditor:
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._keeps_logits = takes_logits_to_keep(base)
         self._pad = pad_token_id(tokenizer)
-        if memory_texts is not None:
-            self.add_memory_texts(memory_texts)
+        if unrelated_texts is not None:
+            self.add_unrelated_texts(unrelated_texts)
 
     @classmethod
     def t_patcher(cls, model: PreTrainedModel | PeftModel, tokenizer: PreTrainedTokenizerBase, **kwargs: Any):
@@ -168,15 +113,11 @@ class MPNEditor:
         return cls(model, tokenizer, config, **kwargs)
 
     # -- memory ----------------------------------------------------------------------------------------------
-    def add_memory_texts(self, texts: Iterable[str] | Any) -> None:
-        """Encode unrelated ``texts`` and add their FFN inputs to the memory bank."""
-        if hasattr(texts, "column_names"):
-            if "text" not in texts.column_names:
-                raise ValueError(f"The memory dataset needs a 'text' column; it has {texts.column_names}.")
-            texts = texts["text"]
-        texts = [t for t in texts if isinstance(t, str) and t.strip()]
+    def add_unrelated_texts(self, texts: Iterable[str] | Any) -> None:
+        """Encode unrelated `texts` and add their FFN inputs to the memory bank."""
+        texts = unrelated_strings(texts)
         if not texts:
-            raise ValueError("No memory texts given: pass unrelated, non-empty strings.")
+            raise ValueError("No unrelated texts given: pass unrelated, non-empty strings.")
         size = self.config.memory_batch_size
         chunks = range(0, len(texts), size)
         for start in tqdm(chunks, desc="memory bank", disable=not self.progress, leave=False):
@@ -184,12 +125,6 @@ class MPNEditor:
             with frozen(self.model):
                 h = capture_ffn_inputs(self.model, self.layer, inputs)
             self.memory.add_unrelated(self._memory_positions(h, inputs["attention_mask"]))
-
-    def add_memory_from_requests(self, requests: Iterable[EditRequest]) -> None:
-        """Use the locality prompts of ``requests`` (all languages) as memory texts."""
-        self.add_memory_texts(
-            view.locality_prompt for request in requests for view in request.views.values() if view.locality_prompt
-        )
 
     def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
@@ -216,19 +151,8 @@ class MPNEditor:
         self.memory.clear_edits()
 
     # -- editing ---------------------------------------------------------------------------------------------
-    def edit(self, request: EditRequest) -> EditResult:
-        """Make one request hold (skipped when the model already gets every trained version right)."""
-        return self.edit_batch([request])
-
-    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
-        """Sequential editing: each request in turn, earlier patches frozen, their inputs added to the memory."""
-        requests = list(requests)
-        results = []
-        bar = tqdm(requests, desc="editing", disable=not self.progress)
-        for request in bar:
-            results.append(self.edit(request))
-            bar.set_postfix(patches=self.tuner.num_patches(self.adapter_name), last=results[-1].status)
-        return results
+    def _progress_postfix(self) -> dict[str, Any]:
+        return {"patches": self.tuner.num_patches(self.adapter_name)}
 
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         """Learn patches for several requests in one run (each request gets its own patches)."""
@@ -255,8 +179,8 @@ class MPNEditor:
         parallel = request.parallel(allowed)
         return [request.edit_language, *parallel]
 
-    def _encode_rows(self, requests: list[EditRequest]) -> tuple[_Rows, Any]:
-        rows = _Rows([], [], [])
+    def _encode_rows(self, requests: list[EditRequest]) -> tuple[EditRows, Any]:
+        rows = EditRows([], [], [])
         prompts, targets = [], []
         for index, request in enumerate(requests):
             for language in self.training_languages(request):
@@ -333,92 +257,14 @@ class MPNEditor:
         rows, batch = self._encode_rows(requests)
         with frozen(self.model), torch.no_grad(), self.layer.record_inputs() as recorded:
             correct = self._correct(self._forward(batch, None, None), self._targets(batch, None))
-        plan, skipped = self._plan_patches(
-            requests, rows, correct, self._decision_positions(batch), recorded[0].float()
+        plan, skipped = plan_patches(
+            len(requests), rows, correct, self._decision_positions(batch), recorded[0].float(), self.config
         )
         if not plan:
             d = self.layer.hidden_size
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
-        keys, bias, noise, amplifier = self._init_patches(plan)
+        keys, bias, noise, amplifier = init_patches(plan, self.config, self._generator)
         return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped)
-
-    def _plan_patches(
-        self, requests: list[EditRequest], rows: _Rows, correct: torch.Tensor, positions: torch.Tensor, h: torch.Tensor
-    ) -> tuple[list[_Patch], list[int]]:
-        """Patches for the wrong tokens (at most the cap; one for classifiers); requests already right are skipped.
-
-        ``patch_plan="edit"``: one patch per wrong edit-language token, anchored in every training language at
-        the same relative target position (T-Patcher's plan, shared across languages). ``"per_language"`` adds,
-        for each other training language, patches for that language's own wrong tokens, anchored there only.
-        """
-        patches: list[_Patch] = []
-        skipped = []
-        for index in range(len(requests)):
-            request_rows = rows.of_request(index)
-            if bool(correct[request_rows].all()):
-                skipped.append(index)
-                continue
-            edit_row = next(r for r in request_rows if rows.is_edit[r])
-            patches += self._patches_for(index, edit_row, request_rows, correct, positions, h, always=True)
-            if self.config.patch_plan == "per_language":
-                for row in request_rows:
-                    if row != edit_row:
-                        patches += self._patches_for(index, row, [row], correct, positions, h, always=False)
-        return patches, skipped
-
-    def _patches_for(
-        self,
-        request: int,
-        source_row: int,
-        anchor_rows: list[int],
-        correct: torch.Tensor,
-        positions: torch.Tensor,
-        h: torch.Tensor,
-        always: bool,
-    ) -> list[_Patch]:
-        """Patches for ``source_row``'s wrong target tokens, anchored at the same relative slot of ``anchor_rows``."""
-        valid = positions[source_row] >= 0
-        wrong = (~correct[source_row]) & valid
-        slots = torch.nonzero(valid).flatten()  # target-token slots of the source row
-        relative = [int((slots == s).nonzero()) for s in torch.nonzero(wrong).flatten()]
-        if not relative and not always:
-            return []
-        patches = []
-        for rel in (relative or [0])[: self.config.max_patches_per_edit]:
-            anchors = []
-            for r in anchor_rows:
-                row_slots = torch.nonzero(positions[r] >= 0).flatten()
-                slot = row_slots[min(rel, len(row_slots) - 1)]
-                anchors.append(h[r, positions[r, slot]])
-            anchors = torch.stack(anchors)
-            patches.append(_Patch(request, torch.tensor(anchor_rows), anchors, anchors[anchor_rows.index(source_row)]))
-        return patches
-
-    def _init_patches(self, patches: list[_Patch]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.config.key_init == "mean":
-            queries = torch.stack([p.anchors.mean(0) for p in patches])
-        else:
-            queries = torch.stack([p.edit_anchor for p in patches])
-        keys = queries / queries.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-        bias = torch.zeros(len(patches))
-        noise = torch.randn(keys.shape, generator=self._generator)
-        amplifier = torch.full(keys.shape, self.config.amplifier_init)
-        return keys.clone(), bias, noise, amplifier
-
-    def _sample_rows(self, rows: _Rows, request_indices: Iterable[int]) -> torch.Tensor:
-        chosen = []
-        for index in request_indices:
-            request_rows = rows.of_request(index)
-            edit = [r for r in request_rows if rows.is_edit[r]]
-            parallel = [r for r in request_rows if not rows.is_edit[r]]
-            k = min(self.config.samples_per_step, len(parallel))
-            if k < len(parallel):
-                picks = torch.randperm(len(parallel), generator=self._generator)[:k]
-                parallel = [parallel[int(i)] for i in picks.sort().values]
-            if self.config.include_edit_language or not parallel:
-                chosen.extend(edit)
-            chosen.extend(parallel)
-        return torch.tensor(sorted(chosen))
 
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config
@@ -440,13 +286,13 @@ class MPNEditor:
             vocab = CandidateVocabulary(batch.target_ids, full_logits, config.vocab_candidates)
         positions = self._decision_positions(batch)
         h = recorded[0].float()  # FFN inputs at the patched layer: fixed while the edit trains
-        plan, skipped = self._plan_patches(requests, rows, correct, positions, h)
+        plan, skipped = plan_patches(len(requests), rows, correct, positions, h, config)
         case_ids = [r.case_id for r in requests]
         languages = list(dict.fromkeys(rows.language))
         if not plan:
             return EditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 
-        keys, bias, noise, amplifier = self._init_patches(plan)
+        keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
         params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         memory = self.memory.vectors
@@ -457,7 +303,7 @@ class MPNEditor:
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
         best_memory, since_best, step, losses = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
-            step_rows = self._sample_rows(rows, active)
+            step_rows = sample_rows(rows, active, config, self._generator)
             patch_set = PatchSet(keys, bias, noise * amplifier)
             with self.layer.extra_patches(self.adapter_name, patch_set):
                 logits = self._forward(batch, cache, step_rows, vocab)
@@ -522,48 +368,15 @@ class MPNEditor:
         return 5.0 if self.is_classifier else 10.0
 
     def edit_loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """The edit loss: label-smoothed NLL of the targets (``-100`` ignored), or NLL minus entropy for classifiers.
-
-        ``reduction="sum"`` sums over target tokens (generation only), for callers that normalise themselves.
-        """
-        if targets.dim() == 1:
-            if reduction != "mean":
-                raise ValueError("The classifier edit loss is a batch mean; use reduction='mean'.")
-            log_probs = logits.log_softmax(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-            return F.cross_entropy(logits, targets) - self.config.entropy_weight * entropy
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
-            ignore_index=-100,
-            label_smoothing=self.config.label_smoothing,
-            reduction=reduction,
-        )
+        """The edit loss (label-smoothed NLL, or NLL minus entropy for classifiers); see `losses.edit_loss`."""
+        return losses.edit_loss(logits, targets, self.config, reduction)
 
     def patch_losses(
-        self, patches: Sequence[_Patch], keys: torch.Tensor, bias: torch.Tensor
+        self, patches: Sequence[PlannedPatch], keys: torch.Tensor, bias: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """T-Patcher's activation and memory losses of each patch ([P] each), and the highest memory pre-activation.
+        """T-Patcher's activation and memory losses of each patch ([P] each) against this editor's memory bank."""
+        return losses.patch_losses(patches, keys, bias, self.memory.vectors, self.config)
 
-        ``keys``/``bias`` are the patches' current tensors (row ``p`` belongs to ``patches[p]``); the memory is this
-        editor's memory bank (no memory: the memory losses are zero and the peak is -inf).
-        """
-        config = self.config
-        memory = self.memory.vectors
-        activation_terms, memory_terms = [], []
-        memory_pre = None if memory is None else memory.to(keys.device) @ keys.T + bias  # [N, P]
-        for p, patch in enumerate(patches):
-            # every anchor of the patch (FFN inputs are fixed, so this costs no forward pass)
-            pre = patch.anchors.to(keys.device) @ keys[p] + bias[p]
-            k = min(config.activation_topk, len(pre))
-            activation_terms.append(torch.exp(-pre).topk(k).values.mean())
-            if memory_pre is not None:
-                k = min(config.memory_topk, len(memory_pre))
-                m = memory_pre[:, p]
-                relative = torch.exp((m - pre.mean() + config.memory_margin).clamp(max=60)).topk(k).values.mean()
-                absolute = torch.exp((m + config.memory_margin).clamp(max=60)).topk(k).values.mean()
-                memory_terms.append(relative + absolute)
-        activation = torch.stack(activation_terms)
-        memory_loss = torch.stack(memory_terms) if memory_terms else torch.zeros(len(patches), device=keys.device)
-        peak = float("-inf") if memory_pre is None else memory_pre.max().item()
-        return activation, memory_loss, peak
+    def trainer_objective(self, requests: Sequence[EditRequest]) -> MPNTrainerObjective:
+        """Plan and add patches for `requests`; `EditTrainer` then trains them with T-Patcher's losses."""
+        return MPNTrainerObjective(self, requests)

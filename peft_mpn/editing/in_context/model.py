@@ -1,6 +1,6 @@
 """In-context editing (IKE-like): no weight changes; the new fact is put in front of every prompt.
 
-:class:`ICLEditor` stores each edited fact; its ``.model`` is an :class:`InContextModel`, a wrapper module
+`ICLEditor` stores each edited fact; its ``.model`` is an `InContextModel`, a wrapper module
 whose forward takes the same batch a causal LM takes (``input_ids``, ``attention_mask``, optional
 ``position_ids`` / ``logits_to_keep``, left or right padding) and, for every row, runs the wrapped model on
 
@@ -24,46 +24,17 @@ not wrapped: score with teacher forcing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ..batching import left_padded_positions, pad_token_id, takes_logits_to_keep
-from ..data.requests import EditRequest, EditRequestError
-from ..metrics.scoring import score_targets
-from .common import check_generation_requests
-from .mpn import EditResult
-
-
-@dataclass
-class ICLEditorConfig:
-    """How :class:`ICLEditor` builds the in-context demonstration."""
-
-    template: str = field(
-        default="New fact: {prompt} {target}\n",
-        metadata={"help": "One demonstration, with {prompt} and {target} (the edit-language view of the fact)."},
-    )
-    num_demonstrations: int = field(
-        default=1,
-        metadata={"help": "Stored facts put in front of each prompt (the most similar ones, by token overlap)."},
-    )
-
-    def __post_init__(self) -> None:
-        missing = [key for key in ("{prompt}", "{target}") if key not in self.template]
-        if missing:
-            raise ValueError(f"The demonstration template needs {' and '.join(missing)}; got {self.template!r}.")
-        if self.num_demonstrations < 1:
-            raise ValueError(f"num_demonstrations must be positive, got {self.num_demonstrations}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from ...batching import left_padded_positions, pad_token_id, takes_logits_to_keep
+from .config import ICLEditorConfig
 
 
 @dataclass(frozen=True)
@@ -193,80 +164,3 @@ class InContextModel(nn.Module):
         if logits_to_keep:
             logits = logits[:, -logits_to_keep:]
         return CausalLMOutputWithPast(logits=logits)
-
-
-class ICLEditor:
-    """In-context editing: ``edit`` stores the fact, ``.model`` reads it in front of every prompt.
-
-    Args:
-        model: a causal LM.
-        tokenizer: its tokenizer.
-        config: the demonstration template and how many facts each prompt sees.
-        progress: show a progress bar in :meth:`edit_stream`.
-
-    Example (the same evaluation code as for the other editors):
-
-        ```py
-        >>> editor = make_editor("icl", model, tokenizer)
-        >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))
-        >>> score_targets(editor.model, tokenizer, [("Die Hauptstadt von Frankreich ist", "Lyon")])
-        >>> editor.reset()  # forget the facts: editor.model is the plain model again
-        ```
-    """
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        config: ICLEditorConfig | None = None,
-        *,
-        progress: bool = True,
-    ) -> None:
-        if type(model).__name__.endswith("ForSequenceClassification"):
-            raise EditRequestError(
-                f"In-context editing needs a causal LM; {type(model).__name__} is a classifier. "
-                "Use MPNEditor for classifiers."
-            )
-        self.tokenizer = tokenizer
-        self.config = config or ICLEditorConfig()
-        self.progress = progress
-        self.model = InContextModel(model, tokenizer, self.config)
-
-    def reset(self) -> None:
-        """Forget every stored fact."""
-        self.model.clear()
-
-    def edit(self, request: EditRequest) -> EditResult:
-        """Store ``request``'s fact (edit language) and report whether the edit prompt now gives the target."""
-        return self.edit_batch([request])
-
-    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
-        """Sequential editing: facts accumulate; each prompt sees the ones most similar to it."""
-        results = []
-        for request in tqdm(list(requests), desc="ICL editing", disable=not self.progress):
-            results.append(self.edit(request))
-        return results
-
-    def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
-        check_generation_requests(requests, "In-context editing")
-        start = time.perf_counter()
-        for request in requests:
-            self.model.add_fact(request.edit.prompt, request.edit.target)
-        correct = self._holds(requests)
-        languages = list(dict.fromkeys(request.edit_language for request in requests))
-        return EditResult(
-            [request.case_id for request in requests],
-            "edited" if all(correct) else "unfixed",
-            seconds=time.perf_counter() - start,
-            languages=languages,
-            fixed_languages=[
-                lang for lang in languages if all(ok for r, ok in zip(requests, correct) if r.edit_language == lang)
-            ],
-        )
-
-    def _holds(self, requests: Sequence[EditRequest]) -> list[bool]:
-        pairs = [(request.edit.prompt, request.edit.target) for request in requests]
-        return [score.exact for score in score_targets(self.model, self.tokenizer, pairs)]
-
-
-__all__ = ["ICLEditor", "ICLEditorConfig", "InContextModel"]

@@ -1,15 +1,20 @@
+"""How the MPN editor learns patches (T-Patcher's hyper-parameters plus MPN's cross-lingual sampling)."""
+
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from ..base import EditorConfig
 
 
 @dataclass
-class MPNEditorConfig:
-    """How :class:`~peft_mpn.MPNEditor` learns patches. Defaults follow Transformer-Patcher (Huang et al., 2023).
+class MPNEditorConfig(EditorConfig):
+    """How `MPNEditor` learns patches. Defaults follow Transformer-Patcher (Huang et al., 2023).
 
-    MPN's part is ``augment_languages`` / ``samples_per_step``: the edit batch mixes the edit with sampled
-    parallel versions. ``augment_languages=[]`` turns that off, which is T-Patcher (``MPNEditorConfig.t_patcher()``).
+    MPN's part is `augment_languages` / `samples_per_step`: the edit batch mixes the edit with sampled
+    parallel versions. `augment_languages=[]` turns that off, which is T-Patcher (`MPNEditorConfig.t_patcher()`).
     """
 
     # cross-lingual sampling (MPN)
@@ -127,5 +132,6 @@ class MPNEditorConfig:
         """Transformer-Patcher: the same editor with cross-lingual augmentation off."""
         return cls(**{**overrides, "augment_languages": []})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> MPNEditorConfig:
+        """Train on exactly `augment_languages` (besides the edit language), seeded with `seed`."""
+        return replace(self, augment_languages=list(augment_languages), seed=seed)

@@ -23,102 +23,34 @@ Where this differs from EasyEdit: it stops as soon as every target token is the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..batching import TargetBatch, collate_targets, decision_logits, encode_target, pad_token_id, takes_logits_to_keep
-from ..data.requests import EditRequest, EditRequestError
-from ..tuners.ffn import ffn_blocks
-from .common import check_generation_requests, fixed_languages, frozen
-from .mpn import EditResult
-from .prefix import PrefixCache
+from ...batching import (
+    TargetBatch,
+    collate_targets,
+    decision_logits,
+    encode_target,
+    pad_token_id,
+    takes_logits_to_keep,
+)
+from ...data.requests import EditRequest, EditRequestError
+from ...tuners.ffn import ffn_blocks
+from ..base import Editor, EditResult
+from ..common import check_generation_requests, fixed_languages, frozen
+from ..prefix import PrefixCache
+from .config import FTEditorConfig
 
-Objective = Literal["prompt_last", "target_new"]
 #: EasyEdit's stopping rule: the loss of a step is below this.
 _EASYEDIT_LOSS_STOP = 1e-2
 
 
-@dataclass
-class FTEditorConfig:
-    """How :class:`FTEditor` fine-tunes. Defaults follow EasyEdit's FT hyper-parameters (``hparams/FT``).
-
-    ``FTEditorConfig.ft_l()`` and ``FTEditorConfig.ft_m()`` differ only in ``objective``.
-    """
-
-    objective: Objective = field(
-        default="prompt_last",
-        metadata={
-            "help": "'prompt_last' (FT-L): NLL of the target tokens at the prompt's last position. 'target_new' "
-            "(FT-M): teacher-forced NLL over the whole target span, the prompt masked."
-        },
-    )
-    layer: int = field(
-        default=-1,
-        metadata={
-            "help": "Block whose FFN down-projection is fine-tuned; negative counts from the end. Default: the "
-            "last block, the one MPN patches."
-        },
-    )
-    norm_constraint: float | None = field(
-        default=5e-4,
-        metadata={
-            "help": "ε of the L∞ constraint |W - W₀| ≤ ε, W₀ the weight before this edit (EasyEdit's constrained "
-            "FT for GPT-2 XL; its Llama configs turn it off). None: unconstrained."
-        },
-    )
-    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate (EasyEdit: 5e-4)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (EasyEdit: 0)."})
-    max_steps: int = field(
-        default=25,
-        metadata={
-            "help": "Step budget per edit (EasyEdit's num_steps, 25). It stops earlier once every target token is "
-            "the argmax or the loss is below 0.01."
-        },
-    )
-    augment_languages: list[str] | None = field(
-        default_factory=list,
-        metadata={
-            "help": "Parallel versions trained together with the edit ('FT with augmentation'). [] (default): the "
-            "edit language only; None: every parallel version a request carries; a list: those languages."
-        },
-    )
-    prefix_cache: bool = field(
-        default=True,
-        metadata={"help": "Replay the frozen blocks below the tuned layer instead of recomputing them (exact)."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.objective not in ("prompt_last", "target_new"):
-            raise ValueError(f"objective must be 'prompt_last' (FT-L) or 'target_new' (FT-M), got {self.objective!r}.")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be positive, got {self.max_steps}.")
-        if self.norm_constraint is not None and not self.norm_constraint > 0:
-            raise ValueError(f"norm_constraint must be positive or None (unconstrained), got {self.norm_constraint}.")
-        if self.augment_languages is not None:
-            self.augment_languages = list(self.augment_languages)
-
-    @classmethod
-    def ft_l(cls, **overrides: Any) -> FTEditorConfig:
-        """FT-L: the loss at the prompt's last position."""
-        return cls(**{**overrides, "objective": "prompt_last"})
-
-    @classmethod
-    def ft_m(cls, **overrides: Any) -> FTEditorConfig:
-        """FT-M: teacher-forced NLL over the whole target."""
-        return cls(**{**overrides, "objective": "target_new"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class FTEditor:
+class FTEditor(Editor):
     """Fine-tunes one FFN down-projection until the edit holds (FT-L or FT-M, by ``config.objective``).
 
     The weight is changed in place, so ``editor.model`` is the model passed in (a plain transformers model
@@ -191,19 +123,6 @@ class FTEditor:
             self.weight.copy_(self._original)
 
     # -- editing ---------------------------------------------------------------------------------------------
-    def edit(self, request: EditRequest) -> EditResult:
-        """Fine-tune until ``request`` holds (skipped when the model already gets every trained version right)."""
-        return self.edit_batch([request])
-
-    def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
-        """Sequential editing: each request in turn, on top of the weight the earlier ones left."""
-        results = []
-        bar = tqdm(list(requests), desc="FT editing", disable=not self.progress)
-        for request in bar:
-            results.append(self.edit(request))
-            bar.set_postfix(last=results[-1].status)
-        return results
-
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         """Fine-tune on several requests at once (one batch, one constraint ball)."""
         check_generation_requests(requests, "FT-L/FT-M")
@@ -286,4 +205,4 @@ class FTEditor:
         return -mean_over_rows(log_probs[rows, targets])
 
 
-__all__ = ["FTEditor", "FTEditorConfig"]
+__all__ = ["FTEditor"]

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..batching import (
+from ...batching import (
     collate_targets,
     encode_target,
     left_padded_positions,
@@ -22,65 +21,20 @@ from ..batching import (
     takes_logits_to_keep,
     window_logits_at_targets,
 )
-from ..data.requests import EditRequest, EditRequestError
-from ..locating import LocatorConfig, estimate_generic_neurons, locate_neurons
-from ..tuners.ffn import locate_block
-from ..tuners.lafn import LAFNConfig, LAFNModel
-from .common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
-from .mpn import EditResult
-from .prefix import PrefixCache
-
-
-@dataclass
-class LAFNEditorConfig:
-    """How :class:`LAFNEditor` learns an edit."""
-
-    train_languages: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Languages whose versions the edit is trained (and its neurons located) on. None: every "
-            "language a request carries (multilingual editing, the LAFN paper's setting); ['en']: cross-lingual "
-            "editing from English only."
-        },
-    )
-    use_rephrases: bool = field(default=True, metadata={"help": "Train on each version's paraphrases too."})
-    locator: Any = field(default=None, metadata={"help": "A peft_mpn.locating.LocatorConfig (default: its defaults)."})
-    update_input: bool = field(
-        default=False, metadata={"help": "Also learn deltas on the located neurons' up/gate rows."}
-    )
-    cached: bool = field(
-        default=False,
-        metadata={"help": "Apply the deltas only where the located neurons are active (see LAFNConfig.cached)."},
-    )
-    activation_threshold: float | None = field(
-        default=None, metadata={"help": "Threshold of the cached update (required with cached=True)."}
-    )
-    learning_rate: float = field(default=2e-2, metadata={"help": "Adam learning rate of the deltas."})
-    max_steps: int = field(default=100, metadata={"help": "Step budget per edit."})
-    locality_weight: float = field(
-        default=1.0, metadata={"help": "Weight of KL(unedited ‖ edited) on the unrelated locality texts."}
-    )
-    norm_weight: float = field(default=1e-3, metadata={"help": "Weight of the squared-norm penalty on the deltas."})
-    max_locality_texts: int = field(default=8, metadata={"help": "Most unrelated texts in the KL term."})
-    vocab_candidates: int | None = field(
-        default=512, metadata={"help": "Softmax of the edit loss over targets + top-k candidates (None: exact)."}
-    )
-    prefix_cache: bool = field(
-        default=True, metadata={"help": "Replay the frozen blocks below the lowest edited layer (exact, faster)."}
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def delta_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
-    """The squared norm of the delta tensors: LAFN's norm penalty."""
-    return sum(p.pow(2).sum() for p in params)
+from ...data.requests import EditRequest, EditRequestError
+from ...locating import LocatorConfig, estimate_generic_neurons, locate_neurons
+from ...tuners.ffn import locate_block
+from ...tuners.lafn import LAFNConfig, LAFNModel
+from ..base import Editor, EditResult, unrelated_strings
+from ..common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
+from ..prefix import PrefixCache
+from .config import LAFNEditorConfig
+from .objective import LAFNTrainerObjective, delta_norm
 
 
 @dataclass
 class LAFNEditResult(EditResult):
-    """An :class:`EditResult` that also says which neurons the edit trained and which it found taken.
+    """An `EditResult` that also says which neurons the edit trained and which it found taken.
 
     ``status`` may also be ``"collided"``: every located neuron already belonged to an earlier edit.
     """
@@ -89,7 +43,7 @@ class LAFNEditResult(EditResult):
     collisions: dict[int, list[int]] = field(default_factory=dict)  # located neurons already owned by earlier edits
 
 
-class LAFNEditor:
+class LAFNEditor(Editor):
     """Locates the FFN neurons a fact activates across languages and trains deltas on just those.
 
     Args:
@@ -97,11 +51,13 @@ class LAFNEditor:
             are known) or a PeftModel that already carries a LAFN adapter.
         tokenizer: its tokenizer.
         config: editing hyper-parameters.
-        locality_texts: unrelated prompts for the KL locality term; keep them apart from the prompts you judge
+        unrelated_texts: unrelated prompts for the KL locality term; keep them apart from the prompts you judge
             locality on.
         reference_requests: other facts whose shared neurons are "generic" (see ``LocatorConfig.
             generic_facts_fraction``); estimated once per set of languages and reused for every edit.
     """
+
+    uses_unrelated_text = True
 
     def __init__(
         self,
@@ -109,7 +65,7 @@ class LAFNEditor:
         tokenizer: PreTrainedTokenizerBase,
         config: LAFNEditorConfig | None = None,
         *,
-        locality_texts: Iterable[str] | None = None,
+        unrelated_texts: Iterable[str] | None = None,
         reference_requests: Sequence[EditRequest] | None = None,
         adapter_name: str = "default",
         progress: bool = True,
@@ -123,21 +79,16 @@ class LAFNEditor:
         self.progress = progress
         self._pad = pad_token_id(tokenizer)
         self._keeps_logits = takes_logits_to_keep(self.base_model)
-        self.locality_texts: list[str] = []
+        self.unrelated_texts: list[str] = []
         self.reference_requests = list(reference_requests or [])
         self._generic: dict[tuple[str, ...], Any] = {}
-        if locality_texts is not None:
-            self.add_locality_texts(locality_texts)
+        if unrelated_texts is not None:
+            self.add_unrelated_texts(unrelated_texts)
 
     # -- set-up ----------------------------------------------------------------------------------------------
-    def add_locality_texts(self, texts: Iterable[str]) -> None:
-        texts = [t for t in texts if isinstance(t, str) and t.strip()]
-        self.locality_texts = (self.locality_texts + texts)[: self.config.max_locality_texts]
-
-    def add_locality_from_requests(self, requests: Iterable[EditRequest]) -> None:
-        self.add_locality_texts(
-            view.locality_prompt for request in requests for view in request.views.values() if view.locality_prompt
-        )
+    def add_unrelated_texts(self, texts: Iterable[str] | Any) -> None:
+        """Unrelated prompts for the KL locality term (the first `max_locality_texts` are kept)."""
+        self.unrelated_texts = (self.unrelated_texts + unrelated_strings(texts))[: self.config.max_locality_texts]
 
     @property
     def base_model(self) -> PreTrainedModel:
@@ -182,16 +133,6 @@ class LAFNEditor:
             return locate_neurons(self.base_model, self.tokenizer, views, config, reference_requests=generic)
 
     # -- editing ---------------------------------------------------------------------------------------------
-    def edit(self, request: EditRequest) -> LAFNEditResult:
-        return self.edit_batch([request])
-
-    def edit_stream(self, requests: Iterable[EditRequest]) -> list[LAFNEditResult]:
-        """Sequential editing: each request in turn; neurons owned by earlier edits are not retrained."""
-        results = []
-        for request in tqdm(list(requests), desc="LAFN editing", disable=not self.progress):
-            results.append(self.edit(request))
-        return results
-
     def edit_batch(self, requests: Sequence[EditRequest]) -> LAFNEditResult:
         """Several facts into one adapter: the union of their neuron sets, trained jointly."""
         check_generation_requests(requests, "The LAFN editor")
@@ -328,13 +269,13 @@ class LAFNEditor:
 
         Call it once the adapter holds the edit's neurons: the blocks below the lowest edited one are cached.
         """
-        if not self.locality_texts or self.config.locality_weight == 0:
+        if not self.unrelated_texts or self.config.locality_weight == 0:
             return None
         lowest = min(self.tuner.lafn_layers(self.adapter_name), key=lambda name: locate_block(name).index)
         root = self.tuner.model
         # Left padding puts every text's last token in the last column, so the output layer (262k rows on Gemma 3,
         # costlier than the edited blocks) runs on that column alone, in every training step.
-        encoded = self.tokenizer(self.locality_texts, return_tensors="pt", padding=True, padding_side="left")
+        encoded = self.tokenizer(self.unrelated_texts, return_tensors="pt", padding=True, padding_side="left")
         inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
@@ -370,3 +311,7 @@ class LAFNEditor:
                 yield
         else:
             yield
+
+    def trainer_objective(self, requests: Sequence[EditRequest]) -> LAFNTrainerObjective:
+        """Locate and add neurons for `requests`; `EditTrainer` then trains them with LAFN's loss."""
+        return LAFNTrainerObjective(self, requests)

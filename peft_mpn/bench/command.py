@@ -1,0 +1,124 @@
+"""`peft-mpn bench`: load the data and the model, run the benchmark, write the results."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import data as edit_data
+from .. import models
+from ..data import EditRequest
+from ..editing.registry import DEFAULT_AUGMENT, check_method_options, editor_config, editor_spec
+from .report import write_results
+from .runner import check_generation, package_versions, run_benchmark
+
+
+def bench(
+    *,
+    method: str,
+    dataset: str,
+    data: str | Path,
+    output: str | Path,
+    split: str | None = None,
+    model_name: str | None = None,
+    edit_language: str = "en",
+    augment_languages: Sequence[str] | None = None,
+    eval_languages: Sequence[str] | None = None,
+    num_edits: int = 100,
+    seed: int = 0,
+    sequential: bool = False,
+    layer: int | None = None,
+    editor_overrides: Mapping[str, Any] | None = None,
+    memory_cases: int = 25,
+    batch_size: int = 16,
+    judge_cache: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
+
+    `augment_languages=None` is `DEFAULT_AUGMENT` (de fr es ru zh, where the data has them) for the methods
+    that augment by default (MPN, LAFN) and none for the others. Returns the written paths (`json`,
+    `markdown`, `plot`).
+    """
+    spec = editor_spec(method)
+    if Path(output).suffix != ".json":
+        raise ValueError(f"--output must be a .json path (the .md and .png go next to it), got {output}.")
+    if split is not None and dataset != "bmike53":
+        raise ValueError(f"--split selects a BMIKE-53 split; {dataset} has none. Drop --split.")
+    config = editor_config(method, None, **dict(editor_overrides or {}))  # bad options fail before any loading
+    check_method_options(
+        method, layer=layer, augment_languages=[a for a in augment_languages or [] if a != edit_language]
+    )
+    if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of editing
+        raise ModuleNotFoundError("peft-mpn bench draws its plot with matplotlib: pip install matplotlib.")
+    kwargs: dict[str, Any] = {"split": split} if dataset == "bmike53" else {}
+    if eval_languages is not None:
+        wanted = [edit_language, *(augment_languages or []), *eval_languages]
+        kwargs["languages"] = list(dict.fromkeys(wanted))
+    requests = edit_data.load_edit_requests(data, dataset, **kwargs)
+    check_generation(requests)  # before the model is loaded
+    if edit_language != "en":  # the loaders edit in English; re-root each case on the requested language
+        missing = [r.case_id for r in requests if edit_language not in r.views]
+        if missing:
+            raise ValueError(f"{len(missing)} cases have no {edit_language!r} version; pick another --edit-language.")
+        requests = [EditRequest(views=r.views, edit_language=edit_language, case_id=r.case_id) for r in requests]
+    if augment_languages is None:
+        available = requests[0].languages if requests else []
+        augment_languages = (
+            [lang for lang in DEFAULT_AUGMENT if lang in available] if spec.augments_by_default else []
+        )
+
+    model, tokenizer = models.load_model(model_name, progress=progress)
+    started = time.time()
+    results = run_benchmark(
+        model,
+        tokenizer,
+        requests,
+        method=method,
+        num_edits=num_edits,
+        seed=seed,
+        sequential=sequential,
+        augment_languages=augment_languages,
+        eval_languages=eval_languages,
+        config=config,
+        layer=layer,
+        memory_cases=memory_cases,
+        batch_size=batch_size,
+        judge_cache=judge_cache,
+        progress=progress,
+    )
+    results = {
+        **results,
+        "dataset": dataset,
+        "split": split,
+        "data": str(data),
+        "model": model_name or "gemma-3-270m",
+        "model_path": getattr(model, "name_or_path", None),
+        "arguments": {
+            "method": method,
+            "dataset": dataset,
+            "data": str(data),
+            "split": split,
+            "model": model_name,
+            "edit_language": edit_language,
+            "augment_languages": list(augment_languages),
+            "eval_languages": None if eval_languages is None else list(eval_languages),
+            "num_edits": num_edits,
+            "seed": seed,
+            "sequential": sequential,
+            "layer": layer,
+            "editor_overrides": dict(editor_overrides or {}),
+            "memory_cases": memory_cases,
+            "batch_size": batch_size,
+        },
+        "versions": package_versions(),
+        "torch_threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_seconds": time.time() - started,
+    }
+    return write_results(results, output)

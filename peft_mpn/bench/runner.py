@@ -1,0 +1,205 @@
+"""The benchmark runner: edit seeded cases with one method and judge every language, before and after.
+
+* **single-edit mode**: every edit starts from the base model (`editor.reset()` between edits) and is judged
+  right after it;
+* **sequential mode**: the edits are made one after another on the same model, then all are judged.
+
+"Before" numbers come from the unedited model. Locality compares post-edit with pre-edit argmax tokens on each
+case's unrelated prompt. The cases not selected for editing give the editors their unrelated text (MPN's memory,
+LAFN's KL term and generic-neuron reference). Judging is `peft_mpn.metrics.Judge`'s.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import EditRequest
+from ..editing.registry import check_method_options, editor_config, editor_spec
+from ..metrics.judge import Judge, ordered_languages
+
+_VERSIONED = ("peft-mpn", "torch", "transformers", "peft", "datasets", "evaluate", "tqdm")
+
+
+def select_cases(num_cases: int, num_edits: int, seed: int, memory_cases: int = 0) -> tuple[list[int], list[int]]:
+    """Seeded, disjoint indices: ``num_edits`` cases to edit (in editing order) and ``memory_cases`` others."""
+    if num_edits < 1:
+        raise ValueError(f"num_edits must be at least 1, got {num_edits}.")
+    if num_edits > num_cases:
+        raise ValueError(f"Asked for {num_edits} edits but the data has {num_cases} cases; lower --num-edits.")
+    order = random.Random(seed).sample(range(num_cases), num_cases)
+    return order[:num_edits], order[num_edits : num_edits + max(memory_cases, 0)]
+
+
+def check_generation(requests: Sequence[EditRequest]) -> None:
+    if not requests:
+        raise ValueError("No cases to benchmark: the loaded data is empty.")
+    if not requests[0].is_generation:
+        raise ValueError(
+            f"Case {requests[0].case_id!r} has a class label as its target: the benchmark scores causal LMs on "
+            "generation cases (MzsRE, BMIKE-53, Bi-ZsRE). For XNLI / XFEVER edit a classifier instead "
+            "(benchmarks/classifier_task.py, MPNEditor)."
+        )
+
+
+def run_benchmark(
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[EditRequest],
+    *,
+    method: str,
+    num_edits: int,
+    seed: int = 0,
+    sequential: bool = False,
+    augment_languages: Sequence[str] = (),
+    eval_languages: Sequence[str] | None = None,
+    config: Any = None,
+    layer: int | None = None,
+    memory_cases: int = 25,
+    batch_size: int = 16,
+    judge_cache: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
+
+    Args:
+        model: the base model (it is wrapped in place by adapter-based editors).
+        tokenizer: its tokenizer.
+        requests: the loaded cases; their ``edit_language`` is the edit language.
+        method: a name from :data:`peft_mpn.editing.EDITORS`.
+        num_edits: how many cases to edit.
+        seed: the seed that selects them (and seeds the editor).
+        sequential: edit them all in a row, then judge (default: each from the base model, judged right away).
+        augment_languages: parallel versions the editor may train on (MPN's augmentation, LAFN's languages);
+            the editor sees only the edit language and these.
+        eval_languages: languages to judge (default: every language the cases carry); the edit language is
+            always judged.
+        config: the editor config (default: the method's, see :func:`editor_config`); its language and seed
+            fields are set for this run.
+        layer: the block MPN / T-Patcher patch and FT-L / FT-M fine-tune (default: the last); refused for the
+            other methods.
+        memory_cases: cases not selected for editing whose locality prompts fill the MPN memory / LAFN KL term.
+        judge_cache: a folder that keeps the unedited model's judgements per case, so runs of other methods on the
+            same model and cases skip them (about half of a run's judging).
+
+    Returns:
+        A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
+        :func:`~peft_mpn.metrics.compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
+        ``counts``, ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
+        ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
+    """
+    check_generation(requests)
+    edit_language = requests[0].edit_language
+    available = requests[0].languages
+    languages = ordered_languages(eval_languages or available, edit_language)
+    augment = [lang for lang in dict.fromkeys(augment_languages) if lang != edit_language]
+    check_method_options(method, layer=layer, augment_languages=augment)
+    unknown = [lang for lang in [*languages, *augment] if lang not in available]
+    if unknown:
+        raise ValueError(f"Language(s) {unknown} are not in the data (it has {available}); load them or drop them.")
+    edit_ids, memory_ids = select_cases(len(requests), num_edits, seed, memory_cases)
+    edits = [requests[i] for i in edit_ids]
+    unrelated = [requests[i] for i in memory_ids]
+    seen = [lang for lang in augment if lang in languages]
+
+    torch.manual_seed(seed)
+    judge = Judge(tokenizer, languages=languages, augment_languages=seen, batch_size=batch_size, cache=judge_cache)
+    before_rows = judge.reference(model, edits, progress=progress)
+
+    spec = editor_spec(method)
+    config = editor_config(method, config).for_run(edit_language=edit_language, augment_languages=augment, seed=seed)
+    kwargs: dict[str, Any] = {"progress": False}
+    if layer is not None:
+        config, layer_kwargs = spec.set_layer(config, layer)
+        kwargs.update(layer_kwargs)
+    if spec.other_facts is not None:
+        kwargs.update(spec.other_facts(unrelated))
+    editor = spec.build(model, tokenizer, config, **kwargs)
+    if unrelated and editor.uses_unrelated_text:
+        editor.add_unrelated_from_requests(unrelated)
+
+    records: list[dict[str, Any]] = []
+    after_rows: list[dict[str, Any]] = []
+    editor.reset()
+    bar = tqdm(edits, desc=f"{method} ({'sequential' if sequential else 'single'})", disable=not progress)
+    for request in bar:
+        if not sequential:
+            editor.reset()
+        start = time.perf_counter()
+        result = editor.edit(request.restricted_to(augment))
+        seconds = time.perf_counter() - start
+        records.append(
+            {"case_id": str(request.case_id), "seconds": seconds, "success": result.success, "status": result.status}
+        )
+        bar.set_postfix(s=f"{seconds:.1f}", ok=result.success)
+        if not sequential:
+            after_rows += judge.rows(editor.model, request)
+    if sequential:
+        for request in tqdm(edits, desc="judging", disable=not progress):
+            after_rows += judge.rows(editor.model, request)
+    editor.reset()
+
+    after = judge.scores(after_rows)
+    before = judge.scores(before_rows)
+    seconds = [r["seconds"] for r in records]
+    successes = [r["success"] for r in records]
+    return {
+        "method": method,
+        "mode": "sequential" if sequential else "single",
+        "metrics": _overall(after),
+        "per_language": after["per_language"],
+        "counts": after["counts"],
+        "before": {
+            "metrics": _overall(before),
+            "per_language": before["per_language"],
+            "per_case": before["per_case"],
+        },
+        "per_case": after["per_case"],
+        "edit_language": edit_language,
+        "languages": languages,
+        "augment_languages": augment,
+        "seen_languages": seen,
+        "unseen_languages": after["unseen_languages"],
+        "edits": records,
+        "timing": {
+            "seconds_per_edit_mean": statistics.fmean(seconds),
+            "seconds_per_edit_median": statistics.median(seconds),
+            "seconds_total": sum(seconds),
+            "success_rate": statistics.fmean(successes),
+        },
+        "num_edits": num_edits,
+        "seed": seed,
+        "case_ids": [str(r.case_id) for r in edits],
+        "memory_case_ids": [str(r.case_id) for r in unrelated],
+        "editor_config": config.to_dict(),
+    }
+
+
+def _overall(result: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("per_language", "counts", "edit_language", "augment_languages", "unseen_languages")
+    return {key: value for key, value in result.items() if key not in keep}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and the packages a run depends on (``None`` where one is not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# -------------------------------------------------------------------------------------------- outputs
+
+

@@ -1,0 +1,81 @@
+"""In-context editing: `edit` stores the fact; `.model` (an `InContextModel`) reads it before every prompt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ...data.requests import EditRequest, EditRequestError
+from ...metrics.scoring import score_targets
+from ..base import Editor, EditResult
+from ..common import check_generation_requests
+from .config import ICLEditorConfig
+from .model import InContextModel
+
+
+class ICLEditor(Editor):
+    """In-context editing: ``edit`` stores the fact, ``.model`` reads it in front of every prompt.
+
+    Args:
+        model: a causal LM.
+        tokenizer: its tokenizer.
+        config: the demonstration template and how many facts each prompt sees.
+        progress: show a progress bar in :meth:`edit_stream`.
+
+    Example (the same evaluation code as for the other editors):
+
+        ```py
+        >>> editor = make_editor("icl", model, tokenizer)
+        >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))
+        >>> score_targets(editor.model, tokenizer, [("Die Hauptstadt von Frankreich ist", "Lyon")])
+        >>> editor.reset()  # forget the facts: editor.model is the plain model again
+        ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ICLEditorConfig | None = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        if type(model).__name__.endswith("ForSequenceClassification"):
+            raise EditRequestError(
+                f"In-context editing needs a causal LM; {type(model).__name__} is a classifier. "
+                "Use MPNEditor for classifiers."
+            )
+        self.tokenizer = tokenizer
+        self.config = config or ICLEditorConfig()
+        self.progress = progress
+        self.model = InContextModel(model, tokenizer, self.config)
+
+    def reset(self) -> None:
+        """Forget every stored fact."""
+        self.model.clear()
+
+    def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
+        check_generation_requests(requests, "In-context editing")
+        start = time.perf_counter()
+        for request in requests:
+            self.model.add_fact(request.edit.prompt, request.edit.target)
+        correct = self._holds(requests)
+        languages = list(dict.fromkeys(request.edit_language for request in requests))
+        return EditResult(
+            [request.case_id for request in requests],
+            "edited" if all(correct) else "unfixed",
+            seconds=time.perf_counter() - start,
+            languages=languages,
+            fixed_languages=[
+                lang for lang in languages if all(ok for r, ok in zip(requests, correct) if r.edit_language == lang)
+            ],
+        )
+
+    def _holds(self, requests: Sequence[EditRequest]) -> list[bool]:
+        pairs = [(request.edit.prompt, request.edit.target) for request in requests]
+        return [score.exact for score in score_targets(self.model, self.tokenizer, pairs)]
+
+
+__all__ = ["ICLEditor"]

@@ -1,0 +1,54 @@
+"""How the LAFN editor locates neurons and trains their deltas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from ...locating import LocatorConfig
+from ..base import EditorConfig
+
+
+@dataclass
+class LAFNEditorConfig(EditorConfig):
+    """How `LAFNEditor` learns an edit."""
+
+    train_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Languages whose versions the edit is trained (and its neurons located) on. None: every "
+            "language a request carries (multilingual editing, the LAFN paper's setting); ['en']: cross-lingual "
+            "editing from English only."
+        },
+    )
+    use_rephrases: bool = field(default=True, metadata={"help": "Train on each version's paraphrases too."})
+    locator: LocatorConfig | None = field(
+        default=None, metadata={"help": "A peft_mpn.locating.LocatorConfig (default: its defaults)."}
+    )
+    update_input: bool = field(
+        default=False, metadata={"help": "Also learn deltas on the located neurons' up/gate rows."}
+    )
+    cached: bool = field(
+        default=False,
+        metadata={"help": "Apply the deltas only where the located neurons are active (see LAFNConfig.cached)."},
+    )
+    activation_threshold: float | None = field(
+        default=None, metadata={"help": "Threshold of the cached update (required with cached=True)."}
+    )
+    learning_rate: float = field(default=2e-2, metadata={"help": "Adam learning rate of the deltas."})
+    max_steps: int = field(default=100, metadata={"help": "Step budget per edit."})
+    locality_weight: float = field(
+        default=1.0, metadata={"help": "Weight of KL(unedited ‖ edited) on the unrelated locality texts."}
+    )
+    norm_weight: float = field(default=1e-3, metadata={"help": "Weight of the squared-norm penalty on the deltas."})
+    max_locality_texts: int = field(default=8, metadata={"help": "Most unrelated texts in the KL term."})
+    vocab_candidates: int | None = field(
+        default=512, metadata={"help": "Softmax of the edit loss over targets + top-k candidates (None: exact)."}
+    )
+    prefix_cache: bool = field(
+        default=True, metadata={"help": "Replay the frozen blocks below the lowest edited layer (exact, faster)."}
+    )
+
+    def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> LAFNEditorConfig:
+        """Locate and train on the edit language and exactly `augment_languages`."""
+        return replace(self, train_languages=[edit_language, *augment_languages])

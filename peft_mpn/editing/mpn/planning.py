@@ -1,0 +1,157 @@
+"""Which patches an edit needs, where each must fire, and their initial tensors (before any training)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from ...tuners.mpn import PatchSet
+from .config import MPNEditorConfig
+
+
+@dataclass
+class EditRows:
+    """The edit batch: one row per (request, language) version."""
+
+    request: list[int]
+    language: list[str]
+    is_edit: list[bool]
+
+    def of_request(self, index: int) -> list[int]:
+        return [r for r, q in enumerate(self.request) if q == index]
+
+
+@dataclass
+class PlannedPatch:
+    """One patch to train: the request it serves and the FFN inputs where it must fire."""
+
+    request: int
+    rows: torch.Tensor  # rows of its request
+    anchors: torch.Tensor  # [len(rows), d] FFN inputs where it must fire
+    edit_anchor: torch.Tensor  # [d] the edit-language one
+
+
+@dataclass
+class PatchPlan:
+    """The patches planned for a list of requests, before training (see `MPNEditor.plan_patches`).
+
+    `initial` holds their initial tensors (keys from the edit's FFN inputs, zero bias, values `z ⊙ a`);
+    `requests[p]` is the index of the request patch `p` serves; `skipped` lists the requests the model
+    already gets right in every trained language (they get no patch).
+    """
+
+    patches: list[PlannedPatch]
+    initial: PatchSet
+    skipped: list[int]
+
+    @property
+    def requests(self) -> list[int]:
+        return [patch.request for patch in self.patches]
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+
+def plan_patches(
+    num_requests: int,
+    rows: EditRows,
+    correct: torch.Tensor,
+    positions: torch.Tensor,
+    h: torch.Tensor,
+    config: MPNEditorConfig,
+) -> tuple[list[PlannedPatch], list[int]]:
+    """Patches for the wrong tokens (at most the cap; one for classifiers); requests already right are skipped.
+
+    `patch_plan="edit"`: one patch per wrong edit-language token, anchored in every training language at
+    the same relative target position (T-Patcher's plan, shared across languages). `"per_language"` adds,
+    for each other training language, patches for that language's own wrong tokens, anchored there only.
+
+    Args:
+        num_requests: how many requests the rows cover.
+        rows: which request and language each batch row is.
+        correct: [B, T] per-token correctness of the unpatched model (True on padding).
+        positions: [B, T] positions whose FFN inputs the patches read (-1 for padding).
+        h: [B, S, d] FFN inputs at the patched layer.
+        config: the editor config (`patch_plan`, `max_patches_per_edit`).
+    """
+    patches: list[PlannedPatch] = []
+    skipped = []
+    for index in range(num_requests):
+        request_rows = rows.of_request(index)
+        if bool(correct[request_rows].all()):
+            skipped.append(index)
+            continue
+        edit_row = next(r for r in request_rows if rows.is_edit[r])
+        cap = config.max_patches_per_edit
+        patches += _patches_for(index, edit_row, request_rows, correct, positions, h, cap, always=True)
+        if config.patch_plan == "per_language":
+            for row in request_rows:
+                if row != edit_row:
+                    patches += _patches_for(index, row, [row], correct, positions, h, cap, always=False)
+    return patches, skipped
+
+
+def _patches_for(
+    request: int,
+    source_row: int,
+    anchor_rows: list[int],
+    correct: torch.Tensor,
+    positions: torch.Tensor,
+    h: torch.Tensor,
+    cap: int,
+    always: bool,
+) -> list[PlannedPatch]:
+    """Patches for `source_row`'s wrong target tokens, anchored at the same relative slot of `anchor_rows`."""
+    valid = positions[source_row] >= 0
+    wrong = (~correct[source_row]) & valid
+    slots = torch.nonzero(valid).flatten()  # target-token slots of the source row
+    relative = [int((slots == s).nonzero()) for s in torch.nonzero(wrong).flatten()]
+    if not relative and not always:
+        return []
+    patches = []
+    for rel in (relative or [0])[:cap]:
+        anchors = []
+        for r in anchor_rows:
+            row_slots = torch.nonzero(positions[r] >= 0).flatten()
+            slot = row_slots[min(rel, len(row_slots) - 1)]
+            anchors.append(h[r, positions[r, slot]])
+        anchors = torch.stack(anchors)
+        edit_anchor = anchors[anchor_rows.index(source_row)]
+        patches.append(PlannedPatch(request, torch.tensor(anchor_rows), anchors, edit_anchor))
+    return patches
+
+
+def init_patches(
+    patches: list[PlannedPatch], config: MPNEditorConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(keys, bias, noise, amplifier)`: keys `q / ||q||²` (`key_init`), zero bias, values `noise ⊙ amplifier`."""
+    if config.key_init == "mean":
+        queries = torch.stack([p.anchors.mean(0) for p in patches])
+    else:
+        queries = torch.stack([p.edit_anchor for p in patches])
+    keys = queries / queries.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
+    bias = torch.zeros(len(patches))
+    noise = torch.randn(keys.shape, generator=generator)
+    amplifier = torch.full(keys.shape, config.amplifier_init)
+    return keys.clone(), bias, noise, amplifier
+
+
+def sample_rows(
+    rows: EditRows, request_indices: Iterable[int], config: MPNEditorConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """One step's batch rows: per request, its edit row and `samples_per_step` sampled parallel versions."""
+    chosen = []
+    for index in request_indices:
+        request_rows = rows.of_request(index)
+        edit = [r for r in request_rows if rows.is_edit[r]]
+        parallel = [r for r in request_rows if not rows.is_edit[r]]
+        k = min(config.samples_per_step, len(parallel))
+        if k < len(parallel):
+            picks = torch.randperm(len(parallel), generator=generator)[:k]
+            parallel = [parallel[int(i)] for i in picks.sort().values]
+        if config.include_edit_language or not parallel:
+            chosen.extend(edit)
+        chosen.extend(parallel)
+    return torch.tensor(sorted(chosen))

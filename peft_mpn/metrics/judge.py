@@ -1,0 +1,237 @@
+"""The one judge: how an edited model is scored on a case in every language, before and after.
+
+Every consumer (the bench, the demo, the examples, the studies, `EditTrainer`) goes through here and only
+formats the result. [`Judge`][peft_mpn.metrics.judge.Judge] scores the unedited model once per case (keeping its
+locality predictions as the reference), then scores edited models against that reference; its
+[`scores`][peft_mpn.metrics.judge.Judge.scores] are those of
+[`compute_cross_lingual_edit`][peft_mpn.metrics.edit_metrics.compute_cross_lingual_edit].
+The lower-level row functions ([`metric_rows`][peft_mpn.metrics.judge.metric_rows],
+[`locality_predictions`][peft_mpn.metrics.judge.locality_predictions]) are public for code that batches
+differently (e.g. a Trainer's `compute_metrics`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..data.requests import EditRequest
+from ..files import atomic_write_text
+from .edit_metrics import COLUMNS, compute_cross_lingual_edit
+from .probes import edit_probes
+from .scoring import score_targets
+
+Row = dict[str, Any]
+
+
+def ordered_languages(languages: Iterable[str], edit_language: str) -> list[str]:
+    """`languages` without repeats, the edit language first (and always included)."""
+    return [edit_language, *(lang for lang in dict.fromkeys(languages) if lang != edit_language)]
+
+
+def _views(request: EditRequest, languages: Sequence[str]):
+    missing = [lang for lang in languages if lang not in request.views]
+    if missing:
+        raise ValueError(
+            f"Case {request.case_id!r} has no version in {missing} (it has {request.languages}); load the data "
+            "with those languages or leave them out of the evaluated languages."
+        )
+    return [(lang, request.views[lang]) for lang in ordered_languages(languages, request.edit_language)]
+
+
+def locality_predictions(
+    model: Any, tokenizer: Any, request: EditRequest, *, languages: Sequence[str], batch_size: int = 16
+) -> dict[str, tuple[int, ...]]:
+    """The model's argmax tokens on each language's locality question+answer (the pre-edit reference)."""
+    scored = [(lang, v) for lang, v in _views(request, languages) if v.locality_prompt and v.locality_answer]
+    scores = score_targets(model, tokenizer, [(v.locality_prompt, v.locality_answer) for _, v in scored], batch_size)
+    return {lang: score.predicted for (lang, _), score in zip(scored, scores)}
+
+
+def metric_rows(
+    model: Any,
+    tokenizer: Any,
+    request: EditRequest,
+    *,
+    languages: Sequence[str],
+    pre_locality: Mapping[str, Sequence[int]] | None = None,
+    batch_size: int = 16,
+) -> list[Row]:
+    """Teacher-forced rows of `request` in each of `languages` (the edit language is always included).
+
+    Per language: `reliability` (prompt → that language's target), one `generality` row per rephrase,
+    `portability` where the case has a follow-up question, `edit_language_answer` (prompt → the edit-language
+    target) outside the edit language, and `locality` (argmax on the unrelated question against
+    `pre_locality[language]`, from `locality_predictions` on the unedited model) when `pre_locality` is
+    given. `copied` says whether the language's target is the edit-language target's string.
+
+    Returns:
+        dicts with the keys of `peft_mpn.metrics.edit_metrics.COLUMNS`; `rows_to_columns` turns them into the
+        arguments of `compute_cross_lingual_edit`.
+    """
+    pairs: list[tuple[str, str]] = []
+    labels: list[tuple[str, str, bool]] = []
+    for lang, probe, prompt, target, copied in edit_probes(request, [lang for lang, _ in _views(request, languages)]):
+        if probe == "locality" and (pre_locality is None or lang not in pre_locality):
+            continue
+        pairs.append((prompt, str(target)))
+        labels.append((lang, probe, copied))
+    rows = []
+    for (lang, probe, copied), score in zip(labels, score_targets(model, tokenizer, pairs, batch_size)):
+        reference = tuple(pre_locality[lang]) if probe == "locality" else score.target
+        if len(reference) != len(score.predicted):
+            raise ValueError(
+                f"Case {request.case_id!r}, {lang!r}: the pre-edit locality reference has {len(reference)} tokens "
+                f"but the answer has {len(score.predicted)}; compute pre_locality with locality_predictions on "
+                "the same tokenizer and request."
+            )
+        rows.append(
+            {
+                "case_id": str(request.case_id),
+                "language": lang,
+                "probe": probe,
+                "predictions": list(score.predicted),
+                "references": list(reference),
+                "copied": copied,
+            }
+        )
+    return rows
+
+
+def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """`{column: values}` from row dicts: `compute_cross_lingual_edit(**rows_to_columns(rows), ...)`."""
+    return {column: [row[column] for row in rows] for column in COLUMNS}
+
+
+def model_fingerprint(model: Any) -> str:
+    """A cheap identity of a model's weights: its name, parameter count and a checksum of a few tensors."""
+    parameters = list(getattr(model, "get_base_model", lambda: model)().parameters())
+    sampled = [parameters[0], parameters[len(parameters) // 2], parameters[-1]] if parameters else []
+    checksum = [float(p.detach().double().sum()) for p in sampled]
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    return json.dumps([name, sum(p.numel() for p in parameters), checksum])
+
+
+class Judge:
+    """Scores edits of a set of cases in every language, before and after, the same way everywhere.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        languages: the languages to judge (the edit language is always judged first); None: each case's own.
+        augment_languages: the languages an editor trained on besides the edit language ("seen"); the others
+            are reported as unseen.
+        batch_size: scoring batch size (scores do not depend on it).
+        cache: a folder that keeps the unedited model's judgements per case, so later runs on the same model and
+            cases skip them (about half of a benchmark run's judging).
+
+    Example:
+
+        ```py
+        >>> judge = Judge(tokenizer, languages=["en", "de", "fr"], augment_languages=["de"])
+        >>> before = judge.reference(model, requests)      # the unedited model; keeps its locality answers
+        >>> editor.edit(requests[0])
+        >>> after = judge.rows(editor.model, requests[0])  # locality judged against the reference
+        >>> judge.scores(after)["per_language"]["fr"]["reliability_translated"]
+        ```
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        languages: Sequence[str] | None = None,
+        augment_languages: Sequence[str] = (),
+        batch_size: int = 16,
+        cache: str | Path | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.languages = None if languages is None else list(languages)
+        self.augment_languages = list(augment_languages)
+        self.batch_size = batch_size
+        self.cache = None if cache is None else Path(cache).expanduser()
+        self.locality_reference: dict[str, dict[str, tuple[int, ...]]] = {}
+        self.edit_language: str | None = None
+
+    def _languages(self, request: EditRequest) -> list[str]:
+        return ordered_languages(self.languages or request.languages, request.edit_language)
+
+    def reference(self, model: Any, requests: Iterable[EditRequest], *, progress: bool = False) -> list[Row]:
+        """The unedited `model`'s rows for `requests` (no locality rows); keeps its locality predictions."""
+        requests = list(requests)
+        edit_languages = {request.edit_language for request in requests} | (
+            set() if self.edit_language is None else {self.edit_language}
+        )
+        if len(edit_languages) > 1:
+            raise ValueError(
+                f"The cases mix edit languages {sorted(edit_languages)}; judge each edit language with its own Judge."
+            )
+        self.edit_language = edit_languages.pop() if edit_languages else self.edit_language
+        fingerprint = model_fingerprint(model) if self.cache is not None else ""
+        rows: list[Row] = []
+        for request in tqdm(requests, desc="before", disable=not progress):
+            case_rows, locality = self._unedited(model, request, fingerprint)
+            rows += case_rows
+            self.locality_reference[str(request.case_id)] = locality
+        return rows
+
+    def _unedited(self, model: Any, request: EditRequest, fingerprint: str) -> tuple[list[Row], dict[str, tuple]]:
+        """The unedited model's rows and locality predictions for `request`, from the cache when it has them.
+
+        They depend only on the weights and the probes, so every method judged on the same cases shares them; the
+        key hashes the model fingerprint, the languages and every probe's text.
+        """
+        languages = self._languages(request)
+        path = None
+        if self.cache is not None:
+            probes = [list(probe) for probe in edit_probes(request, languages)]
+            key = [fingerprint, list(self.languages or languages), str(request.case_id), probes]
+            path = self.cache / f"{hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:32]}.json"
+            if path.is_file():
+                stored = json.loads(path.read_text(encoding="utf-8"))
+                return stored["rows"], {lang: tuple(ids) for lang, ids in stored["locality"].items()}
+        rows = metric_rows(model, self.tokenizer, request, languages=languages, batch_size=self.batch_size)
+        locality = locality_predictions(
+            model, self.tokenizer, request, languages=languages, batch_size=self.batch_size
+        )
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps({"rows": rows, "locality": locality}, ensure_ascii=False))
+        return rows, locality
+
+    def rows(self, model: Any, request: EditRequest) -> list[Row]:
+        """The edited `model`'s rows for `request`, locality judged against the unedited reference."""
+        key = str(request.case_id)
+        if key not in self.locality_reference:
+            raise ValueError(
+                f"Case {request.case_id!r} has no unedited reference; call judge.reference(unedited_model, "
+                "requests) before editing."
+            )
+        return metric_rows(
+            model,
+            self.tokenizer,
+            request,
+            languages=self._languages(request),
+            pre_locality=self.locality_reference[key],
+            batch_size=self.batch_size,
+        )
+
+    def scores(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """`compute_cross_lingual_edit` of `rows` (from `reference` or `rows`), with this judge's languages."""
+        if self.edit_language is None:
+            raise ValueError("Nothing judged yet: call judge.reference(unedited_model, requests) first.")
+        languages = None if self.languages is None else ordered_languages(self.languages, self.edit_language)
+        present = languages or {row["language"] for row in rows}
+        return compute_cross_lingual_edit(
+            **rows_to_columns(rows),
+            languages=languages,
+            edit_language=self.edit_language,
+            augment_languages=[lang for lang in self.augment_languages if lang in present],
+        )
+
+
+__all__ = ["Judge", "locality_predictions", "metric_rows", "model_fingerprint", "ordered_languages", "rows_to_columns"]
