@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .loaders import DatasetLayoutError, _classification_requests, requests_to_dataset
+from .loaders import DatasetLayoutError, classification_requests, requests_to_dataset
 from .requests import EditRequest, FactView
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def fact_verification_requests(
     if not cases:
         raise DatasetLayoutError("No usable case: every case has identical true and counterfactual answers.")
     # rows alternate true/false per case, so the case two rows on has the same truth value
-    return _classification_requests(cases, "fact verification", locality_step=2)
+    return classification_requests(cases, "fact verification", locality_step=2)
 
 
 def _statement_view(view: FactView, answer: str, label: int) -> FactView:
@@ -144,7 +144,7 @@ def build_fact_verification(
     train, test = _split_by_case(fact_verification_requests(requests, languages), test_fraction, seed)
     # re-link locality inside each split so that no split points into the other
     relinked = {
-        name: _classification_requests([(r.case_id, dict(r.views)) for r in split], name, locality_step=2)
+        name: classification_requests([(r.case_id, dict(r.views)) for r in split], name, locality_step=2)
         for name, split in (("train", train), ("test", test))
     }
     return DatasetDict({name: requests_to_dataset(split) for name, split in relinked.items()})
