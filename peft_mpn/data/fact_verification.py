@@ -2,9 +2,9 @@
 
 MPN (Si et al. 2024) was evaluated on a self-constructed XFEVER; this builds the same kind of task from data at
 hand. Every CounterFact case gives two statements per language: the prompt completed with the true answer
-(``old``, label 1 = true) and with the counterfactual one (``alt``, label 0 = false). In BMIKE-53 the prompts
+(`old`, label 1 = true) and with the counterfactual one (`alt`, label 0 = false). In BMIKE-53 the prompts
 are questions ("Where does Spike Hughes originate from?"), so a statement reads "<question> <answer>"; the
-``rephrase`` of a case is completed the same way (generality). Views are the parallel statements in the other
+`rephrase` of a case is completed the same way (generality). Views are the parallel statements in the other
 languages (cross-lingual generalization), and locality is another case's statement with the same truth value.
 
 An edit request is one statement: flipping the classifier's verdict on the English statement, with the
@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from .loaders import DatasetLayoutError, _classification_requests, requests_to_dataset
+from .loaders import DatasetLayoutError, classification_requests, requests_to_dataset
 from .requests import EditRequest, FactView
 
 if TYPE_CHECKING:
@@ -29,17 +29,17 @@ FACT_VERIFICATION_LABELS = ("false", "true")
 
 
 def statement(prompt: str, answer: str) -> str:
-    """The prompt completed with an answer: ``"<prompt> <answer>"``."""
+    """The prompt completed with an answer: `"<prompt> <answer>"`."""
     return f"{prompt.rstrip()} {answer.strip()}"
 
 
 def fact_verification_requests(
     requests: Sequence[EditRequest], languages: str | Iterable[str] | None = None
 ) -> list[EditRequest]:
-    """Two classification requests per CounterFact case (``<case_id>-true`` then ``<case_id>-false``).
+    """Two classification requests per CounterFact case (`<case_id>-true` then `<case_id>-false`).
 
-    ``requests`` are generation requests with ``true_answer`` (BMIKE-53 CounterFact, e.g. from
-    ``load_bmike53(path, "counterfact", languages)``); ``languages`` restricts their views (default: all of
+    `requests` are generation requests with `true_answer` (BMIKE-53 CounterFact, e.g. from
+    `load_bmike53(path, "counterfact", languages)`); `languages` restricts their views (default: all of
     them; every request must have every language). A case whose true and counterfactual answers are the same
     string in some language (the two statements would be identical) is dropped with a warning.
     Locality: the statement of the next case with the same truth value, in the same language.
@@ -88,7 +88,7 @@ def fact_verification_requests(
     if not cases:
         raise DatasetLayoutError("No usable case: every case has identical true and counterfactual answers.")
     # rows alternate true/false per case, so the case two rows on has the same truth value
-    return _classification_requests(cases, "fact verification", locality_step=2)
+    return classification_requests(cases, "fact verification", locality_step=2)
 
 
 def _statement_view(view: FactView, answer: str, label: int) -> FactView:
@@ -103,10 +103,10 @@ def _statement_view(view: FactView, answer: str, label: int) -> FactView:
 def _split_by_case(
     requests: Sequence[EditRequest], test_fraction: float = 0.5, seed: int = 0
 ) -> tuple[list[EditRequest], list[EditRequest]]:
-    """``(train, test)``: statements of one case stay together; the split depends only on the case ids and seed.
+    """`(train, test)`: statements of one case stay together; the split depends only on the case ids and seed.
 
-    Cases are ordered by a hash of ``seed`` and their id (the CounterFact id before ``-true``/``-false``) and the
-    first ``round(test_fraction * cases)`` (at least one each way when there are two or more) go to test;
+    Cases are ordered by a hash of `seed` and their id (the CounterFact id before `-true`/`-false`) and the
+    first `round(test_fraction * cases)` (at least one each way when there are two or more) go to test;
     both lists keep the input order.
     """
     if not 0 < test_fraction < 1:
@@ -130,21 +130,22 @@ def build_fact_verification(
     test_fraction: float = 0.5,
     seed: int = 0,
 ) -> DatasetDict:
-    """The fact-verification task as a ``DatasetDict`` with ``train`` and ``test`` splits (split by case).
+    """The fact-verification task as a `DatasetDict` with `train` and `test` splits (split by case).
 
-    Rows are the classification requests of :func:`fact_verification_requests` in the schema of
-    :func:`~peft_mpn.data.requests_to_dataset` (``case_id``, ``edit_language``, ``views.<lang>.prompt`` = the
-    statement, ``views.<lang>.target`` = 1 true / 0 false, ``rephrases``, ``locality_prompt``);
-    ``dataset_to_requests(split)`` gives the edit requests back. Locality neighbours are taken within a split,
-    so a test request's locality statement is a test statement. Train a classifier on
-    ``views.en`` of ``train``; edit and judge on ``test``.
+    Rows are the classification requests of
+    [`fact_verification_requests`][peft_mpn.data.fact_verification_requests] in the schema of
+    [`requests_to_dataset`][peft_mpn.data.requests_to_dataset] (`case_id`, `edit_language`,
+    `views.<lang>.prompt` = the statement, `views.<lang>.target` = 1 true / 0 false, `rephrases`,
+    `locality_prompt`); `dataset_to_requests(split)` gives the edit requests back. Locality neighbours are taken
+    within a split, so a test request's locality statement is a test statement. Train a classifier on `views.en`
+    of `train`; edit and judge on `test`.
     """
     from datasets import DatasetDict
 
     train, test = _split_by_case(fact_verification_requests(requests, languages), test_fraction, seed)
     # re-link locality inside each split so that no split points into the other
     relinked = {
-        name: _classification_requests([(r.case_id, dict(r.views)) for r in split], name, locality_step=2)
+        name: classification_requests([(r.case_id, dict(r.views)) for r in split], name, locality_step=2)
         for name, split in (("train", train), ("test", test))
     }
     return DatasetDict({name: requests_to_dataset(split) for name, split in relinked.items()})
