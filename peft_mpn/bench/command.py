@@ -48,15 +48,15 @@ def bench(
     spec = editor_spec(method)
     if Path(output).suffix != ".json":
         raise ValueError(f"--output must be a .json path (the .md and .png go next to it), got {output}.")
-    if split is not None and dataset != "bmike53":
-        raise ValueError(f"--split selects a BMIKE-53 split; {dataset} has none. Drop --split.")
+    if split is not None and "split" not in edit_data.dataset_options(dataset):
+        raise ValueError(f"--split selects a split of the data; {dataset} has none. Drop --split.")
     config = editor_config(method, None, **dict(editor_overrides or {}))  # bad options fail before any loading
     check_method_options(
         method, layer=layer, augment_languages=[a for a in augment_languages or [] if a != edit_language]
     )
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of editing
         raise ModuleNotFoundError("peft-mpn bench draws its plot with matplotlib: pip install matplotlib.")
-    kwargs: dict[str, Any] = {"split": split} if dataset == "bmike53" else {}
+    kwargs: dict[str, Any] = {} if split is None else {"split": split}
     if eval_languages is not None:
         wanted = [edit_language, *(augment_languages or []), *eval_languages]
         kwargs["languages"] = list(dict.fromkeys(wanted))
