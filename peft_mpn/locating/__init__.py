@@ -48,10 +48,10 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .batching import encode_target, eval_mode, left_padded_positions, pad_token_id
-from .data.requests import EditRequest, FactView, Target
-from .tuners.ffn import FFNBlocks, ffn_blocks
-from .tuners.lafn import LAFNConfig
+from ..batching import encode_target, eval_mode, left_padded_positions, pad_token_id
+from ..data.requests import EditRequest, FactView, Target
+from ..tuners.ffn import FFNBlocks, ffn_blocks
+from ..tuners.lafn import LAFNConfig
 
 SCORINGS = ("activation", "integrated_gradients")
 SELECTIONS = ("top_k", "threshold")
