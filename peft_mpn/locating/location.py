@@ -1,0 +1,183 @@
+"""`NeuronLocation`: the located neurons of one fact, what `locate_neurons` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..tuners.lafn import LAFNConfig
+from .config import LocatorConfig
+from .selection import votes_needed
+
+
+def _int_keys(mapping: Mapping[Any, Any]) -> dict[int, Any]:
+    return {int(k): v for k, v in mapping.items()}
+
+
+@dataclass
+class NeuronLocation:
+    """The located neurons of one fact, and how they were found.
+
+    Attributes:
+        neurons: layer -> sorted neuron indices, the language-agnostic set (generic neurons removed); pass it to
+            ``LAFNConfig(neurons=...)``.
+        scores: layer -> neuron -> mean score over every prompt read (all languages and paraphrases).
+        per_language: language -> layer -> the neurons selected for all of that language's paraphrases.
+        languages: the languages combined, in order.
+        config: the :class:`LocatorConfig` used.
+        prompts: language -> the prompts read (prompt first, then paraphrases), before the template.
+        layers: the layers searched.
+        generic: layer -> the generic neurons (selected for >= generic_facts_fraction of the reference facts);
+            empty when no reference facts were used.
+        num_references: how many reference facts estimated ``generic``.
+        case_id: the request's case id, where known.
+    """
+
+    neurons: dict[int, list[int]]
+    scores: dict[int, dict[int, float]]
+    per_language: dict[str, dict[int, list[int]]]
+    languages: list[str]
+    config: LocatorConfig
+    prompts: dict[str, list[str]] = field(default_factory=dict)
+    layers: list[int] = field(default_factory=list)
+    generic: dict[int, list[int]] = field(default_factory=dict)
+    num_references: int = 0
+    case_id: str | None = None
+
+    @property
+    def num_neurons(self) -> int:
+        return sum(len(v) for v in self.neurons.values())
+
+    def counts(self) -> dict[int, int]:
+        """Located neurons per layer (every searched layer, zeros included)."""
+        return {layer: len(self.neurons.get(layer, [])) for layer in self.layers or sorted(self.neurons)}
+
+    def language_counts(self) -> dict[str, dict[int, int]]:
+        layers = self.layers or sorted({layer for sets in self.per_language.values() for layer in sets})
+        return {
+            lang: {layer: len(sets.get(layer, [])) for layer in layers} for lang, sets in self.per_language.items()
+        }
+
+    def jaccard(self) -> list[list[float]]:
+        """Jaccard similarity of the per-language sets of (layer, neuron) pairs, in ``languages`` order."""
+        sets = [
+            {(layer, n) for layer, ns in self.per_language.get(lang, {}).items() for n in ns}
+            for lang in self.languages
+        ]
+        return [[len(a & b) / len(a | b) if a | b else 1.0 for b in sets] for a in sets]
+
+    def lafn_config(self, **kwargs: Any) -> LAFNConfig:
+        """A :class:`~peft_mpn.LAFNConfig` for these neurons (``kwargs`` go to the config)."""
+        return LAFNConfig(neurons={layer: list(ns) for layer, ns in self.neurons.items()}, **kwargs)
+
+    def summary(self) -> str:
+        """Counts per layer: located, per language and generic."""
+        config = self.config
+        need = votes_needed(config.language_vote, len(self.languages))
+        lines = [
+            f"{self.num_neurons} language-agnostic neurons in {len(self.neurons)} layer(s)"
+            f"{f' for case {self.case_id}' if self.case_id else ''}: selected in >= {need} of "
+            f"{len(self.languages)} languages ({', '.join(self.languages)}); {config.scoring} scoring, "
+            f"{config.selection} ({config.top_k if config.selection == 'top_k' else config.threshold}) per "
+            f"{config.scope}, read at {config.position}" + (f" of {config.template!r}" if config.template else ""),
+        ]
+        if self.num_references:
+            lines.append(
+                f"generic set (>= {config.generic_facts_fraction} of {self.num_references} reference facts) "
+                f"removed: {sum(len(v) for v in self.generic.values())} neurons"
+            )
+        languages = self.language_counts()
+        header = "layer  located  generic  " + "  ".join(f"{lang:>5}" for lang in self.languages)
+        lines.append(header)
+        for layer, count in self.counts().items():
+            per_lang = "  ".join(f"{languages.get(lang, {}).get(layer, 0):>5}" for lang in self.languages)
+            lines.append(f"{layer:>5}  {count:>7}  {len(self.generic.get(layer, [])):>7}  {per_lang}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly record (layer and neuron keys become strings in JSON; :meth:`from_dict` reads both)."""
+        return {
+            "neurons": {layer: list(ns) for layer, ns in self.neurons.items()},
+            "scores": {layer: dict(s) for layer, s in self.scores.items()},
+            "per_language": {
+                lang: {layer: list(ns) for layer, ns in s.items()} for lang, s in self.per_language.items()
+            },
+            "languages": list(self.languages),
+            "config": self.config.to_dict(),
+            "prompts": {lang: list(p) for lang, p in self.prompts.items()},
+            "layers": list(self.layers),
+            "generic": {layer: list(ns) for layer, ns in self.generic.items()},
+            "num_references": self.num_references,
+            "case_id": self.case_id,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> NeuronLocation:
+        return cls(
+            neurons={layer: [int(n) for n in ns] for layer, ns in _int_keys(record["neurons"]).items()},
+            scores={
+                layer: {int(n): float(s) for n, s in ss.items()} for layer, ss in _int_keys(record["scores"]).items()
+            },
+            per_language={
+                lang: {layer: [int(n) for n in ns] for layer, ns in _int_keys(sets).items()}
+                for lang, sets in record["per_language"].items()
+            },
+            languages=list(record["languages"]),
+            config=LocatorConfig.from_dict(record["config"]),
+            prompts={lang: list(p) for lang, p in record.get("prompts", {}).items()},
+            layers=[int(layer) for layer in record.get("layers", [])],
+            generic={layer: [int(n) for n in ns] for layer, ns in _int_keys(record.get("generic", {})).items()},
+            num_references=int(record.get("num_references", 0)),
+            case_id=record.get("case_id"),
+        )
+
+    # -- plots (matplotlib imported only here) ---------------------------------------------------------------
+    def plot_layers(self, ax: Any = None, per_language: bool = True) -> Any:
+        """Bar chart of the located neurons per layer, with each language's own count as a line; returns the Axes."""
+        created = ax is None
+        if created:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(self.counts()) + 2), 3.5))
+        counts = self.counts()
+        layers = list(counts)
+        ax.bar(layers, [counts[layer] for layer in layers], color="tab:blue", label="language-agnostic", zorder=2)
+        if per_language:
+            for lang, lang_counts in self.language_counts().items():
+                ax.plot(layers, [lang_counts.get(layer, 0) for layer in layers], marker=".", lw=1, label=lang)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("neurons")
+        ax.set_xticks(layers)
+        ax.set_title(f"Located neurons per layer ({self.num_neurons} in all)")
+        ax.legend(fontsize="small", ncols=2 if len(self.languages) > 6 else 1)
+        if created:
+            ax.figure.tight_layout()
+        return ax
+
+    def plot_overlap(self, ax: Any = None) -> Any:
+        """Language × language Jaccard heatmap of the per-language neuron sets, annotated; returns the Axes."""
+        created = ax is None
+        if created:
+            import matplotlib.pyplot as plt
+
+            size = max(3.5, 0.5 * len(self.languages) + 2)
+            _, ax = plt.subplots(figsize=(size + 0.8, size))
+        matrix = self.jaccard()
+        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+        n = len(self.languages)
+        ax.set_xticks(range(n), self.languages)
+        ax.set_yticks(range(n), self.languages)
+        for i in range(n):
+            for j in range(n):
+                value = matrix[i][j]
+                color = "black" if value > 0.6 else "white"
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="small", color=color)
+        ax.figure.colorbar(image, ax=ax, label="Jaccard")
+        ax.set_title("Overlap of per-language neuron sets")
+        if created:
+            ax.figure.tight_layout()
+        return ax
+
+
+__all__ = ["NeuronLocation"]
