@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..tuners.lafn import LAFNConfig
+from . import plots
 from .config import LocatorConfig
 from .selection import votes_needed
 
@@ -132,52 +133,14 @@ class NeuronLocation:
             case_id=record.get("case_id"),
         )
 
-    # -- plots (matplotlib imported only here) ---------------------------------------------------------------
+    # -- plots (see plots.py: matplotlib is imported there, only when a plot draws its own figure) ----------------
     def plot_layers(self, ax: Any = None, per_language: bool = True) -> Any:
         """Bar chart of the located neurons per layer, with each language's own count as a line; returns the Axes."""
-        created = ax is None
-        if created:
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(self.counts()) + 2), 3.5))
-        counts = self.counts()
-        layers = list(counts)
-        ax.bar(layers, [counts[layer] for layer in layers], color="tab:blue", label="language-agnostic", zorder=2)
-        if per_language:
-            for lang, lang_counts in self.language_counts().items():
-                ax.plot(layers, [lang_counts.get(layer, 0) for layer in layers], marker=".", lw=1, label=lang)
-        ax.set_xlabel("layer")
-        ax.set_ylabel("neurons")
-        ax.set_xticks(layers)
-        ax.set_title(f"Located neurons per layer ({self.num_neurons} in all)")
-        ax.legend(fontsize="small", ncols=2 if len(self.languages) > 6 else 1)
-        if created:
-            ax.figure.tight_layout()
-        return ax
+        return plots.plot_layers(self, ax=ax, per_language=per_language)
 
     def plot_overlap(self, ax: Any = None) -> Any:
         """Language × language Jaccard heatmap of the per-language neuron sets, annotated; returns the Axes."""
-        created = ax is None
-        if created:
-            import matplotlib.pyplot as plt
-
-            size = max(3.5, 0.5 * len(self.languages) + 2)
-            _, ax = plt.subplots(figsize=(size + 0.8, size))
-        matrix = self.jaccard()
-        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
-        n = len(self.languages)
-        ax.set_xticks(range(n), self.languages)
-        ax.set_yticks(range(n), self.languages)
-        for i in range(n):
-            for j in range(n):
-                value = matrix[i][j]
-                color = "black" if value > 0.6 else "white"
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="small", color=color)
-        ax.figure.colorbar(image, ax=ax, label="Jaccard")
-        ax.set_title("Overlap of per-language neuron sets")
-        if created:
-            ax.figure.tight_layout()
-        return ax
+        return plots.plot_overlap(self, ax=ax)
 
 
 __all__ = ["NeuronLocation"]
