@@ -3,37 +3,39 @@
 A reconstruction of the locating step of LU-LAFNs (Zhang et al., arXiv 2406.16416; see METHODS.md §3). For
 every language of a fact, every FFN neuron of the chosen layers is scored on the fact's prompt and on each of
 its paraphrases; a language keeps the neurons selected for *all* of its paraphrases, and a neuron is
-language-agnostic when enough languages keep it (``language_vote``; 1.0 is the paper's strict intersection).
+language-agnostic when enough languages keep it (`language_vote`; 1.0 is the paper's strict intersection).
 Optionally the *generic* neurons (selected for many other facts: "a question ends here") are subtracted.
 
-Scores (``LocatorConfig.scoring``), for neuron ``k`` of a layer whose FFN is ``y = W_down · a``, read at one
-token position (``LocatorConfig.position``):
+The package, in the order of the method:
 
-- ``"activation"``: ``|a_k| · ||W_down[:, k]||``, the magnitude of the neuron's contribution ``a_k · W_down[:, k]``
-  to the FFN output.
-- ``"integrated_gradients"``: ``a_k · (1/m) Σ_{s=1..m} ∂ log p(t | x) / ∂ a_k`` evaluated with the layer's
-  activation vector at the read position scaled to ``((s - ½)/m) · a`` (a midpoint Riemann sum from 0 to ``a``,
-  ``m = ig_steps``; other positions and layers run as usual). Summed over a layer's neurons it approximates
-  ``log p(t | a) − log p(t | a = 0 at the read position)`` (completeness). ``t`` is the first token of the
-  target (the label for classifiers). Signed: positive means the neuron raises the target; only positive scores
-  are ever selected.
+- `config`: `LocatorConfig`, every choice below.
+- `paraphrasing`: each language's prompt and paraphrases (from the data, a `Paraphraser` or
+  `model_paraphraser`).
+- `scoring`: every neuron's score on each prompt at the read position (`score_neurons`).
+- `selection`: the neurons each prompt selects, each language keeps and enough languages share
+  (`select_neurons`), and the generic neurons (`estimate_generic_neurons`).
+- `locate`: `locate_neurons`, which runs these steps for one fact and returns a `NeuronLocation` (`location`:
+  `summary`, `lafn_config`, JSON records; `plots`: its two matplotlib plots, matplotlib imported only there).
+
+Import the public names from `peft_mpn.locating` itself.
 
 Measured pitfalls (METHODS.md §3): a plain intersection is mostly generic neurons, so pass
-``reference_requests`` (other facts) with ``generic_facts_fraction`` (≈ 0.2); read every language at the same
-token (``template="Q: {prompt}\\nA:"``); prefer a vote (≈ 0.75) to a strict intersection; and compare against
+`reference_requests` (other facts) with `generic_facts_fraction` (≈ 0.2); read every language at the same
+token (`template="Q: {prompt}\\nA:"`); prefer a vote (≈ 0.75) to a strict intersection; and compare against
 shuffled-fact controls, not only random neurons.
 
-Example:
+For example:
 
-    ```py
-    >>> from peft import get_peft_model
-    >>> import peft_mpn
-    >>> from peft_mpn.locating import LocatorConfig, locate_neurons
-    >>> config = LocatorConfig(top_k=50, language_vote=0.75, template="Q: {prompt}\\nA:", generic_facts_fraction=0.2)
-    >>> location = locate_neurons(model, tokenizer, request, config, reference_requests=other_requests)
-    >>> print(location.summary())
-    >>> model = get_peft_model(model, peft_mpn.LAFNConfig(neurons=location.neurons))
-    ```
+```python
+from peft import get_peft_model
+import peft_mpn
+from peft_mpn.locating import LocatorConfig, locate_neurons
+
+config = LocatorConfig(top_k=50, language_vote=0.75, template="Q: {prompt}\\nA:", generic_facts_fraction=0.2)
+location = locate_neurons(model, tokenizer, request, config, reference_requests=other_requests)
+print(location.summary())
+model = get_peft_model(model, peft_mpn.LAFNConfig(neurons=location.neurons))
+```
 """
 
 from .config import LocatorConfig

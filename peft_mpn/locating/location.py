@@ -13,6 +13,7 @@ from .selection import votes_needed
 
 
 def _int_keys(mapping: Mapping[Any, Any]) -> dict[int, Any]:
+    """The mapping with int keys (JSON turns layer and neuron keys into strings)."""
     return {int(k): v for k, v in mapping.items()}
 
 
@@ -22,16 +23,16 @@ class NeuronLocation:
 
     Attributes:
         neurons: layer -> sorted neuron indices, the language-agnostic set (generic neurons removed); pass it to
-            ``LAFNConfig(neurons=...)``.
+            `LAFNConfig(neurons=...)`.
         scores: layer -> neuron -> mean score over every prompt read (all languages and paraphrases).
         per_language: language -> layer -> the neurons selected for all of that language's paraphrases.
         languages: the languages combined, in order.
-        config: the :class:`LocatorConfig` used.
+        config: the `LocatorConfig` used.
         prompts: language -> the prompts read (prompt first, then paraphrases), before the template.
         layers: the layers searched.
         generic: layer -> the generic neurons (selected for >= generic_facts_fraction of the reference facts);
             empty when no reference facts were used.
-        num_references: how many reference facts estimated ``generic``.
+        num_references: how many reference facts estimated `generic`.
         case_id: the request's case id, where known.
     """
 
@@ -48,6 +49,7 @@ class NeuronLocation:
 
     @property
     def num_neurons(self) -> int:
+        """How many neurons were located, over all layers."""
         return sum(len(v) for v in self.neurons.values())
 
     def counts(self) -> dict[int, int]:
@@ -55,13 +57,14 @@ class NeuronLocation:
         return {layer: len(self.neurons.get(layer, [])) for layer in self.layers or sorted(self.neurons)}
 
     def language_counts(self) -> dict[str, dict[int, int]]:
+        """Per language, the neurons it kept per layer (every searched layer, zeros included)."""
         layers = self.layers or sorted({layer for sets in self.per_language.values() for layer in sets})
         return {
             lang: {layer: len(sets.get(layer, [])) for layer in layers} for lang, sets in self.per_language.items()
         }
 
     def jaccard(self) -> list[list[float]]:
-        """Jaccard similarity of the per-language sets of (layer, neuron) pairs, in ``languages`` order."""
+        """Jaccard similarity of the per-language sets of (layer, neuron) pairs, in `languages` order."""
         sets = [
             {(layer, n) for layer, ns in self.per_language.get(lang, {}).items() for n in ns}
             for lang in self.languages
@@ -69,7 +72,7 @@ class NeuronLocation:
         return [[len(a & b) / len(a | b) if a | b else 1.0 for b in sets] for a in sets]
 
     def lafn_config(self, **kwargs: Any) -> LAFNConfig:
-        """A :class:`~peft_mpn.LAFNConfig` for these neurons (``kwargs`` go to the config)."""
+        """A `LAFNConfig` for these neurons (`kwargs` go to the config)."""
         return LAFNConfig(neurons={layer: list(ns) for layer, ns in self.neurons.items()}, **kwargs)
 
     def summary(self) -> str:
@@ -97,7 +100,7 @@ class NeuronLocation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly record (layer and neuron keys become strings in JSON; :meth:`from_dict` reads both)."""
+        """A JSON-friendly record (layer and neuron keys become strings in JSON; `from_dict` reads both)."""
         return {
             "neurons": {layer: list(ns) for layer, ns in self.neurons.items()},
             "scores": {layer: dict(s) for layer, s in self.scores.items()},
@@ -115,6 +118,7 @@ class NeuronLocation:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> NeuronLocation:
+        """The location `to_dict` wrote, with int or string layer and neuron keys."""
         return cls(
             neurons={layer: [int(n) for n in ns] for layer, ns in _int_keys(record["neurons"]).items()},
             scores={

@@ -1,13 +1,19 @@
 """Scoring: every FFN neuron's score for each prompt, read at one token position.
 
-For neuron `k` of a layer whose FFN is `y = W_down · a`:
+Scores (`LocatorConfig.scoring`), for neuron `k` of a layer whose FFN is `y = W_down · a`, read at one
+token position (`LocatorConfig.position`):
 
-- `"activation"`: `|a_k| · ||W_down[:, k]||`, the magnitude of the neuron's contribution to the FFN output.
-- `"integrated_gradients"`: `a_k` times the mean gradient of `log p(t | x)` w.r.t. `a_k` at the midpoints
-  `((s - ½)/m) · a`, `s = 1..m`, of the path from 0 to the layer's activation `a` at the read position
-  (`m = ig_steps`). Signed; summed over a layer it approximates the change of `log p(t)` when `a` is zeroed there.
+- `"activation"`: `|a_k| · ||W_down[:, k]||`, the magnitude of the neuron's contribution `a_k · W_down[:, k]`
+  to the FFN output.
+- `"integrated_gradients"`: `a_k · (1/m) Σ_{s=1..m} ∂ log p(t | x) / ∂ a_k` evaluated with the layer's
+  activation vector at the read position scaled to `((s - ½)/m) · a` (a midpoint Riemann sum from 0 to `a`,
+  `m = ig_steps`; other positions and layers run as usual). Summed over a layer's neurons it approximates
+  `log p(t | a) − log p(t | a = 0 at the read position)` (completeness). `t` is the first token of the
+  target (the label for classifiers). Signed: positive means the neuron raises the target; only positive scores
+  are ever selected.
 
-All layers are read in one forward pass (hooks on the down projections, stopped after the last one searched).
+The activations of all searched layers are read in one forward pass (hooks on the down projections, stopped
+after the last); integrated gradients then run `ig_steps` scaled copies of each prompt per layer.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from .config import LocatorConfig
 
 # -- the model's FFNs -------------------------------------------------------------------------------------------
 def _column_norms(down: nn.Module) -> torch.Tensor:
-    """``||W_down[:, k]||`` per neuron (GPT-2's Conv1D stores W_down as [F, d]: a row norm there)."""
+    """`||W_down[:, k]||` per neuron (GPT-2's Conv1D stores W_down as [F, d]: a row norm there)."""
     weight = down.weight.detach().float()
     return weight.norm(dim=1) if isinstance(down, Conv1D) else weight.norm(dim=0)
 
 
 def searched_blocks(model: nn.Module, config: LocatorConfig | None = None) -> FFNBlocks:
-    """The FFNs the locator searches: ``config.layers`` at or above ``config.lowest_layer_fraction`` of the depth."""
+    """The FFNs the locator searches: `config.layers` at or above `config.lowest_layer_fraction` of the depth."""
     config = config or LocatorConfig()
     ffns = ffn_blocks(model, config.layers)
     if config.lowest_layer_fraction:
@@ -49,13 +55,13 @@ def searched_blocks(model: nn.Module, config: LocatorConfig | None = None) -> FF
 
 
 def locator_layers(model: nn.Module, config: LocatorConfig | None = None) -> list[int]:
-    """The layers :func:`score_neurons` scores, in the order of its layer dimension."""
+    """The layers `score_neurons` scores, in the order of its layer dimension."""
     return searched_blocks(model, config).layers
 
 
 # -- batches ----------------------------------------------------------------------------------------------------
 class _Stop(Exception):
-    pass
+    """Raised by the last hook: the layers above it need not run."""
 
 
 def _batch(
@@ -86,6 +92,7 @@ def _batch(
 
 
 def _target_ids(tokenizer: Any, texts: Sequence[str], targets: Sequence[Target], encoder: bool) -> list[int]:
+    """The token integrated gradients scores per text: the target's first token, or the label of a classifier."""
     ids = []
     for text, target in zip(texts, targets):
         if encoder:
@@ -100,6 +107,7 @@ def _target_ids(tokenizer: Any, texts: Sequence[str], targets: Sequence[Target],
 
 
 def _target_log_probs(logits: torch.Tensor, read: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
+    """`log p(target)` per row, at the read position of a causal LM or from a classifier's logits."""
     rows = torch.arange(len(target_ids), device=logits.device)
     if logits.dim() == 3:  # causal LM: the logits at the read position predict the target's first token
         logits = logits[rows, read]
@@ -109,7 +117,7 @@ def _target_log_probs(logits: torch.Tensor, read: torch.Tensor, target_ids: torc
 
 
 def _activations(ffns: FFNBlocks, inputs: dict[str, torch.Tensor], read: torch.Tensor) -> dict[int, torch.Tensor]:
-    """``a`` at the read positions, ``{layer: [B, F]}``, all layers in one forward pass (stopped after the last)."""
+    """`a` at the read positions, `{layer: [B, F]}`, all layers in one forward pass (stopped after the last)."""
     captured: dict[int, torch.Tensor] = {}
     rows = torch.arange(len(read), device=read.device)
     last = max(ffns.layers)
@@ -142,7 +150,7 @@ def _integrated_gradients(
     base: dict[int, torch.Tensor],
     steps: int,
 ) -> dict[int, torch.Tensor]:
-    """IG of log p(target) w.r.t. each layer's activation at the read position, ``{layer: [B, F]}``."""
+    """IG of log p(target) w.r.t. each layer's activation at the read position, `{layer: [B, F]}`."""
     batch = len(read)
     repeated = {k: v.repeat_interleave(steps, 0) for k, v in inputs.items()}
     read_r = read.repeat_interleave(steps)
@@ -178,10 +186,10 @@ def score_neurons(
     *,
     targets: Sequence[Target] | None = None,
 ) -> torch.Tensor:
-    """Scores of every FFN neuron for each prompt: a CPU float32 tensor ``[prompts, layers, neurons]``.
+    """Scores of every FFN neuron for each prompt: a CPU float32 tensor `[prompts, layers, neurons]`.
 
-    ``config.template`` is applied to the prompts; the layer dimension follows :func:`locator_layers`.
-    ``targets`` (one per prompt: a string for causal LMs, an int label for classifiers) are needed only for
+    `config.template` is applied to the prompts; the layer dimension follows `locator_layers`.
+    `targets` (one per prompt: a string for causal LMs, an int label for classifiers) are needed only for
     integrated gradients.
     """
     config = config or LocatorConfig()
