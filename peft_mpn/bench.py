@@ -35,13 +35,12 @@ from tqdm.auto import tqdm
 from .data import EditRequest
 from .editing import FTEditorConfig, ICLEditorConfig, LAFNEditorConfig, MPNEditorConfig, make_editor
 from .files import atomic_write, atomic_write_text
+from .locating import LocatorConfig
 from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
 from .metrics.edit_metrics import COLUMNS
 
 
 def _lafn_config() -> LAFNEditorConfig:
-    from .locating import LocatorConfig
-
     # The settings of the LAFN editing study (docs/lafn_neurons.md): read every prompt at a template slot (without
     # it half the facts had no shared neuron), search the upper blocks (8-17 of Gemma-3-270M's 18), 25 steps.
     # MzsRE repeats the prompt as its "rephrase" in 17-26% of cases per language: locate on the single prompt
