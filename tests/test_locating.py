@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from peft import get_peft_model
-from tiny import make_tokenizer, tiny_model
+from tiny import REPO_ROOT, make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest, FactView, LAFNConfig
 from peft_mpn.locating import (
@@ -330,6 +333,16 @@ def test_plots_render_to_png(wired):
     _, axes = plt.subplots(1, 2)
     assert location.plot_layers(ax=axes[0], per_language=False) is axes[0]
     plt.close(axes[0].figure)
+
+
+def test_importing_the_locator_loads_neither_matplotlib_nor_the_editors():
+    # matplotlib is imported by a plot that draws its own figure, not before; locating sits below editing
+    code = "import sys, peft_mpn.locating; print(sorted({'matplotlib', 'peft_mpn.editing'} & set(sys.modules)))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 # -- errors ---------------------------------------------------------------------------------------------------
