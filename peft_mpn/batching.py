@@ -1,8 +1,8 @@
 """The floor below editing, judging and locating: token batches built the same way for all of them.
 
 (prompt, target) pairs become left-padded teacher-forced batches; texts become padded batches with the position
-ids left padding needs; :func:`decision_logits` runs the output layer only where a target token is predicted;
-:func:`eval_mode` switches dropout off and restores every module's own flag.
+ids left padding needs; `decision_logits` runs the output layer only where a target token is predicted;
+`eval_mode` switches dropout off and restores every module's own flag.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def window_logits_at_targets(logits: torch.Tensor, batch_targets: torch.Tensor) 
 def decision_logits(
     model: nn.Module, inputs: dict[str, Any], batch: TargetBatch, head: nn.Module | None
 ) -> torch.Tensor:
-    """The logits predicting each target token of ``batch``, ``[N, V]`` in :meth:`TargetBatch.decision_slots` order.
+    """The logits predicting each target token of ``batch``, ``[N, V]`` in `TargetBatch.decision_slots` order.
 
     ``inputs``: ``batch.model_inputs()`` with ``logits_to_keep=batch.window``. With a 262k vocabulary (Gemma 3) the
     output layer costs more than the rest of the model on that window, and part of the window is left padding of

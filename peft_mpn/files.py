@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """:func:`atomic_write` of ``text``."""
+    """`atomic_write` of ``text``."""
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding=encoding))
 
 

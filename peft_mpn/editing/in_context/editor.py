@@ -22,7 +22,7 @@ class ICLEditor(Editor):
         model: a causal LM.
         tokenizer: its tokenizer.
         config: the demonstration template and how many facts each prompt sees.
-        progress: show a progress bar in :meth:`edit_stream`.
+        progress: show a progress bar in `edit_stream`.
 
     Example (the same evaluation code as for the other editors):
 

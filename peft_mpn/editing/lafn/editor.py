@@ -176,7 +176,7 @@ class LAFNEditor(Editor):
     def add_neurons(self, located: dict[int, list[int]]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
         """Grow (or create) the adapter with ``located`` neurons; returns (new neurons, collisions) per layer.
 
-        Only the new neurons are the edit's to train (:meth:`trainable_deltas`); collisions belong to earlier edits.
+        Only the new neurons are the edit's to train (`trainable_deltas`); collisions belong to earlier edits.
         """
         if self.tuner is None:
             config = LAFNConfig(
@@ -265,7 +265,7 @@ class LAFNEditor(Editor):
         return inputs
 
     def locality_reference(self) -> tuple | None:
-        """The unedited next-token distributions on the locality texts, for :meth:`locality_loss` (None: no term).
+        """The unedited next-token distributions on the locality texts, for `locality_loss` (None: no term).
 
         Call it once the adapter holds the edit's neurons: the blocks below the lowest edited one are cached.
         """

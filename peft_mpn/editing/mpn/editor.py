@@ -248,10 +248,10 @@ class MPNEditor(Editor):
     def plan_patches(self, requests: Sequence[EditRequest]) -> PatchPlan:
         """Plan and initialise the patches ``requests`` need, without training them (for training elsewhere).
 
-        The same rule as :meth:`edit_batch`: one patch per wrong target token of each request (``patch_plan``,
+        The same rule as `edit_batch`: one patch per wrong target token of each request (``patch_plan``,
         ``max_patches_per_edit``), keys initialised from its FFN inputs (``key_init``), values ``z ⊙ a``
-        (``amplifier_init``). Train them against :meth:`edit_loss` plus :meth:`patch_losses`
-        (e.g. with :class:`peft_mpn.training.EditTrainer`).
+        (``amplifier_init``). Train them against `edit_loss` plus `patch_losses`
+        (e.g. with `peft_mpn.training.EditTrainer`).
         """
         requests = list(requests)
         rows, batch = self._encode_rows(requests)
