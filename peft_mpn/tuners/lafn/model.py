@@ -9,9 +9,9 @@ from peft.utils import _get_submodules
 from torch import nn
 
 from ..base import FFNBlockTuner
-from ..ffn import UnsupportedArchitectureError, ffn_spec, locate_block, num_layers
+from ..ffn import UnsupportedArchitectureError, ffn_spec, ffn_width, locate_block, model_width, num_layers
 from .config import LAFNConfig
-from .layer import LAFNLayer, ffn_width, model_width
+from .layer import LAFNLayer
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,10 @@ class LAFNModel(FFNBlockTuner):
         spec = ffn_spec(self.model)
         parent = self.model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else self.model
         try:
-            down = block.get_submodule(spec.relative_to_block(spec.down_proj))
+            down = spec.projection(parent, block, spec.down_proj)
             for path in (spec.up_proj, spec.gate_proj):
-                if path is not None and path.startswith(spec.block + "."):
-                    block.get_submodule(spec.relative_to_block(path))
-                elif path is not None:
-                    parent.get_submodule(path)
+                if path is not None:
+                    spec.projection(parent, block, path)
         except AttributeError as error:
             raise ValueError(
                 f"{key!r} ({type(block).__name__}) is not an FFN block of this {spec.block!r} layout: LAFN adapts FFN "
