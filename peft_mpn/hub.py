@@ -39,7 +39,7 @@ from transformers import PreTrainedModel
 
 from .data.requests import EditRequest
 from .files import atomic_write_text
-from .tuners import LAFNConfig, MPNConfig
+from .tuners import AdapterCompositionError, LAFNConfig, MPNConfig
 
 MANIFEST_NAME = "edits.json"
 """File name of the edit manifest, beside ``adapter_config.json``."""
@@ -61,10 +61,6 @@ class EditManifestError(ValueError):
 
 class EditManifestNotFoundError(FileNotFoundError):
     """The adapter has no edit manifest (``edits.json``)."""
-
-
-class AdapterCompositionError(ValueError):
-    """Edit adapters that cannot be combined into one."""
 
 
 # -- the manifest --------------------------------------------------------------------------------------------
