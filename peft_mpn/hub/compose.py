@@ -10,7 +10,7 @@ from typing import Any
 from peft import PeftConfig, PeftModel
 from transformers import PreTrainedModel
 
-from ..tuners import AdapterCompositionError, LAFNConfig, MPNConfig
+from ..tuners import AdapterCompositionError, FFNBlockConfig, NeuronCollisionError
 from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, list_edits
 
 
@@ -27,36 +27,27 @@ def _describe(source: Any, revision: str | None) -> str:
     return f"{str(source)!r}" + (f" (revision {revision})" if revision else "")
 
 
-def _check_same(configs: list[PeftConfig], names: list[str], fields: Sequence[str]) -> None:
-    for field in fields:
-        first = getattr(configs[0], field)
-        for config, name in zip(configs[1:], names[1:]):
-            if getattr(config, field) != first:
-                raise AdapterCompositionError(
-                    f"Cannot compose {names[0]} and {name}: their {field} differ ({first!r} vs "
-                    f"{getattr(config, field)!r}). Only adapters that agree on it combine into one."
-                )
+def _check_composable(configs: list[FFNBlockConfig], names: list[str]) -> None:
+    """Every source against every earlier one, by its method's rule (`composable_with`).
 
-
-def _check_lafn_collisions(configs: list[LAFNConfig], names: list[str]) -> None:
-    owner: dict[tuple[int, int], str] = {}
-    for config, name in zip(configs, names):
-        clashes: dict[tuple[str, int], list[int]] = {}
-        for layer, indices in config.neurons.items():
-            for neuron in indices:
-                key = (int(layer), int(neuron))
-                if key in owner:
-                    clashes.setdefault((owner[key], int(layer)), []).append(int(neuron))
-                else:
-                    owner[key] = name
+    Sources are checked in order, so when one shares LAFN neurons with earlier sources, those are disjoint and
+    each shared neuron has one owner among them: the error names it, per layer.
+    """
+    for position in range(1, len(configs)):
+        clashes: list[tuple[int, list[int], str]] = []
+        for earlier in range(position):
+            try:
+                configs[earlier].composable_with(configs[position], names=(names[earlier], names[position]))
+            except NeuronCollisionError as error:
+                clashes += [(layer, neurons, names[earlier]) for layer, neurons in error.collisions.items()]
         if clashes:
+            clashes.sort(key=lambda clash: clash[0])
             detail = "; ".join(
-                f"layer {layer}: neurons {sorted(neurons)[:10]} also in {other}"
-                for (other, layer), neurons in sorted(clashes.items(), key=lambda item: item[0][1])
+                f"layer {layer}: neurons {neurons[:10]} also in {owner}" for layer, neurons, owner in clashes
             )
             raise AdapterCompositionError(
-                f"Cannot compose LAFN adapters: {name} edits neurons another source already edits ({detail}). "
-                "A neuron holds one delta only: re-edit one of the facts onto the other adapter, or keep them apart."
+                f"Cannot compose LAFN adapters: {names[position]} edits neurons another source already edits "
+                f"({detail}). {NeuronCollisionError.fix}"
             )
 
 
@@ -70,11 +61,13 @@ def compose_adapters(
 ) -> PeftModel:
     """Combine several edit adapters made on the same base model into one adapter, `adapter_name`.
 
-    MPN adapters (same layers and patch activation) combine into one whose patches are the union; LAFN adapters
-    (same settings) into one whose neuron sets are the union, provided no neuron is edited by two sources
-    (a collision raises `AdapterCompositionError` naming the layer, the neurons and both sources). The
-    manifests are merged (each record gains `source`) and left on the returned model, so `save_edit` and
-    `push_edit_to_hub` write them without `edits=`.
+    Which adapters combine is each method's rule, `MPNConfig.composable_with` / `LAFNConfig.composable_with`,
+    checked on the configs before any weights are loaded: MPN adapters (same layers and patch activation)
+    combine into one whose patches are the union; LAFN adapters (same settings) into one whose neuron sets are
+    the union, provided no neuron is edited by two sources (a collision raises `AdapterCompositionError`
+    naming the layer, the neurons and both sources). The manifests are merged (each
+    record gains `source`) and left on the returned model, so `save_edit` and `push_edit_to_hub` write them
+    without `edits=`.
 
     Args:
         base_model: the base model the adapters were made for (it is wrapped in place, as by `from_pretrained`).
@@ -102,7 +95,7 @@ def compose_adapters(
     if len(types) > 1:
         described = ", ".join(f"{name}: {config.peft_type.value}" for name, config in zip(names, configs))
         raise AdapterCompositionError(f"Cannot compose adapters of different methods ({described}).")
-    if not isinstance(configs[0], (MPNConfig, LAFNConfig)):
+    if not isinstance(configs[0], FFNBlockConfig):
         raise AdapterCompositionError(
             f"{names[0]} is a {configs[0].peft_type.value} adapter; compose_adapters combines MPN or LAFN edit "
             "adapters."
@@ -114,13 +107,7 @@ def compose_adapters(
             + ", ".join(f"{name} on {base!r}" for name, base in bases.items())
             + "."
         )
-    if isinstance(configs[0], MPNConfig):
-        _check_same(configs, names, ("target_modules", "layers_to_transform", "activation", "hidden_size"))
-    else:
-        _check_same(
-            configs, names, ("update_input", "cached", "activation_threshold", "intermediate_size", "hidden_size")
-        )
-        _check_lafn_collisions(configs, names)
+    _check_composable(configs, names)
 
     records: list[dict[str, Any]] = []
     for source, rev in zip(sources, revisions):
