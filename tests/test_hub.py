@@ -287,6 +287,22 @@ def test_mpn_absorb_adapter_refuses_other_layers():
         model.base_model.absorb_adapter("other", "default")
 
 
+def test_composable_with_is_the_one_rule_of_absorb_and_compose():
+    from peft_mpn.tuners import NeuronCollisionError
+
+    MPNConfig(layers_to_transform=[1]).composable_with(MPNConfig(layers_to_transform=[1]))
+    with pytest.raises(AdapterCompositionError, match=r"'a' and 'b': their activation differ \('relu' vs 'gelu'\)"):
+        MPNConfig(activation="relu").composable_with(MPNConfig(activation="gelu"), names=("'a'", "'b'"))
+    with pytest.raises(AdapterCompositionError, match="different methods"):
+        MPNConfig().composable_with(LAFNConfig(neurons={0: [1]}))
+    LAFNConfig(neurons={0: [1, 2]}).composable_with(LAFNConfig(neurons={0: [3], 1: [1]}))
+    with pytest.raises(AdapterCompositionError, match="update_input differ"):
+        LAFNConfig(neurons={0: [1]}).composable_with(LAFNConfig(neurons={1: [1]}, update_input=True))
+    with pytest.raises(NeuronCollisionError) as error:
+        LAFNConfig(neurons={0: [1, 2], 2: [5]}).composable_with(LAFNConfig(neurons={0: [2, 3], 2: [5]}))
+    assert error.value.collisions == {0: [2], 2: [5]}
+
+
 def test_lafn_absorb_adapter_collision_changes_nothing():
     model = get_peft_model(base_model(), LAFNConfig(neurons={1: [2, 4]}, init_lafn_weights=False))
     model.add_adapter("other", LAFNConfig(neurons={1: [4, 7]}, init_lafn_weights=False))

@@ -23,19 +23,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.pytorch_utils import Conv1D
 
 from ..batching import encode_target, eval_mode, left_padded_positions, pad_token_id
 from ..data.requests import Target
-from ..tuners.ffn import FFNBlocks, ffn_blocks
+from ..tuners.ffn import FFNBlocks, ffn_blocks, neuron_dim
 from .config import LocatorConfig
 
 
 # -- the model's FFNs -------------------------------------------------------------------------------------------
 def _column_norms(down: nn.Module) -> torch.Tensor:
-    """`||W_down[:, k]||` per neuron (GPT-2's Conv1D stores W_down as [F, d]: a row norm there)."""
-    weight = down.weight.detach().float()
-    return weight.norm(dim=1) if isinstance(down, Conv1D) else weight.norm(dim=0)
+    """`||W_down[:, k]||` per neuron, whichever way the weight is stored (`neuron_dim`)."""
+    return down.weight.detach().float().norm(dim=1 - neuron_dim(down, down=True))
 
 
 def searched_blocks(model: nn.Module, config: LocatorConfig | None = None) -> FFNBlocks:

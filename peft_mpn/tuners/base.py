@@ -8,11 +8,26 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
-from .ffn import activation_name, ffn_spec
+from .config import FFNBlockConfig
+from .ffn import FFNSpec, activation_name, ffn_spec
 
 
 class FFNBlockTuner(BaseTuner):
-    """A :class:`~peft.tuners.tuners_utils.BaseTuner` whose layers (``tuner_layer_cls``) wrap FFN blocks."""
+    """A peft `BaseTuner` whose layers (`tuner_layer_cls`, an `FFNBlockLayer`) wrap FFN blocks."""
+
+    @staticmethod
+    def _default_targets(peft_config: FFNBlockConfig, spec: FFNSpec) -> bool:
+        """Fill in the architecture's FFN block as `target_modules` when unset; returns whether it was unset.
+
+        `exclude_modules` defaults to the architecture's modules that are named like its FFN block but are no
+        FFN (BERT's `attention.output`), unless `target_modules` is one regex.
+        """
+        unset = peft_config.target_modules is None
+        if unset:
+            peft_config.target_modules = [spec.block]
+        if peft_config.exclude_modules is None and spec.exclude and not isinstance(peft_config.target_modules, str):
+            peft_config.exclude_modules = list(spec.exclude)
+        return unset
 
     def _layer_kwargs(self, peft_config: PeftConfig, current_key: str) -> dict[str, Any]:
         """Extra constructor arguments of this tuner's layer."""
@@ -54,7 +69,7 @@ class FFNBlockTuner(BaseTuner):
                 param.requires_grad = False
 
     def resolve_adapter(self, adapter_name: str | None = None) -> str:
-        """``adapter_name`` checked to exist, or the single active adapter."""
+        """`adapter_name` checked to exist, or the single active adapter."""
         if adapter_name is not None:
             if adapter_name not in self.peft_config:
                 raise KeyError(f"No adapter {adapter_name!r}; have {sorted(self.peft_config)}.")
@@ -65,7 +80,7 @@ class FFNBlockTuner(BaseTuner):
         return active[0]
 
     def adapter_layers(self, layer_type: type, adapter_name: str | None = None) -> dict[str, nn.Module]:
-        """The ``layer_type`` modules holding ``adapter_name`` (default: the active adapter), by module name."""
+        """The `layer_type` modules holding `adapter_name` (default: the active adapter), by module name."""
         adapter_name = self.resolve_adapter(adapter_name)
         return {
             name: module

@@ -1,9 +1,13 @@
 """Where the feed-forward network lives in each supported architecture: the one table both tuners read.
 
-Paths are relative to one transformer block (``model.layers.<i>`` for Llama, ``bert.encoder.layer.<i>`` for
-BERT). ``block`` is the module MPN wraps: its forward receives the FFN input ``h`` (argument ``input_arg``)
-and its output contains the FFN output. Patches are added to the output of ``down_proj``, so they sit inside
-the FFN, before any dropout, residual or LayerNorm.
+Paths are relative to one transformer block (`model.layers.<i>` for Llama, `bert.encoder.layer.<i>` for
+BERT). `block` is the module the tuners wrap: its forward receives the FFN input `h` (argument `input_arg`)
+and its output contains the FFN output. What an adapter adds goes to the output of `down_proj`, so it sits
+inside the FFN, before any dropout, residual or LayerNorm.
+
+The weight-orientation helpers at the end (`neuron_dim`, `neuron_rows`, `ffn_width`, `model_width`,
+`append_neurons`, `drop_neurons`) are the one place that knows GPT-2's `Conv1D` stores its weight as
+`[in, out]` where `nn.Linear` stores `[out, in]`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 
 @dataclass(frozen=True)
 class FFNSpec:
+    """Where one architecture's FFN is, relative to a transformer block: a row of `FFN_SPECS`."""
+
     layers: str  # name of the ModuleList that holds the blocks ("layers", "h", "layer")
     block: str  # module that MPN wraps, relative to a block
-    input_arg: int  # position of the FFN input in ``block.forward``
+    input_arg: int  # position of the FFN input in `block.forward`
     input_kwarg: str  # its keyword name
     up_proj: str  # input projection (d -> F), relative to a block
     down_proj: str  # output projection (F -> d), relative to a block
     gate_proj: str | None = None  # gate projection of gated FFNs, relative to a block
     activation_keys: tuple[str, ...] = ("hidden_act",)  # model-config attributes naming the activation
-    exclude: tuple[str, ...] = ()  # modules whose name ends like ``block`` but are not the FFN
+    exclude: tuple[str, ...] = ()  # modules whose name ends like `block` but are not the FFN
     encoder: bool = False  # bidirectional encoder: a classifier decides at the first ([CLS]) position
 
     @property
@@ -34,11 +42,21 @@ class FFNSpec:
         return self.gate_proj is not None
 
     def relative_to_block(self, path: str) -> str:
-        """``path`` (relative to a block) made relative to the wrapped ``block`` module."""
+        """`path` (relative to a block) made relative to the wrapped `block` module."""
         prefix = self.block + "."
         if not path.startswith(prefix):
             raise ValueError(f"{path!r} is not inside {self.block!r}")
         return path[len(prefix) :]
+
+    def projection(self, block: nn.Module, ffn: nn.Module, path: str) -> nn.Module:
+        """The module at `path` (relative to a block): inside `ffn`, the unwrapped FFN block, or beside it.
+
+        BERT's input projection (`intermediate.dense`) is a sibling of the wrapped `output` module, so it is
+        looked up in the transformer `block` instead. Raises `AttributeError` when there is no such module.
+        """
+        if path.startswith(self.block + "."):
+            return ffn.get_submodule(self.relative_to_block(path))
+        return block.get_submodule(path)
 
 
 _GATED_DECODER = FFNSpec(
@@ -90,7 +108,7 @@ FFN_SPECS: dict[str, FFNSpec] = {
 
 
 class UnsupportedArchitectureError(ValueError):
-    """The model's FFN layout is not in :data:`FFN_SPECS` and cannot be found."""
+    """The model's FFN layout is not in `FFN_SPECS` and cannot be found."""
 
 
 def model_config_dict(model_or_config: Any) -> dict[str, Any]:
@@ -123,7 +141,7 @@ def num_layers(model_or_config: Any) -> int:
 
 
 def activation_name(model_or_config: Any) -> str:
-    """The FFN activation named by the model config (e.g. ``gelu_pytorch_tanh`` for Gemma 3)."""
+    """The FFN activation named by the model config (e.g. `gelu_pytorch_tanh` for Gemma 3)."""
     config = model_config_dict(model_or_config)
     spec = ffn_spec(config)
     for key in spec.activation_keys:
@@ -147,7 +165,7 @@ class BlockLocation:
 
 
 def locate_block(module_key: str) -> BlockLocation:
-    """Split ``model.layers.17.mlp`` into (``model.layers``, 17, ``mlp``)."""
+    """Split `model.layers.17.mlp` into (`model.layers`, 17, `mlp`)."""
     match = _BLOCK_KEY.match(module_key)
     if match is None:
         raise UnsupportedArchitectureError(f"{module_key!r} is not inside a numbered stack of blocks.")
@@ -155,7 +173,7 @@ def locate_block(module_key: str) -> BlockLocation:
 
 
 def get_block(model: nn.Module, module_key: str) -> nn.Module:
-    """The transformer block that contains ``module_key``."""
+    """The transformer block that contains `module_key`."""
     location = locate_block(module_key)
     stack = model.get_submodule(location.stack)
     return stack[location.index]
@@ -195,7 +213,7 @@ def _down_projection(block: nn.Module, spec: FFNSpec, layer: int) -> nn.Module:
 
 @dataclass
 class FFNBlocks:
-    """The FFNs of chosen layers of one model instance (see :func:`ffn_blocks`)."""
+    """The FFNs of chosen layers of one model instance (see `ffn_blocks`)."""
 
     model: nn.Module  # the transformers model (under any PeftModel)
     spec: FFNSpec
@@ -205,11 +223,11 @@ class FFNBlocks:
 
 
 def ffn_blocks(model: nn.Module, layers: Sequence[int] | None = None) -> FFNBlocks:
-    """The down projections of ``layers`` (default: every layer; negative indices count from the end).
+    """The down projections of `layers` (default: every layer; negative indices count from the end).
 
     Works through a PeftModel and through adapter wrappers (the base layer's module is returned), so hooks and
-    weights found here are the transformers model's own. Raises ``ValueError`` for layers out of range and
-    :class:`UnsupportedArchitectureError` for a layout not in :data:`FFN_SPECS`.
+    weights found here are the transformers model's own. Raises `ValueError` for layers out of range and
+    `UnsupportedArchitectureError` for a layout not in `FFN_SPECS`.
     """
     base = base_model(model)
     spec = ffn_spec(base)
@@ -227,3 +245,76 @@ def ffn_blocks(model: nn.Module, layers: Sequence[int] | None = None) -> FFNBloc
         chosen = sorted({layer % total for layer in layers})
     downs = {layer: _down_projection(stack[layer], spec, layer) for layer in chosen}
     return FFNBlocks(base, spec, total, chosen, downs)
+
+
+# -- weight orientation: Linear stores [out, in], GPT-2's Conv1D [in, out] -----------------------------------------
+def neuron_dim(proj: nn.Module, *, down: bool) -> int:
+    """The dimension of `proj.weight` that indexes FFN neurons.
+
+    Neurons are the rows of a Linear up/gate projection's weight and the columns of a Linear down projection's;
+    GPT-2's `Conv1D` stores weights transposed, so there it is the other way round.
+
+    Args:
+        proj: an FFN projection, `nn.Linear` or `Conv1D`.
+        down: whether `proj` is the down projection (F -> d) rather than an up or gate projection (d -> F).
+    """
+    return int(isinstance(proj, Conv1D) != down)
+
+
+def neuron_rows(proj: nn.Module, *, down: bool, index: torch.Tensor | None = None) -> torch.Tensor:
+    """`proj`'s weight neuron-major, `[F, d]` (a view), or only the `[n, d]` rows of the neurons `index`.
+
+    For an up or gate projection a row is a neuron's input weights; for the down projection its output weights.
+    """
+    dim = neuron_dim(proj, down=down)
+    rows = proj.weight if index is None else proj.weight.index_select(dim, index)
+    return rows if dim == 0 else rows.T
+
+
+def ffn_width(down_proj: nn.Module) -> int:
+    """Number of FFN neurons (the intermediate size F): the down projection's input width."""
+    return down_proj.weight.shape[neuron_dim(down_proj, down=True)]
+
+
+def model_width(down_proj: nn.Module) -> int:
+    """The model width d: the down projection's output width."""
+    return down_proj.weight.shape[1 - neuron_dim(down_proj, down=True)]
+
+
+def _count_attribute(proj: nn.Module, down: bool) -> str:
+    """The attribute that holds `proj`'s number of neurons (its input width for down, output width otherwise)."""
+    if isinstance(proj, Conv1D):
+        return "nx" if down else "nf"
+    return "in_features" if down else "out_features"
+
+
+def append_neurons(proj: nn.Module, rows: torch.Tensor, *, down: bool, bias: torch.Tensor | None = None) -> None:
+    """Widen `proj` by `len(rows)` neurons with the neuron-major `[n, d]` weights `rows` (frozen).
+
+    Args:
+        proj: an FFN projection, `nn.Linear` or `Conv1D`; its weight (and bias) are replaced.
+        rows: the new neurons' weights, in `proj.weight`'s dtype.
+        down: whether `proj` is the down projection.
+        bias: the new neurons' biases, for an up projection (a down projection's bias is per output, unchanged).
+    """
+    dim = neuron_dim(proj, down=down)
+    proj.weight = nn.Parameter(
+        torch.cat([proj.weight.data, rows if dim == 0 else rows.T], dim=dim), requires_grad=False
+    )
+    if bias is not None:
+        proj.bias = nn.Parameter(torch.cat([proj.bias.data, bias]), requires_grad=False)
+    attribute = _count_attribute(proj, down)
+    setattr(proj, attribute, getattr(proj, attribute) + len(rows))
+
+
+def drop_neurons(proj: nn.Module, count: int, *, down: bool) -> None:
+    """Undo `append_neurons`: remove `proj`'s last `count` neurons (and, for an up projection, their biases)."""
+    if count == 0:
+        return
+    weight = proj.weight.data
+    kept = weight[:-count] if neuron_dim(proj, down=down) == 0 else weight[:, :-count]
+    proj.weight = nn.Parameter(kept.clone(), requires_grad=False)
+    if not down and proj.bias is not None:
+        proj.bias = nn.Parameter(proj.bias.data[:-count].clone(), requires_grad=False)
+    attribute = _count_attribute(proj, down)
+    setattr(proj, attribute, getattr(proj, attribute) - count)

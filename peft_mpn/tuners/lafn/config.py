@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from peft.config import PeftConfig
 
 from ..._registration import add_peft_type
+from ..config import FFNBlockConfig, NeuronCollisionError
 
 
 def normalise_neurons(neurons: object) -> dict[int, list[int]]:
-    """``{layer: [neuron, ...]}`` with int keys (JSON gives strings), checked: non-empty, non-negative, no repeats."""
+    """`{layer: [neuron, ...]}` with int keys (JSON gives strings), checked: non-empty, non-negative, no repeats."""
     if not isinstance(neurons, dict) or not neurons:
         raise ValueError(
             "LAFN needs at least one located neuron: pass neurons={layer_index: [neuron_index, ...]} "
@@ -39,17 +41,22 @@ def normalise_neurons(neurons: object) -> dict[int, list[int]]:
 
 
 @dataclass
-class LAFNConfig(PeftConfig):
+class LAFNConfig(FFNBlockConfig):
     """Configuration of a Language-Agnostic Factual Neurons (LAFN) adapter: masked neuron deltas.
 
-    For the located neurons ``S`` of a layer's FFN, ``FFN(h) = W_down · a(h)`` becomes
-    ``FFN(h) + a_S(h) · ΔW_down[S]`` (and, with ``update_input``, the up/gate rows of ``S`` change too, so
-    ``a_S`` itself changes). Every other weight stays as it is; the deltas are the only trainable parameters.
+    For the located neurons `S` of a layer's FFN, `FFN(h) = W_down · a(h)` becomes
+    `FFN(h) + a_S(h) · ΔW_down[S]` (and, with `update_input`, the up/gate rows of `S` change too, so
+    `a_S` itself changes). Every other weight stays as it is; the deltas are the only trainable parameters.
+    The fields that choose the FFN blocks (`target_modules`, `exclude_modules`, `layers_pattern`) and
+    `hidden_size` come from `FFNBlockConfig`; only the blocks of the layers named in `neurons` are adapted.
 
-    **Cached** (``cached=True``): for every token position, the adapter's whole delta in that layer is applied
-    only where the located neurons fire on the *base* model, i.e. where ``mean_{k∈S} |a_k| > activation_threshold``
-    with ``a`` the FFN's unedited intermediate activation (the down projection's input); elsewhere the FFN output
+    **Cached** (`cached=True`): for every token position, the adapter's whole delta in that layer is applied
+    only where the located neurons fire on the *base* model, i.e. where `mean_{k∈S} |a_k| > activation_threshold`
+    with `a` the FFN's unedited intermediate activation (the down projection's input); elsewhere the FFN output
     is exactly the base output. A cached adapter cannot be merged into the weights.
+
+    Two LAFN adapters combine into one (`composable_with`) when they agree on `update_input`, `cached`,
+    `activation_threshold`, `intermediate_size` and `hidden_size` and no neuron belongs to both.
 
     Example:
 
@@ -67,29 +74,6 @@ class LAFNConfig(PeftConfig):
                 "The located neurons: transformer layer index -> FFN neuron (intermediate) indices. Negative layer "
                 "indices count from the end and are stored normalised. The FFN blocks of these layers are the "
                 "targeted modules. Editors grow the sets with LAFNModel.add_neurons, which keeps this up to date."
-            )
-        },
-    )
-    target_modules: list[str] | str | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "The FFN block module(s), as names (suffix match) or one regex (full match); only those in the layers "
-                "named in `neurons` are adapted. Default: the architecture's FFN block from "
-                "peft_mpn.tuners.ffn.FFN_SPECS ('mlp' for Llama/Gemma/Qwen2/GPT-2, 'output' for BERT/XLM-R)."
-            )
-        },
-    )
-    exclude_modules: list[str] | str | None = field(
-        default=None,
-        metadata={"help": "Module names (suffix match) or a regex (full match) never to adapt."},
-    )
-    layers_pattern: list[str] | str | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Name of the ModuleList of blocks whose index the keys of `neurons` refer to ('layers', 'h', "
-                "'layer'). Default: from the architecture's FFN spec."
             )
         },
     )
@@ -131,15 +115,6 @@ class LAFNConfig(PeftConfig):
             )
         },
     )
-    hidden_size: int | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Model width d (FFN input and output). Recorded from the model when the adapter is created; loading "
-                "onto a model of another width is refused."
-            )
-        },
-    )
     init_lafn_weights: bool = field(
         default=True,
         metadata={
@@ -150,14 +125,18 @@ class LAFNConfig(PeftConfig):
         },
     )
 
+    composable_fields: ClassVar[dict[str, str]] = {
+        "update_input": "one changes the located neurons' inputs and the other does not",
+        "cached": "they apply their deltas to different tokens",
+        "activation_threshold": "they apply their deltas to different tokens",
+        "intermediate_size": "they were made for FFNs of different widths",
+        **FFNBlockConfig.composable_fields,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = add_peft_type("LAFN")
         self.neurons = normalise_neurons(self.neurons)
-        if isinstance(self.target_modules, (list, set, tuple)):
-            self.target_modules = list(self.target_modules)
-        if isinstance(self.exclude_modules, (set, tuple)):
-            self.exclude_modules = list(self.exclude_modules)
         if self.cached:
             if self.activation_threshold is None:
                 raise ValueError(
@@ -168,3 +147,33 @@ class LAFNConfig(PeftConfig):
                 raise ValueError(
                     f"activation_threshold must be a finite number >= 0, got {self.activation_threshold}."
                 )
+
+    def shared_neurons(self, other: LAFNConfig) -> dict[int, list[int]]:
+        """`{layer: neurons}` that both this adapter and `other` edit (sorted; empty when they are disjoint)."""
+        shared = {}
+        for layer in sorted(other.neurons):
+            both = set(other.neurons[layer]) & set(self.neurons.get(layer, ()))
+            if both:
+                shared[layer] = sorted(both)
+        return shared
+
+    def composable_with(self, other: PeftConfig, *, names: tuple[str, str] = ("this adapter", "the other")) -> None:
+        """Check that `other` can be combined with this adapter: same settings and no neuron in both.
+
+        A neuron can hold one delta only, so adapters that share a neuron do not combine. Used by
+        `LAFNModel.absorb_adapter` and `peft_mpn.hub.compose_adapters`.
+
+        Raises:
+            AdapterCompositionError: a setting in `composable_fields` differs (or the method does).
+            NeuronCollisionError: both edit some neuron; its `collisions` say which, by layer.
+        """
+        super().composable_with(other, names=names)
+        shared = self.shared_neurons(other)
+        if shared:
+            ours, theirs = names
+            raise NeuronCollisionError(
+                f"Cannot compose LAFN adapters {ours} and {theirs}: both edit neurons "
+                + "; ".join(f"layer {layer}: {indices[:10]}" for layer, indices in shared.items())
+                + f". {NeuronCollisionError.fix}",
+                shared,
+            )

@@ -9,14 +9,14 @@ from peft.utils import _get_submodules
 from torch import nn
 
 from ..base import FFNBlockTuner
-from ..ffn import UnsupportedArchitectureError, ffn_spec, locate_block, num_layers
+from ..ffn import UnsupportedArchitectureError, ffn_spec, ffn_width, locate_block, model_width, num_layers
 from .config import LAFNConfig
-from .layer import LAFNLayer, ffn_width, model_width
+from .layer import LAFNLayer
 
 
 @dataclass(frozen=True)
 class NeuronAddition:
-    """What :meth:`LAFNModel.add_neurons` did: ``added`` are new (zero deltas), ``collisions`` were already there."""
+    """What `LAFNModel.add_neurons` did: `added` are new (zero deltas), `collisions` were already there."""
 
     layer: int
     added: list[int]
@@ -24,7 +24,7 @@ class NeuronAddition:
 
 
 def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
-    """The block index of module ``key`` (``model.layers.3.mlp`` -> 3), or None if not under ``layers_pattern``."""
+    """The block index of module `key` (`model.layers.3.mlp` -> 3), or None if not under `layers_pattern`."""
     try:
         location = locate_block(key)
     except UnsupportedArchitectureError:
@@ -38,12 +38,12 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
 class LAFNModel(FFNBlockTuner):
     """Language-Agnostic Factual Neurons (LAFN) tuner: learned deltas on located FFN neurons.
 
-    Created by ``peft.get_peft_model(model, LAFNConfig(neurons={layer: [neuron, ...]}))`` (after
-    ``import peft_mpn``). Zero deltas (the default) leave the model unchanged; an editor locates the neurons and
+    Created by `peft.get_peft_model(model, LAFNConfig(neurons={layer: [neuron, ...]}))` (after
+    `import peft_mpn`). Zero deltas (the default) leave the model unchanged; an editor locates the neurons and
     trains the deltas.
 
-    Interface for editors: :meth:`lafn_layers`, :meth:`neuron_sets`, :meth:`add_neurons` (grow a neuron set,
-    e.g. to union the sets of a batch or of sequential edits) and :meth:`resolve_adapter`.
+    Interface for editors: `lafn_layers`, `neuron_sets`, `add_neurons` (grow a neuron set,
+    e.g. to union the sets of a batch or of sequential edits) and `resolve_adapter`.
 
     Example:
 
@@ -68,7 +68,7 @@ class LAFNModel(FFNBlockTuner):
         return _layer_index(key, peft_config.layers_pattern) in peft_config.neurons
 
     def _ffn_blocks(self, peft_config: LAFNConfig) -> dict[int, tuple[str, nn.Module]]:
-        """Every FFN block ``target_modules`` names, in any layer: layer index -> (module key, unwrapped block)."""
+        """Every FFN block `target_modules` names, in any layer: layer index -> (module key, unwrapped block)."""
         blocks: dict[int, tuple[str, nn.Module]] = {}
         for key, module in self.model.named_modules():
             result = check_target_module_exists(peft_config, key) if key else False
@@ -78,16 +78,14 @@ class LAFNModel(FFNBlockTuner):
         return blocks
 
     def _ffn_shape(self, key: str, block: nn.Module) -> tuple[int, int]:
-        """(FFN width, model width) of the FFN block at ``key``; a clear error if it is no FFN block."""
+        """(FFN width, model width) of the FFN block at `key`; a clear error if it is no FFN block."""
         spec = ffn_spec(self.model)
         parent = self.model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else self.model
         try:
-            down = block.get_submodule(spec.relative_to_block(spec.down_proj))
+            down = spec.projection(parent, block, spec.down_proj)
             for path in (spec.up_proj, spec.gate_proj):
-                if path is not None and path.startswith(spec.block + "."):
-                    block.get_submodule(spec.relative_to_block(path))
-                elif path is not None:
-                    parent.get_submodule(path)
+                if path is not None:
+                    spec.projection(parent, block, path)
         except AttributeError as error:
             raise ValueError(
                 f"{key!r} ({type(block).__name__}) is not an FFN block of this {spec.block!r} layout: LAFN adapts FFN "
@@ -105,12 +103,7 @@ class LAFNModel(FFNBlockTuner):
 
     def _prepare_adapter_config(self, peft_config: LAFNConfig, model_config: dict) -> LAFNConfig:
         spec = ffn_spec(model_config)
-        if peft_config.target_modules is None:
-            peft_config.target_modules = [spec.block]
-            if peft_config.exclude_modules is None and spec.exclude:
-                peft_config.exclude_modules = list(spec.exclude)
-        elif peft_config.exclude_modules is None and spec.exclude and not isinstance(peft_config.target_modules, str):
-            peft_config.exclude_modules = list(spec.exclude)  # e.g. BERT's attention.output is no FFN
+        self._default_targets(peft_config, spec)
         if peft_config.layers_pattern is None:
             peft_config.layers_pattern = spec.layers
         total = num_layers(model_config)
@@ -175,20 +168,20 @@ class LAFNModel(FFNBlockTuner):
 
     # -- the interface editors use ---------------------------------------------------------------------------
     def lafn_layers(self, adapter_name: str | None = None) -> dict[str, LAFNLayer]:
-        """The LAFN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
+        """The LAFN layers that hold `adapter_name` (default: the active adapter), by module name."""
         return self.adapter_layers(LAFNLayer, adapter_name)
 
     def neuron_sets(self, adapter_name: str | None = None) -> dict[int, list[int]]:
-        """``{layer index: neuron indices}`` of ``adapter_name``, in delta-row order, as its layers hold them."""
+        """`{layer index: neuron indices}` of `adapter_name`, in delta-row order, as its layers hold them."""
         layers = self.lafn_layers(adapter_name)
         name = self.resolve_adapter(adapter_name)
         return dict(sorted((layer.layer_index, layer.neurons(name)) for layer in layers.values()))
 
     def add_neurons(self, layer_index: int, indices: Iterable[int], adapter_name: str | None = None) -> NeuronAddition:
-        """Grow ``adapter_name``'s neuron set in layer ``layer_index`` and record it in the config.
+        """Grow `adapter_name`'s neuron set in layer `layer_index` and record it in the config.
 
         Existing deltas are kept; the new neurons get zero deltas (so the model's output does not change) appended
-        after the existing ones. Indices already in the set are not touched and are reported in ``collisions``. A
+        after the existing ones. Indices already in the set are not touched and are reported in `collisions`. A
         layer the adapter does not adapt yet gets a new LAFN layer. Nothing changes if any index is out of range.
         """
         adapter_name = self.resolve_adapter(adapter_name)
@@ -244,7 +237,7 @@ class LAFNModel(FFNBlockTuner):
         return result
 
     def delta_parameters(self, adapter_name: str | None = None) -> list[torch.nn.Parameter]:
-        """All delta tensors of ``adapter_name`` (what an editor optimises)."""
+        """All delta tensors of `adapter_name` (what an editor optimises)."""
         name = self.resolve_adapter(adapter_name)
         return [
             store[name]
@@ -254,36 +247,22 @@ class LAFNModel(FFNBlockTuner):
         ]
 
     def absorb_adapter(self, source_adapter: str, adapter_name: str | None = None) -> list[NeuronAddition]:
-        """Append every neuron of ``source_adapter``, with its deltas, to ``adapter_name``.
+        """Append every neuron of `source_adapter`, with its deltas, to `adapter_name`.
 
-        The result computes what the two adapters compute when both are active, provided no neuron belongs to
-        both: a shared neuron would need two deltas in one row, so any collision raises a ``ValueError``
-        naming the layers and neurons, and nothing changes. Both adapters must agree on ``update_input`` and
-        on the cached update (``cached``, ``activation_threshold``). ``source_adapter`` is left as it is.
+        The result computes what the two adapters compute when both are active. They must be composable
+        (`LAFNConfig.composable_with`: the same `update_input` and cached update, and no neuron in both, since
+        a shared neuron would need two deltas in one row); otherwise `AdapterCompositionError` (for shared
+        neurons `NeuronCollisionError`, naming the layers and neurons) is raised and nothing changes.
+        `source_adapter` is left as it is.
         """
         adapter_name = self.resolve_adapter(adapter_name)
         source_adapter = self.resolve_adapter(source_adapter)
         if source_adapter == adapter_name:
             raise ValueError(f"Cannot absorb adapter {adapter_name!r} into itself.")
-        ours, theirs = self.peft_config[adapter_name], self.peft_config[source_adapter]
-        for setting in ("update_input", "cached", "activation_threshold"):
-            if getattr(ours, setting) != getattr(theirs, setting):
-                raise ValueError(
-                    f"LAFN adapters {adapter_name!r} and {source_adapter!r} differ in {setting} "
-                    f"({getattr(ours, setting)!r} vs {getattr(theirs, setting)!r}); only adapters that agree combine."
-                )
-        present, incoming = self.neuron_sets(adapter_name), self.neuron_sets(source_adapter)
-        collisions = {
-            layer: sorted(set(indices) & set(present.get(layer, ())))
-            for layer, indices in incoming.items()
-            if set(indices) & set(present.get(layer, ()))
-        }
-        if collisions:
-            raise ValueError(
-                f"LAFN adapters {adapter_name!r} and {source_adapter!r} both edit neurons "
-                + "; ".join(f"layer {layer}: {indices[:10]}" for layer, indices in collisions.items())
-                + ". A neuron can hold one delta only: re-edit one of the facts, or keep the adapters apart."
-            )
+        self.peft_config[adapter_name].composable_with(
+            self.peft_config[source_adapter], names=(repr(adapter_name), repr(source_adapter))
+        )
+        incoming = self.neuron_sets(source_adapter)
         source_layers = {layer.layer_index: layer for layer in self.lafn_layers(source_adapter).values()}
         additions = []
         for layer_index, indices in incoming.items():

@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from peft.config import PeftConfig
+from typing import ClassVar
 
 from ..._registration import add_peft_type
+from ..config import FFNBlockConfig
 
 
 @dataclass
-class MPNConfig(PeftConfig):
+class MPNConfig(FFNBlockConfig):
     """Configuration of a Multilingual Patch Neuron (MPN) adapter.
 
-    A patch is one extra FFN neuron: ``FFN'(h) = FFN(h) + act(h·Kᵀ + b)·V``, added inside the FFN output of the
-    targeted block(s). A fresh adapter has ``num_patches=0`` and reproduces the base model exactly; editors
-    (:class:`peft_mpn.MPNEditor`) add patches and keep ``num_patches`` up to date, so a saved adapter
-    directory is self-describing.
+    A patch is one extra FFN neuron: `FFN'(h) = FFN(h) + act(h·Kᵀ + b)·V`, added inside the FFN output of the
+    targeted block(s). A fresh adapter has `num_patches=0` and reproduces the base model exactly; editors
+    (`peft_mpn.editing.MPNEditor`) add patches and keep `num_patches` up to date, so a saved adapter
+    directory is self-describing. The fields that choose the FFN blocks (`target_modules`, `exclude_modules`,
+    `layers_pattern`) and `hidden_size` come from `FFNBlockConfig`.
+
+    Two MPN adapters combine into one (`composable_with`) when they patch the same blocks (`target_modules`,
+    `layers_to_transform`) of models of the same width with the same patch `activation`.
 
     Example:
 
@@ -25,20 +29,6 @@ class MPNConfig(PeftConfig):
         ```
     """
 
-    target_modules: list[str] | str | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "The FFN block module(s) to patch, as names (suffix match) or one regex (full match). "
-                "Default: the architecture's FFN block from peft_mpn.tuners.ffn.FFN_SPECS ('mlp' for "
-                "Llama/Gemma/Qwen2/GPT-2, 'output' for BERT/XLM-R)."
-            )
-        },
-    )
-    exclude_modules: list[str] | str | None = field(
-        default=None,
-        metadata={"help": "Module names (suffix match) or a regex (full match) never to patch."},
-    )
     layers_to_transform: list[int] | int | None = field(
         default=None,
         metadata={
@@ -48,10 +38,6 @@ class MPNConfig(PeftConfig):
                 "With explicit target_modules and no indices, every matching block is patched."
             )
         },
-    )
-    layers_pattern: list[str] | str | None = field(
-        default=None,
-        metadata={"help": "Name of the ModuleList of blocks, for layers_to_transform (e.g. 'layers', 'h')."},
     )
     num_patches: int = field(
         default=0,
@@ -71,15 +57,6 @@ class MPNConfig(PeftConfig):
             )
         },
     )
-    hidden_size: int | None = field(
-        default=None,
-        metadata={
-            "help": (
-                "Width of the FFN input the patch keys read. Filled in from the model when the adapter is "
-                "created; loading onto a model of another width is refused with a clear error."
-            )
-        },
-    )
     init_patches: bool = field(
         default=True,
         metadata={
@@ -90,13 +67,16 @@ class MPNConfig(PeftConfig):
         },
     )
 
+    composable_fields: ClassVar[dict[str, str]] = {
+        "target_modules": "they patch different layers",
+        "layers_to_transform": "they patch different layers",
+        "activation": "their patch neurons compute different functions",
+        **FFNBlockConfig.composable_fields,
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = add_peft_type("MPN")
-        if isinstance(self.target_modules, (list, set, tuple)):
-            self.target_modules = list(self.target_modules)
-        if isinstance(self.exclude_modules, (set, tuple)):
-            self.exclude_modules = list(self.exclude_modules)
         if self.layers_pattern and self.layers_to_transform is None:
             raise ValueError("layers_pattern only makes sense together with layers_to_transform.")
         if isinstance(self.target_modules, str) and self.layers_to_transform is not None:

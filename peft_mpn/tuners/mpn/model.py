@@ -11,11 +11,11 @@ from .layer import MPNLayer, PatchSet
 class MPNModel(FFNBlockTuner):
     """Multilingual Patch Neuron (MPN) tuner: patch neurons added to FFN blocks.
 
-    Created by ``peft.get_peft_model(model, MPNConfig())`` (after ``import peft_mpn``). A fresh adapter has no
-    patches and leaves the model unchanged; :class:`peft_mpn.MPNEditor` learns patches for edit requests.
+    Created by `peft.get_peft_model(model, MPNConfig())` (after `import peft_mpn`). A fresh adapter has no
+    patches and leaves the model unchanged; `peft_mpn.editing.MPNEditor` learns patches for edit requests.
 
-    Built like every peft tuner, from the model to adapt, its :class:`MPNConfig` (``peft_config``) and the
-    adapter name (default ``"default"``).
+    Built like every peft tuner, from the model to adapt, its `MPNConfig` (`peft_config`) and the
+    adapter name (default `"default"`).
 
     Example:
 
@@ -32,15 +32,10 @@ class MPNModel(FFNBlockTuner):
 
     def _prepare_adapter_config(self, peft_config: MPNConfig, model_config: dict) -> MPNConfig:
         spec = ffn_spec(model_config)
-        if peft_config.target_modules is None:
-            peft_config.target_modules = [spec.block]
+        if self._default_targets(peft_config, spec):
             peft_config.layers_pattern = spec.layers
-            if peft_config.exclude_modules is None and spec.exclude:
-                peft_config.exclude_modules = list(spec.exclude)
             if peft_config.layers_to_transform is None:
                 peft_config.layers_to_transform = [-1]
-        elif peft_config.exclude_modules is None and spec.exclude and not isinstance(peft_config.target_modules, str):
-            peft_config.exclude_modules = list(spec.exclude)  # e.g. BERT's attention.output is no FFN
         if peft_config.layers_to_transform is not None:
             total = num_layers(model_config)
             indices = peft_config.layers_to_transform
@@ -63,24 +58,24 @@ class MPNModel(FFNBlockTuner):
 
     # -- the interface editors use ---------------------------------------------------------------------------
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
-        """The MPN layers that hold ``adapter_name`` (default: the active adapter), by module name."""
+        """The MPN layers that hold `adapter_name` (default: the active adapter), by module name."""
         return self.adapter_layers(MPNLayer, adapter_name)
 
     def num_patches(self, adapter_name: str | None = None) -> int:
         return self.peft_config[self.resolve_adapter(adapter_name)].num_patches
 
     def clear_patches(self, adapter_name: str | None = None) -> None:
-        """Remove every patch of ``adapter_name``: the adapter is fresh again and reproduces the base model."""
+        """Remove every patch of `adapter_name`: the adapter is fresh again and reproduces the base model."""
         adapter_name = self.resolve_adapter(adapter_name)
         for layer in self.patch_layers(adapter_name).values():
             layer.clear_patches(adapter_name)
         self.peft_config[adapter_name].num_patches = 0
 
     def add_patches(self, layer_name: str, patches: PatchSet, adapter_name: str | None = None) -> None:
-        """Append ``patches`` to one layer of ``adapter_name`` and record the new count in its config.
+        """Append `patches` to one layer of `adapter_name` and record the new count in its config.
 
         Other layers of the same adapter get inert patches (zero keys and values contribute exactly zero), so
-        ``num_patches`` stays one number per adapter.
+        `num_patches` stays one number per adapter.
         """
         adapter_name = self.resolve_adapter(adapter_name)
         layers = self.patch_layers(adapter_name)
@@ -95,29 +90,22 @@ class MPNModel(FFNBlockTuner):
         self.peft_config[adapter_name].num_patches += len(patches)
 
     def absorb_adapter(self, source_adapter: str, adapter_name: str | None = None) -> int:
-        """Append every patch of ``source_adapter`` to ``adapter_name``, layer by layer; returns the number added.
+        """Append every patch of `source_adapter` to `adapter_name`, layer by layer; returns the number added.
 
-        Both adapters must patch the same layers with the same activation. Each layer of ``adapter_name`` gets
-        the source's patches of that same layer, so ``num_patches`` stays one number per adapter and the result
-        computes what the two adapters compute when both are active. ``source_adapter`` is left as it is
-        (delete it with ``delete_adapter`` when it is no longer needed).
+        The two must be composable (`MPNConfig.composable_with`: the same layers and patch activation), else
+        `AdapterCompositionError` is raised and nothing changes. Each layer of `adapter_name` gets the source's
+        patches of that same layer, so `num_patches` stays one number per adapter and the result computes what
+        the two adapters compute when both are active. `source_adapter` is left as it is (delete it with
+        `delete_adapter` when it is no longer needed).
         """
         adapter_name = self.resolve_adapter(adapter_name)
         source_adapter = self.resolve_adapter(source_adapter)
         if source_adapter == adapter_name:
             raise ValueError(f"Cannot absorb adapter {adapter_name!r} into itself.")
+        self.peft_config[adapter_name].composable_with(
+            self.peft_config[source_adapter], names=(repr(adapter_name), repr(source_adapter))
+        )
         targets, sources = self.patch_layers(adapter_name), self.patch_layers(source_adapter)
-        if set(targets) != set(sources):
-            raise ValueError(
-                f"MPN adapters {adapter_name!r} and {source_adapter!r} patch different layers "
-                f"({sorted(targets)} vs {sorted(sources)}); only adapters on the same layers combine."
-            )
-        ours, theirs = self.peft_config[adapter_name].activation, self.peft_config[source_adapter].activation
-        if ours != theirs:
-            raise ValueError(
-                f"MPN adapters {adapter_name!r} and {source_adapter!r} use different patch activations "
-                f"({ours!r} vs {theirs!r}); only adapters with the same activation combine."
-            )
         added = self.peft_config[source_adapter].num_patches
         for name, layer in targets.items():
             layer.add_patches(adapter_name, sources[name].patches(source_adapter))

@@ -1,0 +1,170 @@
+"""The edit manifest: `edits.json` beside `adapter_config.json`, saying which facts an adapter changes.
+
+Each record has `case_id`, `edit_language`, `prompt`, `target`, `languages`, `method` and `date` (and `source`
+after `compose_adapters`); `list_edits` reads them from a local folder or a Hub repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+
+from ..data.requests import EditRequest
+from ..files import atomic_write_text
+
+MANIFEST_NAME = "edits.json"
+"""File name of the edit manifest, beside `adapter_config.json`."""
+MANIFEST_FORMAT = "peft-mpn/edits"
+MANIFEST_VERSION = 1
+#: A record's fields, in the order the manifest writes them.
+RECORD_FIELDS = ("case_id", "edit_language", "prompt", "target", "languages", "method", "date")
+#: Attribute under which `compose_adapters` leaves the merged manifest on the model it returns.
+EDITS_ATTRIBUTE = "peft_mpn_edits"
+
+EditLike = EditRequest | Mapping[str, Any]
+
+
+class EditManifestError(ValueError):
+    """An edit manifest that cannot be read or written as given."""
+
+
+class EditManifestNotFoundError(FileNotFoundError):
+    """The adapter has no edit manifest (`edits.json`)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = None) -> list[dict[str, Any]]:
+    """Manifest records for `edits`: `peft_mpn.EditRequest` objects or records already in this shape.
+
+    Records that come from another manifest (`list_edits`) keep their method and date; new ones get
+    `method` and `date` (default: now, UTC).
+    """
+    date = date or _now()
+    records = []
+    for position, edit in enumerate(edits):
+        if isinstance(edit, EditRequest):
+            view = edit.edit
+            record = {
+                "case_id": edit.case_id,
+                "edit_language": edit.edit_language,
+                "prompt": view.prompt,
+                "target": view.target,
+                "languages": edit.languages,
+                "method": method,
+                "date": date,
+            }
+        elif isinstance(edit, Mapping):
+            missing = [key for key in ("prompt", "target", "edit_language") if edit.get(key) in (None, "")]
+            if missing:
+                raise EditManifestError(
+                    f"Edit #{position} lacks {missing}: give EditRequest objects, or records with at least "
+                    "prompt, target and edit_language (as list_edits returns them)."
+                )
+            record = {
+                **{key: edit.get(key) for key in RECORD_FIELDS},
+                **{key: value for key, value in edit.items() if key not in RECORD_FIELDS},
+            }
+            record["languages"] = list(edit.get("languages") or [edit["edit_language"]])
+            record["method"] = edit.get("method") or method
+            record["date"] = edit.get("date") or date
+        else:
+            raise EditManifestError(
+                f"Edit #{position} is a {type(edit).__name__}; give EditRequest objects or manifest records (dicts)."
+            )
+        records.append(record)
+    return records
+
+
+def write_edit_manifest(
+    folder: str | os.PathLike, edits: Iterable[EditLike], *, method: str | None = None, append: bool = False
+) -> Path:
+    """Write `edits.json` into the adapter folder `folder` (atomically) and return its path.
+
+    Args:
+        folder: an adapter folder (`save_pretrained` output).
+        edits: the edits the adapter holds: `peft_mpn.EditRequest` objects or manifest records.
+        method: `"mpn"`, `"t-patcher"`, `"lafn"`...; default: the adapter's PEFT type, lower case.
+        append: keep the records already in the folder's manifest and add these after them.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EditManifestError(f"{str(folder)!r} is not a folder; save the adapter there first (save_pretrained).")
+    method = method or _method_of_folder(folder)
+    records = read_edit_manifest(folder) if append and (folder / MANIFEST_NAME).exists() else []
+    records += edit_records(edits, method=method)
+    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records}
+    path = folder / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def _method_of_folder(folder: Path) -> str:
+    config = folder / "adapter_config.json"
+    if not config.exists():
+        raise EditManifestError(f"No adapter_config.json in {str(folder)!r}; pass method= to name the edit method.")
+    return str(json.loads(config.read_text(encoding="utf-8"))["peft_type"]).lower()
+
+
+def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a local manifest file, or of the manifest in a local adapter folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.exists():
+        raise EditManifestNotFoundError(
+            f"No edit manifest at {str(path)!r}. Adapters saved with peft_mpn.hub.save_edit / push_edit_to_hub "
+            "carry one; for an adapter saved otherwise, write it with peft_mpn.hub.write_edit_manifest."
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise EditManifestError(f"{str(path)!r} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise EditManifestError(f'{str(path)!r} is not a peft-mpn edit manifest (no "format": {MANIFEST_FORMAT!r}).')
+    version = manifest.get("version", 0)
+    if not isinstance(version, int) or not isinstance(manifest.get("edits"), list):
+        raise EditManifestError(
+            f'{str(path)!r} is a damaged edit manifest: it needs an integer "version" and a list of "edits". '
+            "Write it again with peft_mpn.hub.write_edit_manifest."
+        )
+    if version > MANIFEST_VERSION:
+        raise EditManifestError(
+            f"{str(path)!r} has manifest version {manifest['version']}; this peft-mpn reads up to "
+            f"{MANIFEST_VERSION}. Upgrade peft-mpn."
+        )
+    return list(manifest["edits"])
+
+
+def list_edits(
+    path_or_repo_id: str | os.PathLike, revision: str | None = None, *, token: str | bool | None = None
+) -> list[dict[str, Any]]:
+    """What an edit adapter changes: the records of its manifest, from a local folder or a Hub repo.
+
+    Each record has `case_id`, `edit_language`, `prompt`, `target`, `languages`, `method` and
+    `date` (and `source` after `compose_adapters`).
+
+    Args:
+        path_or_repo_id: a local adapter folder (or manifest file), or a Hub repo id.
+        revision: the branch, tag or commit of a Hub repo (default: `main`).
+        token: Hub token for private repos (default: the logged-in one).
+    """
+    if Path(path_or_repo_id).exists():
+        return read_edit_manifest(path_or_repo_id)
+    try:
+        local = hf_hub_download(str(path_or_repo_id), MANIFEST_NAME, revision=revision, token=token)
+    except EntryNotFoundError as error:
+        raise EditManifestNotFoundError(
+            f"{path_or_repo_id!r} (revision {revision or 'main'}) has no {MANIFEST_NAME}: it was not pushed with "
+            "peft_mpn.hub.push_edit_to_hub, so which facts it edits is not recorded."
+        ) from error
+    return read_edit_manifest(local)

@@ -1,0 +1,144 @@
+"""Saving an edit adapter with its manifest and card, and pushing it to the Hub in one commit."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitInfo, HfApi
+from peft import PeftModel
+
+from .card import render_edit_card
+from .manifest import (
+    EDITS_ATTRIBUTE,
+    MANIFEST_NAME,
+    EditLike,
+    EditManifestError,
+    edit_records,
+    read_edit_manifest,
+    write_edit_manifest,
+)
+
+
+def _method_of(model: PeftModel, adapter_name: str) -> str:
+    return str(model.peft_config[adapter_name].peft_type.value).lower()
+
+
+def _edits_for(model: PeftModel, edits: Iterable[EditLike] | None) -> list[EditLike]:
+    if edits is not None:
+        return list(edits)
+    if hasattr(model, EDITS_ATTRIBUTE):
+        return list(getattr(model, EDITS_ATTRIBUTE))
+    raise EditManifestError(
+        "Pass edits=[...]: the EditRequests this adapter holds (or list_edits() records of the adapter it grew from)."
+    )
+
+
+def save_edit(
+    model: PeftModel,
+    folder: str | os.PathLike,
+    edits: Iterable[EditLike] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    *,
+    adapter_name: str = "default",
+    method: str | None = None,
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> Path:
+    """Save an edit adapter to `folder`: the adapter, its manifest (`edits.json`) and its card (`README.md`).
+
+    Everything is written to a temporary folder first and then moved into `folder` file by file, so a failed
+    save leaves what `folder` held before untouched.
+
+    Args:
+        model: the edited `peft.PeftModel` (e.g. `editor.model`).
+        folder: where to save; created if needed.
+        edits: the edits the adapter holds (EditRequests or manifest records); default: those
+            `compose_adapters` attached to `model`.
+        metrics: `peft_mpn.metrics.compute_cross_lingual_edit`'s result, for the card's table.
+        adapter_name: the adapter to save.
+        method: the method recorded per edit (e.g. `"t-patcher"`); default: the PEFT type (`mpn`/`lafn`).
+        repo_id: the Hub repo the adapter will live in, for the card's loading snippet.
+        revision: its branch, tag or commit, for the same snippet.
+    """
+    if adapter_name not in model.peft_config:
+        raise KeyError(f"No adapter {adapter_name!r}; have {sorted(model.peft_config)}.")
+    records = edit_records(_edits_for(model, edits), method=method or _method_of(model, adapter_name))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as temporary:
+        # edit adapters never touch the embeddings; "auto" would look the base model up on the Hub to check
+        model.save_pretrained(temporary, selected_adapters=[adapter_name], save_embedding_layers=False)
+        staged = Path(temporary) / adapter_name if adapter_name != "default" else Path(temporary)
+        write_edit_manifest(staged, records, method=method)
+        card = render_edit_card(
+            method=_method_of(model, adapter_name),
+            edits=records,
+            base_model=model.peft_config[adapter_name].base_model_name_or_path,
+            metrics=metrics,
+            repo_id=repo_id,
+            revision=revision,
+        )
+        card.save(staged / "README.md")
+        # the manifest and card last: they describe the weights, which must be in place first
+        order = sorted(staged.iterdir(), key=lambda p: (p.name in (MANIFEST_NAME, "README.md"), p.name))
+        for path in order:
+            if path.is_file():
+                os.replace(path, folder / path.name)
+    return folder
+
+
+def push_edit_to_hub(
+    model: PeftModel,
+    repo_id: str,
+    *,
+    edits: Iterable[EditLike] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    adapter_name: str = "default",
+    method: str | None = None,
+) -> CommitInfo:
+    """Push an edit adapter with its manifest and card to the Hub in one commit (`save_edit` + `upload_folder`).
+
+    The repo is created if needed (`private` applies then), and so is the branch `revision`. Pull it back
+    with `PeftModel.from_pretrained(base, repo_id, revision=revision)` after `import peft_mpn`, or
+    `peft_mpn.from_pretrained`; list its edits with `list_edits`.
+
+    Returns:
+        The `huggingface_hub.CommitInfo` of the commit (`.oid` is the commit hash).
+    """
+    from .. import __version__  # peft_mpn/__init__.py imports this module before it sets __version__
+
+    api = HfApi(library_name="peft-mpn", library_version=__version__)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True, token=token).repo_id
+    if revision is not None and revision != "main" and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
+    with tempfile.TemporaryDirectory(prefix="peft-mpn-push-") as temporary:
+        folder = save_edit(
+            model,
+            Path(temporary) / "adapter",
+            edits,
+            metrics,
+            adapter_name=adapter_name,
+            method=method,
+            repo_id=repo_id,
+            revision=revision,
+        )
+        count = len(read_edit_manifest(folder))
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message or f"Edit adapter: {count} fact{'s' if count != 1 else ''}",
+            commit_description=commit_description,
+            token=token,
+            create_pr=create_pr,
+        )

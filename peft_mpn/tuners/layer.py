@@ -1,0 +1,113 @@
+"""What both plugin layers share: wrapping a whole FFN block and adding to its down projection's output."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+
+from .ffn import FFNSpec, ffn_width, model_width
+
+
+class FFNBlockLayer(BaseTunerLayer, nn.Module):
+    """A `BaseTunerLayer` that wraps one FFN block (`MPNLayer`, `LAFNLayer`).
+
+    The wrapped block (`base_layer`) runs unchanged; while it runs, a forward hook on its down projection adds
+    what the active adapters contribute, so the addition sits inside the FFN, before any
+    dropout, residual connection or LayerNorm of the block, and no FFN code is duplicated.
+
+    Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the two steps of the
+    hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters) and
+    `_down_delta(terms, h, a)` (what they add, from the FFN input `h` and the down projection's input `a`).
+
+    Args:
+        base_layer: the FFN block module to wrap (`mlp`, or `output` for BERT-likes).
+        spec: the architecture's row of `FFN_SPECS`.
+        block: the transformer block holding `base_layer` (BERT's up projection is a sibling of `output`).
+        ffn_activation: the FFN's activation, a transformers `ACT2FN` name.
+    """
+
+    def __init__(self, base_layer: nn.Module, spec: FFNSpec, block: nn.Module, ffn_activation: str) -> None:
+        nn.Module.__init__(self)
+        self.base_layer = base_layer
+        self.spec = spec
+        self.ffn_activation = ffn_activation
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        # Not a submodule: the model holds it already.
+        self.__dict__["_block"] = block
+        self.down_proj, self.up_proj  # noqa: B018 - fail early on modules that are not FFN blocks
+
+    # -- structure -------------------------------------------------------------------------------------------
+    def _projection(self, path: str) -> nn.Module:
+        try:
+            return self.spec.projection(self._block, self.get_base_layer(), path)
+        except AttributeError as error:
+            raise ValueError(
+                f"The targeted {type(self.get_base_layer()).__name__} is not an FFN block: no {path!r}. "
+                f"{type(self).__name__} wraps FFN blocks; check target_modules / exclude_modules."
+            ) from error
+
+    @property
+    def down_proj(self) -> nn.Module:
+        """The FFN's output projection (F -> d)."""
+        return self._projection(self.spec.down_proj)
+
+    @property
+    def up_proj(self) -> nn.Module:
+        """The FFN's input projection (d -> F)."""
+        return self._projection(self.spec.up_proj)
+
+    @property
+    def gate_proj(self) -> nn.Module | None:
+        """The gate projection of a gated FFN; None for ungated ones."""
+        return self._projection(self.spec.gate_proj) if self.spec.gate_proj else None
+
+    @property
+    def width(self) -> int:
+        """Number of neurons of the FFN (intermediate size F)."""
+        return ffn_width(self.down_proj)
+
+    @property
+    def hidden_size(self) -> int:
+        """The model width d (the FFN's input and output width)."""
+        return model_width(self.down_proj)
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def _ffn_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+        """The FFN input `h` among the arguments of the wrapped block's forward."""
+        if len(args) > self.spec.input_arg:
+            return args[self.spec.input_arg]
+        return kwargs[self.spec.input_kwarg]
+
+    @abstractmethod
+    def _active_terms(self) -> Sequence[Any]:
+        """What adds to the FFN output in this forward pass (e.g. active, unmerged adapters); empty: nothing."""
+
+    @abstractmethod
+    def _down_delta(self, terms: Sequence[Any], h: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
+        """What `terms` add to the down projection's output, from the FFN input `h` and the down input `a`."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(*args, **kwargs)
+        terms = self._active_terms()
+        if not terms:
+            return self.base_layer(*args, **kwargs)
+        h = self._ffn_input(args, kwargs)
+
+        def add_delta(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+            delta = self._down_delta(terms, h, inputs[0])
+            return output if delta is None else output + delta.to(output.dtype)
+
+        handle = self.down_proj.register_forward_hook(add_delta)
+        try:
+            return self.base_layer(*args, **kwargs)
+        finally:
+            handle.remove()
