@@ -9,8 +9,9 @@ Nothing outside the registry switches on a method's name.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol
@@ -52,7 +53,21 @@ class EditorConfig:
 
     The CLI documents and sets these fields by name (`peft-mpn bench --editor-option KEY=VALUE`); a method's
     config overrides [`for_run`][peft_mpn.editing.base.EditorConfig.for_run] where it has language or seed fields.
+
+    Every number must be finite, and a field's metadata may bound it: `"min"` / `"max"` (inclusive) and `"above"`
+    / `"below"` (exclusive); `None` is always allowed where the field's type admits it. A config that breaks a
+    bound is refused at construction, so no edit ever trains with a NaN or infinite setting. Subclasses that
+    define `__post_init__` call `super().__post_init__()`.
     """
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            problem = _out_of_bounds(value, f.metadata)
+            if problem:
+                raise ValueError(f"{type(self).__name__}.{f.name} must be {problem}, got {value!r}.")
 
     def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> EditorConfig:
         """This config pointed at one run: the parallel versions it may train on, and its seed (default: as is)."""
@@ -65,6 +80,22 @@ class EditorConfig:
     def field_help(cls) -> dict[str, str]:
         """`{field: help text}` for every field (the CLI's documentation of `--editor-option`)."""
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def _out_of_bounds(value: float, bounds: Mapping[str, Any]) -> str | None:
+    """What `value` must be, if it breaks `bounds` (the field metadata's min/max/above/below), else None."""
+    if not math.isfinite(value):
+        return "a finite number"
+    rules = (
+        ("min", "at least", lambda v, b: v >= b),
+        ("above", "above", lambda v, b: v > b),
+        ("max", "at most", lambda v, b: v <= b),
+        ("below", "below", lambda v, b: v < b),
+    )
+    for key, words, holds in rules:
+        if key in bounds and not holds(value, bounds[key]):
+            return f"{words} {bounds[key]}"
+    return None
 
 
 class TrainerObjective(Protocol):

@@ -8,8 +8,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from huggingface_hub import CommitInfo, HfApi
 from peft import PeftModel
+from peft.utils import get_peft_model_state_dict
 
 from .card import render_edit_card
 from .manifest import (
@@ -35,6 +37,20 @@ def _edits_for(model: PeftModel, edits: Iterable[EditLike] | None) -> list[EditL
     raise EditManifestError(
         "Pass edits=[...]: the EditRequests this adapter holds (or list_edits() records of the adapter it grew from)."
     )
+
+
+def _check_finite(model: PeftModel, adapter_name: str) -> None:
+    """Refuse an adapter holding NaN or infinite weights: loaded, it would turn every prompt's logits into NaN."""
+    bad = [
+        name
+        for name, tensor in get_peft_model_state_dict(model, adapter_name=adapter_name).items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise ValueError(
+            f"Adapter {adapter_name!r} holds NaN or infinite values in {bad}; nothing was saved. Remove the edit "
+            "that diverged (editor.reset() and redo the others) before saving."
+        )
 
 
 def save_edit(
@@ -66,6 +82,7 @@ def save_edit(
     """
     if adapter_name not in model.peft_config:
         raise KeyError(f"No adapter {adapter_name!r}; have {sorted(model.peft_config)}.")
+    _check_finite(model, adapter_name)
     records = edit_records(_edits_for(model, edits), method=method or _method_of(model, adapter_name))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -35,17 +35,19 @@ class FTEditorConfig(EditorConfig):
     norm_constraint: float | None = field(
         default=5e-4,
         metadata={
+            "above": 0,
             "help": "ε of the L∞ constraint |W - W₀| ≤ ε, W₀ the weight before this edit (EasyEdit's constrained "
-            "FT for GPT-2 XL; its Llama configs turn it off). None: unconstrained."
+            "FT for GPT-2 XL; its Llama configs turn it off). None: unconstrained.",
         },
     )
-    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate (EasyEdit: 5e-4)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay (EasyEdit: 0)."})
+    learning_rate: float = field(default=5e-4, metadata={"above": 0, "help": "Adam learning rate (EasyEdit: 5e-4)."})
+    weight_decay: float = field(default=0.0, metadata={"min": 0, "help": "Adam weight decay (EasyEdit: 0)."})
     max_steps: int = field(
         default=25,
         metadata={
+            "min": 1,
             "help": "Step budget per edit (EasyEdit's num_steps, 25). It stops earlier once every target token is "
-            "the argmax or the loss is below 0.01."
+            "the argmax or the loss is below 0.01.",
         },
     )
     augment_languages: list[str] | None = field(
@@ -63,12 +65,9 @@ class FTEditorConfig(EditorConfig):
     def __post_init__(self) -> None:
         if self.objective not in ("prompt_last", "target_new"):
             raise ValueError(f"objective must be 'prompt_last' (FT-L) or 'target_new' (FT-M), got {self.objective!r}.")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be positive, got {self.max_steps}.")
-        if self.norm_constraint is not None and not self.norm_constraint > 0:
-            raise ValueError(f"norm_constraint must be positive or None (unconstrained), got {self.norm_constraint}.")
         if self.augment_languages is not None:
             self.augment_languages = list(self.augment_languages)
+        super().__post_init__()
 
     @classmethod
     def ft_l(cls, **overrides: Any) -> FTEditorConfig:

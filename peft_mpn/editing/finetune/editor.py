@@ -187,6 +187,10 @@ class FTEditor(Editor):
                 with torch.no_grad():
                     eps = config.norm_constraint
                     self.weight.copy_(torch.clamp(self.weight, before - eps, before + eps))
+            if not bool(torch.isfinite(self.weight).all()):  # diverged: the model would answer NaN everywhere
+                with torch.no_grad():
+                    self.weight.copy_(before)
+                return steps, {**losses, "diverged": 1.0}, [False] * len(batch.encodings)
         return steps, losses, correct.tolist()
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

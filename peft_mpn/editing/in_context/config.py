@@ -17,12 +17,14 @@ class ICLEditorConfig(EditorConfig):
     )
     num_demonstrations: int = field(
         default=1,
-        metadata={"help": "Stored facts put in front of each prompt (the most similar ones, by token overlap)."},
+        metadata={
+            "min": 1,
+            "help": "Stored facts put in front of each prompt (the most similar ones, by token overlap).",
+        },
     )
 
     def __post_init__(self) -> None:
         missing = [key for key in ("{prompt}", "{target}") if key not in self.template]
         if missing:
             raise ValueError(f"The demonstration template needs {' and '.join(missing)}; got {self.template!r}.")
-        if self.num_demonstrations < 1:
-            raise ValueError(f"num_demonstrations must be positive, got {self.num_demonstrations}.")
+        super().__post_init__()

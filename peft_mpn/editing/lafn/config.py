@@ -35,19 +35,27 @@ class LAFNEditorConfig(EditorConfig):
     activation_threshold: float | None = field(
         default=None, metadata={"help": "Threshold of the cached update (required with cached=True)."}
     )
-    learning_rate: float = field(default=2e-2, metadata={"help": "Adam learning rate of the deltas."})
-    max_steps: int = field(default=100, metadata={"help": "Step budget per edit."})
+    learning_rate: float = field(default=2e-2, metadata={"above": 0, "help": "Adam learning rate of the deltas."})
+    max_steps: int = field(default=100, metadata={"min": 1, "help": "Step budget per edit."})
     locality_weight: float = field(
-        default=1.0, metadata={"help": "Weight of KL(unedited ‖ edited) on the unrelated locality texts."}
+        default=1.0, metadata={"min": 0, "help": "Weight of KL(unedited ‖ edited) on the unrelated locality texts."}
     )
-    norm_weight: float = field(default=1e-3, metadata={"help": "Weight of the squared-norm penalty on the deltas."})
-    max_locality_texts: int = field(default=8, metadata={"help": "Most unrelated texts in the KL term."})
+    norm_weight: float = field(
+        default=1e-3, metadata={"min": 0, "help": "Weight of the squared-norm penalty on the deltas."}
+    )
+    max_locality_texts: int = field(default=8, metadata={"min": 0, "help": "Most unrelated texts in the KL term."})
     vocab_candidates: int | None = field(
-        default=512, metadata={"help": "Softmax of the edit loss over targets + top-k candidates (None: exact)."}
+        default=512,
+        metadata={"min": 1, "help": "Softmax of the edit loss over targets + top-k candidates (None: exact)."},
     )
     prefix_cache: bool = field(
         default=True, metadata={"help": "Replay the frozen blocks below the lowest edited layer (exact, faster)."}
     )
+
+    def __post_init__(self) -> None:
+        if self.cached and self.activation_threshold is None:
+            raise ValueError("cached=True needs an activation_threshold (the cached update's gate); set one.")
+        super().__post_init__()
 
     def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> LAFNEditorConfig:
         """Locate and train on the edit language and exactly `augment_languages`."""

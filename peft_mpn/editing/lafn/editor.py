@@ -157,7 +157,15 @@ class LAFNEditor(Editor):
         trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
+        deltas = list(self.tuner.delta_parameters(self.adapter_name))
+        before = [delta.detach().clone() for delta in deltas]
         steps, losses = self._train(batch, trained)
+        if not all(bool(torch.isfinite(delta).all()) for delta in deltas):
+            # Diverged: put every delta back as it was (this edit's neurons stay, at zero: they change nothing).
+            with torch.no_grad():
+                for delta, kept in zip(deltas, before):
+                    delta.copy_(kept)
+            losses = {**losses, "diverged": 1.0}
         correct = self._row_correct(batch)
         fixed = fixed_languages(correct, [language for _, _, language in rows])
         status = "edited" if len(fixed) == len(languages) else "unfixed"

@@ -26,7 +26,7 @@ class MPNEditorConfig(EditorConfig):
         },
     )
     samples_per_step: int = field(
-        default=4, metadata={"help": "Parallel versions sampled into each step's edit batch (per request)."}
+        default=4, metadata={"min": 0, "help": "Parallel versions sampled into each step's edit batch (per request)."}
     )
     include_edit_language: bool = field(
         default=True, metadata={"help": "Keep the edit-language version in every step's batch."}
@@ -48,7 +48,8 @@ class MPNEditorConfig(EditorConfig):
         },
     )
     max_patches_per_edit: int = field(
-        default=5, metadata={"help": "Generation: one patch per wrong target token, at most this many (per language)."}
+        default=5,
+        metadata={"min": 1, "help": "Generation: one patch per wrong target token, at most this many (per language)."},
     )
     amplifier_init: float = field(
         default=10.0,
@@ -58,39 +59,49 @@ class MPNEditorConfig(EditorConfig):
         },
     )
     # losses
-    label_smoothing: float = field(default=0.1, metadata={"help": "ε of the label-smoothed NLL edit loss."})
-    entropy_weight: float = field(
-        default=0.1, metadata={"help": "Classification: weight of the entropy term subtracted from the edit loss."}
+    label_smoothing: float = field(
+        default=0.1, metadata={"min": 0, "below": 1, "help": "ε of the label-smoothed NLL edit loss."}
     )
-    activation_weight: float = field(default=1.0, metadata={"help": "Weight of the activation loss l_a."})
+    entropy_weight: float = field(
+        default=0.1,
+        metadata={"min": 0, "help": "Classification: weight of the entropy term subtracted from the edit loss."},
+    )
+    activation_weight: float = field(default=1.0, metadata={"min": 0, "help": "Weight of the activation loss l_a."})
     activation_topk: int = field(
-        default=5, metadata={"help": "l_a averages exp(-a) over the k least-activated edit inputs."}
+        default=5, metadata={"min": 1, "help": "l_a averages exp(-a) over the k least-activated edit inputs."}
     )
     memory_weight: float | None = field(
         default=None,
-        metadata={"help": "Weight c_m of the memory loss; None: 10 for generation, 5 for classification."},
+        metadata={"min": 0, "help": "Weight c_m of the memory loss; None: 10 for generation, 5 for classification."},
     )
-    memory_topk: int = field(default=1000, metadata={"help": "l_m averages over the k most-activated memories."})
+    memory_topk: int = field(
+        default=1000, metadata={"min": 1, "help": "l_m averages over the k most-activated memories."}
+    )
     memory_margin: float = field(
-        default=3.0, metadata={"help": "The patch should stay below -margin on memories (and margin below the edit)."}
+        default=3.0,
+        metadata={"min": 0, "help": "The patch should stay below -margin on memories (and margin below the edit)."},
     )
     # optimisation
-    learning_rate: float = field(default=1e-2, metadata={"help": "Adam learning rate."})
-    weight_decay: float = field(default=0.01, metadata={"help": "Adam weight decay."})
-    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient clipping norm."})
-    max_steps: int = field(default=200, metadata={"help": "Step budget per edit (T-Patcher allows up to 2000)."})
+    learning_rate: float = field(default=1e-2, metadata={"above": 0, "help": "Adam learning rate."})
+    weight_decay: float = field(default=0.01, metadata={"min": 0, "help": "Adam weight decay."})
+    max_grad_norm: float = field(default=5.0, metadata={"above": 0, "help": "Gradient clipping norm."})
+    max_steps: int = field(
+        default=200, metadata={"min": 1, "help": "Step budget per edit (T-Patcher allows up to 2000)."}
+    )
     patience: int = field(
         default=5,
         metadata={
+            "min": 1,
             "help": "Once the edit holds in every trained language, stop when every memory is below -margin or "
-            "l_m has not improved by 1% for this many steps."
+            "l_m has not improved by 1% for this many steps.",
         },
     )
     # memory bank
     memory_size: int = field(
-        default=20000, metadata={"help": "Most FFN inputs of unrelated text kept in the memory bank (subsampled)."}
+        default=20000,
+        metadata={"min": 1, "help": "Most FFN inputs of unrelated text kept in the memory bank (subsampled)."},
     )
-    memory_batch_size: int = field(default=16, metadata={"help": "Batch size when encoding memory texts."})
+    memory_batch_size: int = field(default=16, metadata={"min": 1, "help": "Batch size when encoding memory texts."})
     add_edits_to_memory: bool = field(
         default=True, metadata={"help": "Append each edit's FFN inputs to the memory so later patches stay silent."}
     )
@@ -105,9 +116,10 @@ class MPNEditorConfig(EditorConfig):
     vocab_candidates: int | None = field(
         default=512,
         metadata={
+            "min": 1,
             "help": "Generation: take the edit loss's softmax over the targets plus each decision point's top-k "
             "tokens (re-drawn at every full check) instead of the whole vocabulary; None for the exact softmax. "
-            "Whether an edit holds is always judged on the full vocabulary."
+            "Whether an edit holds is always judged on the full vocabulary.",
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed for value init and cross-lingual sampling."})
@@ -117,11 +129,9 @@ class MPNEditorConfig(EditorConfig):
             raise ValueError(f"patch_plan must be 'edit' or 'per_language', got {self.patch_plan!r}.")
         if self.key_init not in ("edit", "mean"):
             raise ValueError(f"key_init must be 'edit' or 'mean', got {self.key_init!r}.")
-        for name in ("samples_per_step", "max_patches_per_edit", "activation_topk", "memory_topk", "max_steps"):
-            if getattr(self, name) < (0 if name == "samples_per_step" else 1):
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.augment_languages is not None:
             self.augment_languages = list(self.augment_languages)
+        super().__post_init__()
 
     @property
     def augmented(self) -> bool:

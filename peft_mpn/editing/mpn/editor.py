@@ -340,6 +340,14 @@ class MPNEditor(Editor):
 
         with torch.no_grad():
             final = PatchSet(keys.detach(), bias.detach(), (noise * amplifier).detach())
+            if not all(bool(torch.isfinite(t).all()) for t in (final.keys, final.bias, final.values)):
+                logger.warning(
+                    "Training diverged (non-finite patch values after %d steps; losses %s): no patch was added. "
+                    "Lower learning_rate or the loss weights.",
+                    step,
+                    losses,
+                )
+                return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], losses)
             self.tuner.add_patches(self.layer_name, final, self.adapter_name)
             correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
         fixed_languages = [

@@ -81,6 +81,11 @@ class MPNModel(FFNBlockTuner):
         layers = self.patch_layers(adapter_name)
         if layer_name not in layers:
             raise KeyError(f"No MPN layer {layer_name!r} in adapter {adapter_name!r}; have {sorted(layers)}.")
+        if not all(bool(torch.isfinite(t).all()) for t in (patches.keys, patches.bias, patches.values)):
+            raise ValueError(
+                "The patches hold NaN or infinite values and were not added (the adapter is unchanged): every "
+                "prompt's logits would become NaN. Train them with finite settings (e.g. a lower learning rate)."
+            )
         for name, layer in layers.items():
             if name == layer_name:
                 layer.add_patches(adapter_name, patches)
