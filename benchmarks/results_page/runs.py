@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from peft_mpn.data import DatasetLayoutError, dataset_spec
+
 #: The scripts' folder: `run_results.sh` lists the planned runs.
 BENCHMARKS = Path(__file__).resolve().parents[1]
 #: Summary columns: (header, where the value is, measure). Seen and unseen languages, translated and copied
@@ -90,8 +92,12 @@ def planned_runs() -> list[str]:
 
 
 def dataset_label(run: Mapping[str, Any]) -> str:
-    names = {"mzsre": "MzsRE", "bmike53": "BMIKE-53", "bizsre": "Bi-ZsRE"}
-    label = names.get(run.get("dataset"), str(run.get("dataset")))
+    """The benchmark's title (the data registry's), with the split: ``BMIKE-53 zsre``."""
+    dataset = run.get("dataset")
+    try:
+        label = dataset_spec(dataset).title if isinstance(dataset, str) else str(dataset)
+    except DatasetLayoutError:
+        label = dataset
     return f"{label} {run['split']}" if run.get("split") else label
 
 
