@@ -395,6 +395,26 @@ def test_judge_speed_gives_every_scoring_configuration_the_same_rows(setup, tmp_
     assert "| icl:all@3 |" in (tmp_path / "speed.md").read_text()
 
 
+def test_edit_speed_times_every_configuration_and_checks_prefix_caching(setup, tmp_path):
+    _, model_dir, data_dir = setup
+    script = load_benchmark_script("edit_speed")  # loaded by file location, it finds its parts in speed/
+    args = ["--model", str(model_dir), "--data", str(data_dir), "--augment-languages", "de", "--num-edits", "2"]
+    args += ["--slow-edits", "1", "--memory-start", "2", "--memory-cases", "2", "--max-steps", "2"]
+    args += ["--overhead-edits", "0", "--threads", str(torch.get_num_threads()), "--no-progress"]
+    report = script.main([*args, "--output", str(tmp_path / "speed.json")])
+    assert {name: row["edits"] for name, row in report["configs"].items()} == {
+        "cached": 2,
+        "no-prefix-cache": 1,
+        "full-vocab": 1,
+        "baseline": 1,
+    }
+    assert [check["pair"] for check in report["exactness"]] == ["cached vs no-prefix-cache", "full-vocab vs baseline"]
+    assert all(check["same_status_steps_patches"] for check in report["exactness"])  # the cache changes only speed
+    assert "| baseline | off | full | 1 |" in (tmp_path / "speed.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):  # the edited cases would overlap the memory bank's
+        script.parse_args(["--num-edits", "3", "--memory-start", "2"])
+
+
 def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
