@@ -395,6 +395,26 @@ def test_judge_speed_gives_every_scoring_configuration_the_same_rows(setup, tmp_
     assert "| icl:all@3 |" in (tmp_path / "speed.md").read_text()
 
 
+def test_edit_speed_times_every_configuration_and_checks_prefix_caching(setup, tmp_path):
+    _, model_dir, data_dir = setup
+    script = load_benchmark_script("edit_speed")  # loaded by file location, it finds its parts in speed/
+    args = ["--model", str(model_dir), "--data", str(data_dir), "--augment-languages", "de", "--num-edits", "2"]
+    args += ["--slow-edits", "1", "--memory-start", "2", "--memory-cases", "2", "--max-steps", "2"]
+    args += ["--overhead-edits", "0", "--threads", str(torch.get_num_threads()), "--no-progress"]
+    report = script.main([*args, "--output", str(tmp_path / "speed.json")])
+    assert {name: row["edits"] for name, row in report["configs"].items()} == {
+        "cached": 2,
+        "no-prefix-cache": 1,
+        "full-vocab": 1,
+        "baseline": 1,
+    }
+    assert [check["pair"] for check in report["exactness"]] == ["cached vs no-prefix-cache", "full-vocab vs baseline"]
+    assert all(check["same_status_steps_patches"] for check in report["exactness"])  # the cache changes only speed
+    assert "| baseline | off | full | 1 |" in (tmp_path / "speed.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):  # the edited cases would overlap the memory bank's
+        script.parse_args(["--num-edits", "3", "--memory-start", "2"])
+
+
 def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -438,7 +458,8 @@ def test_lafn_gate_reads_the_gate_statistic_on_and_off_the_fact(setup, tmp_path)
 
 
 def test_paired_difference_and_its_bootstrap_interval():
-    results = load_benchmark_script("results")
+    load_benchmark_script("results")  # puts benchmarks/ on the path: the page's parts are in results_page/
+    from results_page.stats import paired_difference
 
     def run(values: dict[str, list[float]]) -> dict:
         # values: language -> per-case token accuracy on translated targets (case "c3" is copied in "de")
@@ -455,12 +476,12 @@ def test_paired_difference_and_its_bootstrap_interval():
     a = run({"de": [1.0, 0.5, 0.5, 0.0], "fr": [1.0, 1.0, 0.0, 0.0]})
     b = run({"de": [0.5, 0.0, 0.0, 1.0], "fr": [0.5, 0.5, 0.5, 0.5]})
     # translated cases: de c0-c2 (a: 2/3, b: 1/6), fr all (a: 0.5, b: 0.5) -> macro a - b = (0.5 + 0.0) / 2
-    difference, low, high = results.paired_difference(a, b, ["de", "fr"], "reliability", False)
+    difference, low, high = paired_difference(a, b, ["de", "fr"], "reliability", False)
     assert difference == pytest.approx(0.25)
     assert low <= difference <= high and low < high
-    copied = results.paired_difference(a, b, ["de", "fr"], "reliability", True)
+    copied = paired_difference(a, b, ["de", "fr"], "reliability", True)
     assert copied[0] == pytest.approx(-1.0) and copied[1] == copied[2] == pytest.approx(-1.0)  # one case: no spread
-    exact = results.paired_difference(a, b, ["fr"], "reliability", False, exact=True)
+    exact = paired_difference(a, b, ["fr"], "reliability", False, exact=True)
     assert exact[0] == pytest.approx(0.5)
-    assert results.paired_difference(a, {**b, "case_ids": ["x"]}, ["de"], "reliability", False) is None
-    assert results.paired_difference(a, {"case_ids": a["case_ids"]}, ["de"], "reliability", False) is None
+    assert paired_difference(a, {**b, "case_ids": ["x"]}, ["de"], "reliability", False) is None
+    assert paired_difference(a, {"case_ids": a["case_ids"]}, ["de"], "reliability", False) is None

@@ -1,0 +1,64 @@
+"""The paired bootstrap: one run minus another on a transfer reading, with a 95% interval over the edited cases."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+def _case_cells(run: Mapping[str, Any], languages: Sequence[str], probe: str, copied: bool | None, exact: bool):
+    """``{language: {case: value}}`` from a run's ``per_case`` table, the cases the reading covers."""
+    cells: dict[str, dict[str, float]] = {}
+    for case, by_language in run["per_case"].items():
+        for lang in languages:
+            cell = by_language.get(lang, {})
+            if probe in cell and (copied is None or cell.get("copied") is copied):
+                cells.setdefault(lang, {})[case] = cell[probe][1 if exact else 0]
+    return cells
+
+
+def _macro(cells: Mapping[str, Mapping[str, float]], cases: Sequence[str]) -> float | None:
+    means = []
+    for by_case in cells.values():
+        values = [by_case[case] for case in cases if case in by_case]
+        if values:
+            means.append(sum(values) / len(values))
+    return sum(means) / len(means) if means else None
+
+
+def paired_difference(
+    run_a: Mapping[str, Any],
+    run_b: Mapping[str, Any],
+    languages: Sequence[str],
+    probe: str,
+    copied: bool | None,
+    exact: bool = False,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float] | None:
+    """``a - b`` on one transfer reading over ``languages``, with a 95% paired bootstrap interval over cases.
+
+    ``None`` when the runs edited different cases or a run has no ``per_case`` table (older JSON).
+    """
+    if run_a.get("case_ids") != run_b.get("case_ids") or "per_case" not in run_a or "per_case" not in run_b:
+        return None
+    cells_a = _case_cells(run_a, languages, probe, copied, exact)
+    cells_b = _case_cells(run_b, languages, probe, copied, exact)
+    cases = list(run_a["case_ids"])
+    a, b = _macro(cells_a, cases), _macro(cells_b, cases)
+    if a is None or b is None:
+        return None
+    rng = random.Random(seed)
+    differences = []
+    for _ in range(samples):
+        drawn = rng.choices(cases, k=len(cases))
+        da, db = _macro(cells_a, drawn), _macro(cells_b, drawn)
+        if da is not None and db is not None:
+            differences.append(da - db)
+    differences.sort()
+    low = differences[int(0.025 * (len(differences) - 1))]
+    high = differences[int(0.975 * (len(differences) - 1))]
+    return a - b, low, high
