@@ -1,7 +1,7 @@
 """Cross-lingual edit scores from teacher-forced predictions.
 
-:func:`compute_cross_lingual_edit` is the logic of the ``evaluate`` metric module
-``peft_mpn/metrics/cross_lingual_edit`` (path: :data:`peft_mpn.metrics.CROSS_LINGUAL_EDIT`); the module is a
+`compute_cross_lingual_edit` is the logic of the ``evaluate`` metric module
+``peft_mpn/metrics/cross_lingual_edit`` (path: `peft_mpn.metrics.CROSS_LINGUAL_EDIT`); the module is a
 thin wrapper that declares the input ``Features`` and calls this function, so the package can compute the
 same numbers without ``evaluate`` copying scripts into the HF cache. Only the standard library is used.
 
@@ -9,7 +9,7 @@ Input: one row per (case, language, probe) -- six equally long columns:
 
 * ``case_id`` (str): the edit case.
 * ``language`` (str): the language of the prompt that was scored.
-* ``probe`` (str): one of :data:`PROBES`:
+* ``probe`` (str): one of `PROBES`:
 
   - ``reliability``: the edit prompt in ``language`` against the target written in ``language`` (in the edit
     language: reliability proper; elsewhere: cross-lingual generalization on the prompt);
@@ -82,7 +82,7 @@ def compute_cross_lingual_edit(
         references: per row, the target token ids (for ``locality`` rows: the pre-edit argmax tokens).
         case_id: per row, the edit case.
         language: per row, the language of the scored prompt.
-        probe: per row, one of :data:`PROBES`.
+        probe: per row, one of `PROBES`.
         copied: per row, whether ``language``'s target is the same string as the edit-language target.
         edit_language: the language the edit was made in.
         augment_languages: languages whose parallel versions were used while editing (MPN's augmentation);
@@ -92,7 +92,7 @@ def compute_cross_lingual_edit(
 
     Returns:
         ``reliability``, ``generality``, ``locality``, ``portability`` (+ ``_em``): the edit language's scores;
-        ``per_language``: ``{language: {measure: value}}`` for every measure in :data:`MEASURES` and its
+        ``per_language``: ``{language: {measure: value}}`` for every measure in `MEASURES` and its
         ``_em`` twin (``None`` where a language has no case for it); ``average`` (all languages),
         ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``:
         the per-language values averaged over those languages (a language without a value is skipped);
