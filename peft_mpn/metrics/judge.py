@@ -52,8 +52,10 @@ def _probe_kinds(probes: Collection[str] | None) -> set[str] | None:
         return None
     kinds = {probes} if isinstance(probes, str) else set(probes)
     unknown = sorted(kinds - set(PROBES))
-    if unknown or not kinds:
-        raise ValueError(f"Unknown probe kind(s) {unknown or '(none given)'}; choose among {list(PROBES)}.")
+    if unknown:
+        raise ValueError(f"Unknown probe kind(s) {unknown}; choose among {list(PROBES)}.")
+    if not kinds:
+        raise ValueError(f"No probe kind given; name some of {list(PROBES)}, or pass probes=None for all of them.")
     return kinds
 
 
