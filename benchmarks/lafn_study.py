@@ -7,8 +7,9 @@ language-overlap heatmap as PNGs.
 
 Part 2 (editing): the same facts edited one at a time from the base model with LAFN (multilingual: every language
 given; cross-lingual: English + the augmentation languages) and with MPN (English + the same augmentation
-languages). Per language: does the new answer win (exact match under teacher forcing), split into translated
-and copied targets, plus locality on each fact's own unrelated question in every language.
+languages), each judged by `peft_mpn.metrics.Judge` (the tables only format its scores). Per language: does the
+new answer win (exact match under teacher forcing), split into translated and copied targets, plus locality on
+each fact's own unrelated question in every language.
 
     python benchmarks/lafn_study.py --num-facts 50 --output results/lafn_study.json --plots docs/img
 """
@@ -31,7 +32,7 @@ from peft_mpn import EditRequest, MPNConfig  # noqa: E402
 from peft_mpn.data import load_mzsre  # noqa: E402
 from peft_mpn.editing import LAFNEditor, LAFNEditorConfig, MPNEditor, MPNEditorConfig  # noqa: E402
 from peft_mpn.locating import LocatorConfig, estimate_generic_neurons, locate_neurons  # noqa: E402
-from peft_mpn.metrics import score_targets  # noqa: E402
+from peft_mpn.metrics import Judge, exact_matches  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,15 +126,6 @@ def plot_location(location: dict, folder: Path) -> list[str]:
     return [str(layers_png), str(overlap_png)]
 
 
-def judge(model, tokenizer, fact: EditRequest, before_locality: list[tuple[int, ...]]) -> dict:
-    scores = score_targets(model, tokenizer, [(v.prompt, v.target) for v in fact.views.values()])
-    out = {lang: {"win": s.exact, "copied": fact.copies_edit_target(lang)} for lang, s in zip(fact.views, scores)}
-    pairs = [(v.locality_prompt, v.locality_answer) for v in fact.views.values()]
-    after = [s.predicted for s in score_targets(model, tokenizer, pairs)]
-    kept = sum(a == b for pre, post in zip(before_locality, after) for a, b in zip(pre, post))
-    return {"languages": out, "locality": kept / max(1, sum(len(p) for p in before_locality))}
-
-
 def study_editing(
     model,
     tokenizer,
@@ -146,17 +138,11 @@ def study_editing(
     patch_plan="per_language",
     lafn_max_steps=100,
 ) -> dict:
-    locality = {
-        f.case_id: [
-            s.predicted
-            for s in score_targets(
-                model, tokenizer, [(v.locality_prompt, v.locality_answer) for v in f.views.values()]
-            )
-        ]
-        for f in facts
-    }
-    before = {f.case_id: judge(model, tokenizer, f, locality[f.case_id]) for f in facts}
-    results: dict[str, dict] = {"before": before}
+    """Edit each fact from the base model with each method; `results[method]` holds the judge's `scores` of the
+    edits that ran (None if none did) and per case its outcome (`status`, ...) or the locator's `error`."""
+    judge = Judge(tokenizer, augment_languages=augment)
+    before = judge.reference(model, facts, progress=progress)  # the base model; keeps its locality answers
+    results: dict[str, dict] = {"before": {"scores": judge.scores(before), "cases": {}}}
     methods = {
         MULTILINGUAL: lambda: LAFNEditor(
             model, tokenizer, LAFNEditorConfig(locator=locator, max_steps=lafn_max_steps), progress=False
@@ -173,23 +159,24 @@ def study_editing(
     for name, make in methods.items():
         editor = make()
         editor.add_unrelated_from_requests(memory_facts)
-        results[name] = {}
+        rows, cases = [], {}
         for fact in tqdm(facts, desc=name, disable=not progress):
             start = time.perf_counter()
             try:
                 outcome = editor.edit(fact)
             except ValueError as error:  # no language-agnostic neuron found
-                results[name][fact.case_id] = {"error": str(error)}
+                cases[fact.case_id] = {"error": str(error)}
                 continue
             timings.setdefault(name, []).append(time.perf_counter() - start)
-            results[name][fact.case_id] = judge(editor.model, tokenizer, fact, locality[fact.case_id])
-            results[name][fact.case_id].update(
-                status=outcome.status,
-                steps=outcome.steps,
-                seconds=outcome.seconds,
-                neurons={layer: len(indices) for layer, indices in outcome.neurons.items()},
-            )
+            rows += judge.rows(editor.model, fact)
+            cases[fact.case_id] = {
+                "status": outcome.status,
+                "steps": outcome.steps,
+                "seconds": outcome.seconds,
+                "neurons": {layer: len(indices) for layer, indices in outcome.neurons.items()},
+            }
             editor.reset()
+        results[name] = {"scores": judge.scores(rows) if rows else None, "cases": cases}
     mpn = MPNEditor(
         model,
         tokenizer,
@@ -198,15 +185,27 @@ def study_editing(
         progress=False,
     )
     mpn.add_unrelated_from_requests(memory_facts)
-    results["MPN (en + aug)"] = {}
+    rows, cases = [], {}
     for fact in tqdm(facts, desc="MPN", disable=not progress):
         start = time.perf_counter()
         outcome = mpn.edit(fact)
         timings.setdefault("MPN (en + aug)", []).append(time.perf_counter() - start)
-        results["MPN (en + aug)"][fact.case_id] = judge(mpn.model, tokenizer, fact, locality[fact.case_id])
-        results["MPN (en + aug)"][fact.case_id].update(status=outcome.status, steps=outcome.steps)
+        rows += judge.rows(mpn.model, fact)
+        cases[fact.case_id] = {"status": outcome.status, "steps": outcome.steps}
         mpn.reset()
+    results["MPN (en + aug)"] = {"scores": judge.scores(rows), "cases": cases}
     return {"results": results, "seconds_per_edit": {k: statistics.median(v) for k, v in timings.items()}}
+
+
+def wins(scores: dict | None, languages: list[str], measure: str) -> tuple[int, int]:
+    """Facts that win on `measure`, and facts judged, pooled over `languages` (the judge's counts)."""
+    counts = [exact_matches(scores, lang, measure) for lang in languages] if scores is not None else []
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def judged_languages(editing: dict) -> list[str]:
+    """The languages the judge scored, the edit language first."""
+    return list(editing["results"]["before"]["scores"]["per_language"])
 
 
 def editing_table(editing: dict, languages: list[str], augment: list[str]) -> str:
@@ -219,25 +218,24 @@ def editing_table(editing: dict, languages: list[str], augment: list[str]) -> st
         seen = "edit language" if language == "en" else ("yes" if language in augment else "no")
         cells = []
         for method in methods:
-            counts = {"translated": [0, 0], "copied": [0, 0]}
-            for case in editing["results"][method].values():
-                if "languages" not in case:
-                    continue
-                view = case["languages"][language]
-                kind = "copied" if view["copied"] else "translated"
-                counts[kind][0] += int(view["win"])
-                counts[kind][1] += 1
-            t, c = counts["translated"], counts["copied"]
-            cells.append(f"{t[0]}/{t[1]} ({c[0]}/{c[1]})" if language != "en" else f"{t[0] + c[0]}/{t[1] + c[1]}")
+            scores = editing["results"][method]["scores"]
+            if language == "en":
+                cells.append("{}/{}".format(*wins(scores, [language], "reliability")))
+            else:
+                t, c = (wins(scores, [language], f"reliability_{kind}") for kind in ("translated", "copied"))
+                cells.append(f"{t[0]}/{t[1]} ({c[0]}/{c[1]})")
         lines.append(f"| {language} | {seen} | " + " | ".join(cells) + " |")
-    locality = []
-    for method in methods:
-        values = [c["locality"] for c in editing["results"][method].values() if "locality" in c]
-        locality.append(f"{statistics.mean(values):.3f}" if values else "-")
+    locality = [_locality(editing["results"][method]["scores"]) for method in methods]
     lines.append("| locality | | " + " | ".join(locality) + " |")
-    failed = [sum("error" in c for c in editing["results"][m].values()) for m in methods]
+    failed = [sum("error" in c for c in editing["results"][m]["cases"].values()) for m in methods]
     lines.append("| no neurons found | | " + " | ".join(str(f) for f in failed) + " |")
     return "\n".join(lines)
+
+
+def _locality(scores: dict | None) -> str:
+    """The judge's locality averaged over languages ('-' for the unedited model or a method that edited nothing)."""
+    value = None if scores is None else scores["average"]["locality"]
+    return "-" if value is None else f"{value:.3f}"
 
 
 def summary_table(editing: dict, languages: list[str], augment: list[str]) -> str:
@@ -251,22 +249,15 @@ def summary_table(editing: dict, languages: list[str], augment: list[str]) -> st
         "edited / unfixed / no neurons | median s / edit |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for method, cases in editing["results"].items():
+    for method, result in editing["results"].items():
+        scores, cases = result["scores"], result["cases"]
         seen = [lang for lang in languages if lang != "en" and (lang in augment or method == MULTILINGUAL)]
-        groups = {"en": ["en"], "seen": seen, "unseen": [lang for lang in languages if lang not in ["en", *seen]]}
-        tallies = {}
+        groups = {"seen": seen, "unseen": [lang for lang in languages if lang not in ["en", *seen]]}
+        tallies = {("en", "translated"): wins(scores, ["en"], "reliability")}
         for group, langs in groups.items():
             for kind in ("translated", "copied"):
-                won = total = 0
-                for case in cases.values():
-                    for lang in langs:
-                        view = case.get("languages", {}).get(lang)
-                        if view is None or (group != "en" and ("copied" if view["copied"] else "translated") != kind):
-                            continue
-                        won += int(view["win"])
-                        total += 1
-                tallies[group, kind] = f"{won}/{total} ({won / total:.0%})" if total else "-"
-        judged = [c["locality"] for c in cases.values() if "locality" in c]
+                tallies[group, kind] = wins(scores, langs, f"reliability_{kind}")
+        cells = {key: f"{won}/{total} ({won / total:.0%})" if total else "-" for key, (won, total) in tallies.items()}
         statuses = [c.get("status") for c in cases.values()]
         outcome = (
             f"{statuses.count('edited')} / {statuses.count('unfixed')} / {sum('error' in c for c in cases.values())}"
@@ -275,9 +266,9 @@ def summary_table(editing: dict, languages: list[str], augment: list[str]) -> st
         )
         seconds = editing.get("seconds_per_edit", {}).get(method)
         lines.append(
-            f"| {method} | {tallies['en', 'translated']} | {tallies['seen', 'translated']} | "
-            f"{tallies['seen', 'copied']} | {tallies['unseen', 'translated']} | {tallies['unseen', 'copied']} | "
-            f"{statistics.mean(judged):.3f} | {outcome} | {f'{seconds:.1f}' if seconds else '-'} |"
+            f"| {method} | {cells['en', 'translated']} | {cells['seen', 'translated']} | "
+            f"{cells['seen', 'copied']} | {cells['unseen', 'translated']} | {cells['unseen', 'copied']} | "
+            f"{_locality(scores)} | {outcome} | {f'{seconds:.1f}' if seconds else '-'} |"
         )
     return "\n".join(lines)
 
@@ -306,7 +297,10 @@ def main() -> None:
     parser.add_argument("--lafn-max-steps", type=int, default=100, help="LAFN step budget per edit")
     parser.add_argument("--skip-location", action="store_true")
     parser.add_argument(
-        "--tables-from", default=None, help="print the editing tables of an earlier run's JSON; run nothing"
+        "--tables-from",
+        default=None,
+        help="print the editing tables of an earlier run's JSON (written by this version: the judge's scores); "
+        "run nothing",
     )
     parser.add_argument("--skip-editing", action="store_true")
     parser.add_argument("--output", default="results/lafn_study.json")
@@ -314,7 +308,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tables_from:
         editing = json.loads(Path(args.tables_from).read_text())["editing"]
-        languages = list(next(iter(editing["results"]["before"].values()))["languages"])
+        languages = judged_languages(editing)
         print(summary_table(editing, languages, args.augment_languages))
         print(editing_table(editing, languages, args.augment_languages))
         return
@@ -349,8 +343,9 @@ def main() -> None:
             patch_plan=args.mpn_patch_plan,
             lafn_max_steps=args.lafn_max_steps,
         )
-        report["editing_table"] = editing_table(report["editing"], facts[0].languages, args.augment_languages)
-        report["summary_table"] = summary_table(report["editing"], facts[0].languages, args.augment_languages)
+        languages = judged_languages(report["editing"])
+        report["editing_table"] = editing_table(report["editing"], languages, args.augment_languages)
+        report["summary_table"] = summary_table(report["editing"], languages, args.augment_languages)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))

@@ -1,10 +1,11 @@
 """MPN's two patch plans on the same MzsRE facts: shared edit-language patches vs per-language patches.
 
 Each fact is edited in English from the base model (augmentation de fr es ru zh, memory bank from the locality
-questions of cases 400-424 in all 12 languages). Printed per language: facts whose new answer wins (greedy would
-produce it), `translated (copied)`; locality as the share of teacher-forced tokens kept on the facts' own
-locality questions (all languages), on 40 English NQ questions (cases 100-139) and on 40 English zsRE
-questions (cases 451-490, the edited prompts' template).
+questions of cases 400-424 in all 12 languages) and judged by `peft_mpn.metrics.Judge`; the script formats its
+scores. Printed per language: facts whose new answer wins (greedy would produce it), `translated (copied)`;
+locality (the judge's: the share of answer tokens whose prediction is unchanged) on the facts' own locality
+questions (all languages), on 40 English NQ questions (cases 100-139) and on 40 English zsRE questions (cases
+451-490, the edited prompts' template), judged after every edit.
 
     HF_HUB_OFFLINE=1 python benchmarks/patch_plans.py --num-facts 8
 """
@@ -15,22 +16,103 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from peft_mpn import EditRequest, FactView  # noqa: E402
 from peft_mpn.data import load_mzsre  # noqa: E402
 from peft_mpn.editing import MPNEditor, MPNEditorConfig  # noqa: E402
-from peft_mpn.metrics import score_targets  # noqa: E402
+from peft_mpn.metrics import Judge, exact_matches  # noqa: E402
 from peft_mpn.models import load_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mzsre"
+PLANS = ("edit", "per_language")
 
 
-def agreement(before: list[tuple[int, ...]], after: list[tuple[int, ...]]) -> float:
-    kept = sum(x == y for p, q in zip(before, after) for x, y in zip(p, q))
-    return kept / sum(len(p) for p in before)
+def as_unrelated(fact: EditRequest) -> EditRequest:
+    """`fact`'s edit-language prompt and target as an unrelated question: a case judged on locality only."""
+    view = fact.edit
+    unrelated = FactView(view.prompt, view.target, locality_prompt=view.prompt, locality_answer=str(view.target))
+    return EditRequest({fact.edit_language: unrelated}, fact.edit_language, case_id=f"unrelated-{fact.case_id}")
+
+
+def compare_plans(
+    model: Any,
+    tokenizer: Any,
+    facts: Sequence[EditRequest],
+    memory_facts: Sequence[EditRequest],
+    unrelated: Mapping[str, Sequence[EditRequest]],
+    augment: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Edit each fact from the base model with each patch plan; judge it, and the `unrelated` sets' locality.
+
+    Returns:
+        per plan: `scores` (the judge's scores of the facts), `locality` (`"own"`: the facts' own unrelated
+        questions, averaged over languages; one entry per `unrelated` set: its cases' locality questions after
+        every edit), `seconds`, `statuses`, `patches` (per fact).
+    """
+    judge = Judge(tokenizer, augment_languages=augment)
+    judge.reference_locality(model, facts)  # the base model's answers, before any adapter
+    for cases in unrelated.values():
+        judge.reference_locality(model, cases)
+    shared = MPNEditor(model, tokenizer, MPNEditorConfig(augment_languages=list(augment)), progress=False)
+    shared.add_unrelated_from_requests(memory_facts)
+    plans = {}
+    for plan in PLANS:
+        config = MPNEditorConfig(augment_languages=list(augment), patch_plan=plan)
+        editor = MPNEditor(shared.model, tokenizer, config, memory=shared.memory, progress=False)
+        rows: dict[str, list] = {"own": [], **{name: [] for name in unrelated}}
+        seconds, statuses, patches = [], [], []
+        for fact in facts:
+            editor.reset()
+            start = time.perf_counter()
+            result = editor.edit(fact)
+            seconds.append(time.perf_counter() - start)
+            statuses.append(result.status)
+            patches.append(result.patches_added)
+            rows["own"] += judge.rows(editor.model, fact)
+            for name, cases in unrelated.items():
+                rows[name] += [row for case in cases for row in judge.rows(editor.model, case, probes={"locality"})]
+        editor.reset()
+        scores = judge.scores(rows["own"])
+        locality = {"own": scores["average"]["locality"]}
+        locality.update({name: judge.scores(rows[name])["locality"] for name in unrelated})
+        plans[plan] = {
+            "scores": scores,
+            "locality": locality,
+            "seconds": seconds,
+            "statuses": statuses,
+            "patches": patches,
+        }
+    return plans
+
+
+def report(plan: str, result: Mapping[str, Any]) -> str:
+    """The lines printed for one plan: timing and outcomes, locality, then `translated (copied)` wins per language."""
+    scores = result["scores"]
+    cells = []
+    for language in scores["per_language"]:
+        if language == scores["edit_language"]:
+            cells.append("{} {}/{}".format(language, *exact_matches(scores, language)))
+            continue
+        translated = exact_matches(scores, language, "reliability_translated")
+        copied = exact_matches(scores, language, "reliability_copied")
+        cells.append(
+            f"{language} {translated[0]}/{translated[1]}" + (f" ({copied[0]}/{copied[1]})" if copied[1] else "")
+        )
+    return "\n".join(
+        [
+            f"## patch_plan={plan!r}",
+            f"median s/edit {statistics.median(result['seconds']):.1f}; statuses {result['statuses']}; "
+            f"patches {result['patches']}",
+            "locality " + ", ".join(f"{name} {value:.3f}" for name, value in result["locality"].items()),
+            " | ".join(cells),
+        ]
+    )
 
 
 def main() -> None:
@@ -42,47 +124,13 @@ def main() -> None:
 
     model, tokenizer = load_model(progress=False)
     facts = load_mzsre(args.data, limit=args.num_facts)
-    nq = [(f.edit.locality_prompt, f.edit.locality_answer) for f in load_mzsre(args.data, ["en"], start=100, limit=40)]
-    zsre = [(f.edit.prompt, f.edit.target) for f in load_mzsre(args.data, ["en"], start=451, limit=40)]
-    own = {f.case_id: [(v.locality_prompt, v.locality_answer) for v in f.views.values()] for f in facts}
-
-    def predictions(pairs):
-        return [s.predicted for s in score_targets(shared.model, tokenizer, pairs)]
-
-    shared = MPNEditor(model, tokenizer, MPNEditorConfig(augment_languages=args.augment_languages), progress=False)
-    shared.add_unrelated_from_requests(load_mzsre(args.data, start=400, limit=25))
-    before = {"nq": predictions(nq), "zsre": predictions(zsre), **{k: predictions(v) for k, v in own.items()}}
-
-    for plan in ("edit", "per_language"):
-        config = MPNEditorConfig(augment_languages=args.augment_languages, patch_plan=plan)
-        editor = MPNEditor(shared.model, tokenizer, config, memory=shared.memory, progress=False)
-        wins: dict[str, dict[str, list[int]]] = {}
-        seconds, statuses, patches, locality = [], [], [], {"own": [], "nq": [], "zsre": []}
-        for fact in facts:
-            editor.reset()
-            start = time.perf_counter()
-            result = editor.edit(fact)
-            seconds.append(time.perf_counter() - start)
-            statuses.append(result.status)
-            patches.append(result.patches_added)
-            scores = score_targets(editor.model, tokenizer, [(v.prompt, v.target) for v in fact.views.values()])
-            for language, score in zip(fact.views, scores):
-                copied = language != "en" and fact.views[language].target.strip() == fact.edit.target.strip()
-                counts = wins.setdefault(language, {"translated": [0, 0], "copied": [0, 0]})
-                counts["copied" if copied else "translated"][0] += int(score.exact)
-                counts["copied" if copied else "translated"][1] += 1
-            locality["own"].append(agreement(before[fact.case_id], predictions(own[fact.case_id])))
-            locality["nq"].append(agreement(before["nq"], predictions(nq)))
-            locality["zsre"].append(agreement(before["zsre"], predictions(zsre)))
-        editor.reset()
-        print(f"## patch_plan={plan!r}")
-        print(f"median s/edit {statistics.median(seconds):.1f}; statuses {statuses}; patches {patches}")
-        print("locality " + ", ".join(f"{k} {statistics.mean(v):.3f}" for k, v in locality.items()))
-        cells = {}
-        for language, counts in wins.items():
-            t, c = counts["translated"], counts["copied"]
-            cells[language] = f"{t[0]}/{t[1]}" + (f" ({c[0]}/{c[1]})" if language != "en" else "")
-        print(" | ".join(f"{k} {v}" for k, v in cells.items()))
+    unrelated = {
+        "nq": load_mzsre(args.data, ["en"], start=100, limit=40),  # judged on their locality (NQ) questions
+        "zsre": [as_unrelated(fact) for fact in load_mzsre(args.data, ["en"], start=451, limit=40)],
+    }
+    memory = load_mzsre(args.data, start=400, limit=25)
+    for plan, result in compare_plans(model, tokenizer, facts, memory, unrelated, args.augment_languages).items():
+        print(report(plan, result))
 
 
 if __name__ == "__main__":

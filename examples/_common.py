@@ -1,9 +1,10 @@
-"""What the examples share: their command-line options, the facts they edit, and how they score and report.
+"""What the examples share: their command-line options, the facts they edit, and how they report.
 
-The examples run offline on Gemma-3-270M by default (``peft_mpn.models.load_model()`` converts the model from the
-``models`` extra once, then reloads it from the cache). Facts come from ``--facts`` (a JSON list of
-``EditRequest.to_dict()`` records), ``--data`` (a MzsRE, BMIKE-53 or Bi-ZsRE folder), ``../shared/data/mzsre``
-when it exists, or else the BMIKE-53 sample bundled with the package.
+The examples run offline on Gemma-3-270M by default (`peft_mpn.models.load_model()` converts the model from the
+`models` extra once, then reloads it from the cache). Facts come from `--facts` (a JSON list of
+`EditRequest.to_dict()` records), `--data` (a MzsRE, BMIKE-53 or Bi-ZsRE folder), `../shared/data/mzsre` next to
+the repository when it exists, or else the BMIKE-53 sample bundled with the package. Every example judges with
+`peft_mpn.metrics.Judge` and only formats its result.
 """
 
 # The environment is set before torch is imported, so the imports come after it.
@@ -22,15 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_mpn import EditRequest, metrics
-from peft_mpn.data import load_edit_requests
+from peft_mpn import EditRequest
 from peft_mpn.demo import load_demo_facts
 from peft_mpn.editing import DEFAULT_AUGMENT
 from peft_mpn.files import atomic_write_text
-from peft_mpn.metrics import score_targets
 
-#: Where, in a benchmark folder, the facts whose locality prompts fill the memory bank start (as in the demo).
-MEMORY_START = 400
+#: The examples' default data, when it exists: MzsRE in the developers' shared folder next to the repository.
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mzsre"
 
 
 def parser(description: str, *, num_facts: int) -> argparse.ArgumentParser:
@@ -64,13 +63,17 @@ def parser(description: str, *, num_facts: int) -> argparse.ArgumentParser:
 
 
 def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--max-steps`` / ``--learning-rate`` where given, for the editor config."""
+    """`--max-steps` / `--learning-rate` where given, for the editor config."""
     given = {"max_steps": args.max_steps, "learning_rate": args.learning_rate}
     return {name: value for name, value in given.items() if value is not None}
 
 
 def load_facts(args: argparse.Namespace, memory_facts: int = 25) -> tuple[list[EditRequest], list[EditRequest], str]:
-    """``(facts to edit, other facts for the memory bank, where they came from)``."""
+    """`(facts to edit, other facts for the memory bank, where they came from)`.
+
+    From `--facts`, else `--data`, else `DEFAULT_DATA` when it exists, else the bundled BMIKE-53 sample (read by
+    `peft_mpn.demo.load_demo_facts`, as `peft-mpn demo` reads them).
+    """
     if args.num_facts < 1:
         raise SystemExit(f"--num-facts must be at least 1, got {args.num_facts}.")
     if args.facts is not None:
@@ -85,11 +88,11 @@ def load_facts(args: argparse.Namespace, memory_facts: int = 25) -> tuple[list[E
                 "(the rest fill the memory bank)."
             )
         return requests[: args.num_facts], requests[args.num_facts :], str(path)
-    if args.data is None:
-        return load_demo_facts(None, args.num_facts)
-    facts = load_edit_requests(args.data, limit=args.num_facts)
-    memory = load_edit_requests(args.data, start=MEMORY_START, limit=memory_facts)
-    return facts, memory, f"{args.data} (cases 0-{args.num_facts - 1}; memory from case {MEMORY_START})"
+    data = args.data if args.data is not None else (DEFAULT_DATA if DEFAULT_DATA.is_dir() else None)
+    try:
+        return load_demo_facts(data, args.num_facts, memory_facts=memory_facts)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from error
 
 
 def augment_languages(args: argparse.Namespace, facts: Sequence[EditRequest]) -> list[str]:
@@ -98,7 +101,7 @@ def augment_languages(args: argparse.Namespace, facts: Sequence[EditRequest]) ->
 
 
 def is_copied(request: EditRequest, language: str) -> bool:
-    """Whether ``language``'s target is the same string as the edit-language target (see the metrics page)."""
+    """Whether `language`'s target is the same string as the edit-language target (see the metrics page)."""
     return request.copies_edit_target(language)
 
 
@@ -108,43 +111,18 @@ def language_role(request: EditRequest, language: str, augment: Sequence[str]) -
     return "seen" if language in augment else "unseen"
 
 
-def wins(model: Any, tokenizer: Any, request: EditRequest) -> dict[str, bool]:
-    """Per language: does the target written in that language win (greedy decoding would produce it)?"""
-    scores = score_targets(model, tokenizer, [(view.prompt, view.target) for view in request.views.values()])
-    return {language: score.exact for language, score in zip(request.views, scores)}
+def holds(scores: dict[str, Any], request: EditRequest) -> dict[str, bool]:
+    """Per language of `request`: does its new answer win there (greedy decoding would produce it)?
 
-
-def metric_rows(
-    model: Any,
-    tokenizer: Any,
-    requests: Sequence[EditRequest],
-    locality_before: dict[tuple[str | None, str], tuple[int, ...]] | None = None,
-) -> dict[str, list]:
-    """The columns of ``compute_cross_lingual_edit`` for ``requests`` on ``model`` (``peft_mpn.bench``'s rows).
-
-    Locality rows compare with ``locality_before`` (the unedited predictions from :func:`locality_predictions`);
-    leave it out for the pre-edit call.
+    Read from a `Judge.scores` result: the case's exact match on that language's prompt.
     """
-    rows = []
-    for request in requests:
-        before = None
-        if locality_before is not None:
-            before = {lang: tokens for (case, lang), tokens in locality_before.items() if case == request.case_id}
-        rows += metrics.metric_rows(model, tokenizer, request, languages=request.languages, pre_locality=before)
-    return metrics.rows_to_columns(rows)
+    case = scores["per_case"][str(request.case_id)]
+    return {language: case[language]["reliability"][1] == 1.0 for language in request.views}
 
 
-def locality_predictions(
-    model: Any, tokenizer: Any, requests: Sequence[EditRequest]
-) -> dict[tuple[str | None, str], tuple[int, ...]]:
-    """The model's teacher-forced predictions on every locality question, by ``(case_id, language)``."""
-    return {
-        (request.case_id, language): tokens
-        for request in requests
-        for language, tokens in metrics.locality_predictions(
-            model, tokenizer, request, languages=request.languages
-        ).items()
-    }
+def rate(value: float | None) -> str:
+    """A score as printed: two decimals, `-` where the judge has none."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -154,7 +132,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_report(path: str | None, report: dict[str, Any]) -> None:
-    """Write ``report`` as JSON to ``path`` (through a temporary file, so a failed run never leaves half a file)."""
+    """Write `report` as JSON to `path` (through a temporary file, so a failed run never leaves half a file)."""
     if path is None:
         return
     target = atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False))

@@ -3,27 +3,30 @@
     python examples/edit_one_fact.py                        # Gemma-3-270M, MzsRE case 0 (or the bundled sample)
     python examples/edit_one_fact.py --case 3 --output my-edit --augment-languages de fr
 
-The edit trains on the English version plus its parallel versions in ``--augment-languages`` (MPN); the other
-languages are *unseen* and show how far the edit transfers on its own. A cell is ``yes`` when the target
-written in that language wins (greedy decoding would produce it).
+The edit trains on the English version plus its parallel versions in `--augment-languages` (MPN); the other
+languages are *unseen* and show how far the edit transfers on its own. `peft_mpn.metrics.Judge` judges the base
+model, the edited one and the reloaded one; a cell is `yes` when the target written in that language wins there
+(greedy decoding would produce it: the judge's exact match).
 """
 
 from __future__ import annotations
 
 from _common import (
     augment_languages,
+    holds,
     is_copied,
     language_role,
     load_facts,
     markdown_table,
     parser,
+    rate,
     training_overrides,
-    wins,
     write_report,
 )
 
 import peft_mpn
 from peft_mpn.editing import MPNEditor, MPNEditorConfig
+from peft_mpn.metrics import Judge
 from peft_mpn.models import load_model
 
 
@@ -38,18 +41,20 @@ def main() -> None:
     augment = augment_languages(args, [request])
 
     model, tokenizer = load_model(args.model)
+    judge = Judge(tokenizer, augment_languages=augment)
+    before = holds(judge.scores(judge.reference(model, [request])), request)  # the base model, before any adapter
+
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
     editor.add_unrelated_from_requests(memory_facts)  # other facts' unrelated questions: the patch stays silent there
-
-    before = wins(editor.model, tokenizer, request)  # a fresh adapter has no patch: this is the base model
     result = editor.edit(request)
-    after = wins(editor.model, tokenizer, request)
+    scores = judge.scores(judge.rows(editor.model, request))  # locality against the base model's answers
+    after = holds(scores, request)
     editor.model.save_pretrained(args.output)
 
     # A fresh copy of the base model with the saved adapter gives the same answers.
     base, _ = load_model(args.model, progress=False)
-    reloaded = wins(peft_mpn.from_pretrained(base, args.output), tokenizer, request)
+    reloaded = holds(judge.scores(judge.rows(peft_mpn.from_pretrained(base, args.output), request)), request)
 
     def mark(won: bool) -> str:
         return "yes" if won else "no"
@@ -69,7 +74,11 @@ def main() -> None:
     print(f"\nSource: {source}, case {request.case_id}: {request.edit.prompt!r} -> {request.edit.target!r}")
     print(f"Edit: {result.status} in {result.steps} steps, {result.patches_added} patch(es), {result.seconds:.1f} s")
     print(markdown_table(["language", "in editing", "kind", "new answer", "before", "after", "reloaded"], rows))
-    print(f"\nAdapter saved to {args.output}; reloaded answers match: {mark(reloaded == after)}")
+    print(
+        f"\nLocality: {rate(scores['average']['locality'])} (share of the answer tokens of the fact's unrelated "
+        "question that keep the base model's prediction, averaged over languages)"
+    )
+    print(f"Adapter saved to {args.output}; reloaded answers match: {mark(reloaded == after)}")
     write_report(
         args.report,
         {
@@ -81,6 +90,7 @@ def main() -> None:
             "before": before,
             "after": after,
             "reloaded": reloaded,
+            "locality": scores["average"]["locality"],
             "adapter": args.output,
         },
     )

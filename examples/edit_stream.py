@@ -4,28 +4,20 @@
     python examples/edit_stream.py --num-facts 20 --augment-languages de fr es
 
 Sequential editing: each fact is edited on top of the earlier ones (their patches frozen, their inputs added to
-the memory bank). After the last edit every fact is scored with the ``cross_lingual_edit`` metric, so a later
-edit that broke an earlier one shows. Both editors start from the same base model and the same memory bank.
+the memory bank). After the last edit `peft_mpn.metrics.Judge` judges every fact (the `cross_lingual_edit`
+metric), so a later edit that broke an earlier one shows. Both editors start from the same base model and the same
+memory bank.
 """
 
 from __future__ import annotations
 
 import time
 
-from _common import (
-    augment_languages,
-    load_facts,
-    locality_predictions,
-    markdown_table,
-    metric_rows,
-    parser,
-    training_overrides,
-    write_report,
-)
+from _common import augment_languages, load_facts, markdown_table, parser, rate, training_overrides, write_report
 
 import peft_mpn
 from peft_mpn.editing import MPNEditor, MPNEditorConfig
-from peft_mpn.metrics import compute_cross_lingual_edit
+from peft_mpn.metrics import Judge
 from peft_mpn.models import load_model
 
 
@@ -37,24 +29,21 @@ def main() -> None:
     facts = [fact.restricted_to(languages) for fact in facts]
 
     model, tokenizer = load_model(args.model)
+    judge = Judge(tokenizer, augment_languages=augment)
+    results = {"before": judge.scores(judge.reference(model, facts))}  # the base model; keeps its locality answers
+
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     mpn = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
     mpn.add_unrelated_from_requests(memory_facts)
     # T-Patcher: the same editor with augmentation off, on the same adapter and memory bank (reset in between).
     t_patcher = MPNEditor.t_patcher(mpn.model, tokenizer, config=config, memory=mpn.memory)
-
-    locality_before = locality_predictions(mpn.model, tokenizer, facts)  # no patch yet: the base model
-    results = {
-        "before": compute_cross_lingual_edit(**metric_rows(mpn.model, tokenizer, facts), augment_languages=augment)
-    }
     streams = {}
     for name, editor in {"T-Patcher": t_patcher, "MPN": mpn}.items():
         editor.reset()
         start = time.perf_counter()
         stream = editor.edit_stream(facts)
         seconds = time.perf_counter() - start
-        rows = metric_rows(editor.model, tokenizer, facts, locality_before)
-        results[name] = compute_cross_lingual_edit(**rows, augment_languages=augment)
+        results[name] = judge.scores([row for fact in facts for row in judge.rows(editor.model, fact)])
         streams[name] = {
             "held_right_after": sum(result.success for result in stream),
             "patches": editor.tuner.num_patches(editor.adapter_name),
@@ -62,11 +51,8 @@ def main() -> None:
         }
     mpn.reset()
 
-    def value(number: float | None) -> str:
-        return "-" if number is None else f"{number:.2f}"
-
     def cell(result: dict, group: str, measure: str) -> str:
-        return value(result[group][f"{measure}_em"]) if group != "edit" else value(result[f"{measure}_em"])
+        return rate(result[group][f"{measure}_em"]) if group != "edit" else rate(result[f"{measure}_em"])
 
     header = ["exact match", *results]
     rows = [
@@ -80,7 +66,8 @@ def main() -> None:
             ("reliability_edit_language_answer", "edit-language answer"),
         ):
             rows.append([f"{label} languages: {kind}", *(cell(r, group, measure) for r in results.values())])
-    rows.append(["locality", "", *(value(results[name]["locality"]) for name in streams)])
+    rows.append(["edit language: locality", "", *(rate(results[name]["locality"]) for name in streams)])
+    rows.append(["all languages: locality", "", *(rate(results[name]["average"]["locality"]) for name in streams)])
     rows.append(
         [f"held right after its edit (of {len(facts)})", "", *(streams[n]["held_right_after"] for n in streams)]
     )
@@ -96,8 +83,8 @@ def main() -> None:
     print(
         "\nExact match after the whole stream, averaged over facts and languages. translated / copied: the target "
         "written in that language differs from / equals the edit-language one; edit-language answer: the "
-        "edit-language target on that language's prompt. Locality: the share of the facts' unrelated questions' "
-        "teacher-forced tokens whose prediction is unchanged."
+        "edit-language target on that language's prompt. Locality (token agreement, not exact match): the share of "
+        "the answer tokens of the facts' unrelated questions whose prediction is unchanged from the base model."
     )
     write_report(args.report, {"source": source, "augment_languages": augment, "metrics": results, "streams": streams})
 

@@ -3,27 +3,30 @@
     python examples/lafn_edit.py                            # Gemma-3-270M, MzsRE case 0 (or the bundled sample)
     python examples/lafn_edit.py --language-vote 0.5 --template "Q: {prompt}\\nA:" --output my-lafn-edit
 
-The neurons are located on the edit language and the ``--augment-languages`` (every prompt and its rephrases),
+The neurons are located on the edit language and the `--augment-languages` (every prompt and its rephrases),
 with the generic neurons of the other loaded facts removed; the deltas are trained on the same languages. The
-other languages are unseen. Many facts have no language-agnostic neuron under strict settings (see the LAFN
-neuron study in the docs): a lower ``--language-vote``, a larger ``--top-k`` or a ``--template`` find more.
+other languages are unseen; `peft_mpn.metrics.Judge` judges every language before and after. Many facts have no
+language-agnostic neuron under strict settings (see the LAFN neuron study in the docs): a lower `--language-vote`,
+a larger `--top-k` or a `--template` find more.
 """
 
 from __future__ import annotations
 
 from _common import (
     augment_languages,
+    holds,
     language_role,
     load_facts,
     markdown_table,
     parser,
+    rate,
     training_overrides,
-    wins,
     write_report,
 )
 
 from peft_mpn.editing import LAFNEditor, LAFNEditorConfig
 from peft_mpn.locating import LocatorConfig
+from peft_mpn.metrics import Judge
 from peft_mpn.models import load_model
 
 
@@ -44,6 +47,9 @@ def main() -> None:
     train_languages = [request.edit_language, *augment_languages(args, [request])]
 
     model, tokenizer = load_model(args.model)
+    judge = Judge(tokenizer, augment_languages=train_languages[1:])
+    before = holds(judge.scores(judge.reference(model, [request])), request)  # the base model, before any adapter
+
     locator = LocatorConfig(
         top_k=args.top_k,
         language_vote=args.language_vote,
@@ -64,9 +70,9 @@ def main() -> None:
         raise SystemExit(f"No neurons to edit for case {request.case_id}: {error}") from error
     print(location.summary())
 
-    before = wins(editor.model, tokenizer, request)
     result = editor.edit(request)
-    after = wins(editor.model, tokenizer, request)
+    scores = judge.scores(judge.rows(editor.model, request))  # locality against the base model's answers
+    after = holds(scores, request)
     editor.model.save_pretrained(args.output)  # adapter_config.json records the neurons
 
     augment = train_languages[1:]
@@ -84,7 +90,11 @@ def main() -> None:
     print(f"\nSource: {source}, case {request.case_id}: {request.edit.prompt!r} -> {request.edit.target!r}")
     print(f"Edit: {result.status} in {result.steps} steps; neurons trained per layer: {neurons}")
     print(markdown_table(["language", "in editing", "new answer", "before", "after"], rows))
-    print(f"\nAdapter saved to {args.output}")
+    print(
+        f"\nLocality: {rate(scores['average']['locality'])} (share of the answer tokens of the fact's unrelated "
+        "question that keep the base model's prediction, averaged over languages)"
+    )
+    print(f"Adapter saved to {args.output}")
     write_report(
         args.report,
         {
@@ -95,6 +105,7 @@ def main() -> None:
             "neurons": {str(layer): indices for layer, indices in result.neurons.items()},
             "before": before,
             "after": after,
+            "locality": scores["average"]["locality"],
             "adapter": args.output,
         },
     )

@@ -3,11 +3,11 @@
     python examples/share_edit.py                            # Gemma-3-270M, 2 MzsRE facts (or the bundled sample)
     python examples/share_edit.py --output shared-edits --push me/capital-fixes --revision v1
 
-Each fact is edited from the base model and saved with ``save_edit``: the adapter, its edit manifest
-(``edits.json``) and a model card (``README.md``) with the ``cross_lingual_edit`` scores. ``list_edits`` reads a
-folder's manifest back, ``compose_adapters`` merges the two folders into one adapter (the union of their
-patches) on a fresh base model, and the script checks that both edits hold there. With ``--push REPO_ID`` the
-composed adapter goes to the Hub with ``push_edit_to_hub`` (this needs a login, ``hf auth login``, and turns
+Each fact is edited from the base model and saved with `save_edit`: the adapter, its edit manifest
+(`edits.json`) and a model card (`README.md`) with the scores of `peft_mpn.metrics.Judge`. `list_edits` reads a
+folder's manifest back, `compose_adapters` merges the two folders into one adapter (the union of their
+patches) on a fresh base model, and the judge checks that both edits hold there. With `--push REPO_ID` the
+composed adapter goes to the Hub with `push_edit_to_hub` (this needs a login, `hf auth login`, and turns
 the offline default off).
 """
 
@@ -25,22 +25,12 @@ if "--push" in sys.argv:
 
 from pathlib import Path
 
-from _common import (
-    augment_languages,
-    load_facts,
-    locality_predictions,
-    markdown_table,
-    metric_rows,
-    parser,
-    training_overrides,
-    wins,
-    write_report,
-)
+from _common import augment_languages, holds, load_facts, markdown_table, parser, training_overrides, write_report
 
 import peft_mpn
 from peft_mpn.editing import MPNEditor, MPNEditorConfig
 from peft_mpn.hub import compose_adapters, list_edits, push_edit_to_hub, save_edit
-from peft_mpn.metrics import compute_cross_lingual_edit
+from peft_mpn.metrics import Judge
 from peft_mpn.models import load_model
 
 
@@ -57,19 +47,18 @@ def main() -> None:
     output = Path(args.output)
 
     model, tokenizer = load_model(args.model)
+    judge = Judge(tokenizer, augment_languages=augment)
+    unedited = judge.scores(judge.reference(model, facts))  # the base model; keeps its locality answers
+    before = {fact.case_id: holds(unedited, fact) for fact in facts}
+
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
     editor.add_unrelated_from_requests(memory_facts)
-    locality_before = locality_predictions(editor.model, tokenizer, facts)  # no patch yet: the base model
-    before = {fact.case_id: wins(editor.model, tokenizer, fact) for fact in facts}
-
     folders, statuses = [], {}
     for fact in facts:
         editor.reset()  # each edit on its own, from the base model, as two people would make them
         statuses[fact.case_id] = editor.edit(fact).status
-        metrics = compute_cross_lingual_edit(
-            **metric_rows(editor.model, tokenizer, [fact], locality_before), augment_languages=augment
-        )
+        metrics = judge.scores(judge.rows(editor.model, fact))  # the edit card's table
         folders.append(save_edit(editor.model, output / f"edit-{fact.case_id}", [fact], metrics=metrics))
     for folder in folders:
         for record in list_edits(folder):
@@ -80,7 +69,7 @@ def main() -> None:
 
     base, _ = load_model(args.model, progress=False)
     composed = compose_adapters(base, folders)
-    after = {fact.case_id: wins(composed, tokenizer, fact) for fact in facts}
+    after = {fact.case_id: holds(judge.scores(judge.rows(composed, fact)), fact) for fact in facts}
     composed_folder = save_edit(composed, output / "composed")  # the merged manifest travels with the model
     composed_edits = list_edits(composed_folder)
 

@@ -3,24 +3,25 @@
     python examples/trainer_edit.py                          # Gemma-3-270M, 8 MzsRE facts (or the bundled sample)
     python examples/trainer_edit.py --num-facts 32 --batch-size 8 --max-steps 300 --output capital-fixes
 
-All facts' patches are planned up front (``MPNEditor.plan_patches``) when the trainer is built and then trained
-jointly for ``--max-steps`` steps. The patches start non-zero, so the "before" numbers are taken first, on the
-plain editor. "After" is ``trainer.evaluate()``: the ``cross_lingual_edit`` metric, with locality judged against
-the model with the adapter switched off. The adapter is saved with its edit manifest and card (``save_edit``).
+All facts' patches are planned up front (`MPNEditor.plan_patches`) when the trainer is built and then trained
+jointly for `--max-steps` steps. The patches start non-zero, so the "before" numbers are taken first, on the
+base model, by `peft_mpn.metrics.Judge`. "After" is `trainer.evaluate()`: the same judge's scores, with locality
+judged against the model with the adapter switched off. The adapter is saved with its edit manifest and card
+(`save_edit`).
 """
 
 from __future__ import annotations
 
 import tempfile
 
-from _common import augment_languages, load_facts, markdown_table, metric_rows, parser, write_report
+from _common import augment_languages, load_facts, markdown_table, parser, rate, write_report
 from transformers import TrainingArguments
 
 import peft_mpn
 from peft_mpn.data import requests_to_dataset
 from peft_mpn.editing import MPNEditor, MPNEditorConfig
 from peft_mpn.hub import save_edit
-from peft_mpn.metrics import compute_cross_lingual_edit
+from peft_mpn.metrics import Judge
 from peft_mpn.models import load_model
 from peft_mpn.training import EditTrainer
 
@@ -47,12 +48,13 @@ def main() -> None:
     facts = [fact.restricted_to(languages) for fact in facts]
 
     model, tokenizer = load_model(args.model)
+    # The base model's numbers, before the trainer plans its (non-zero) patches; the same judge as evaluate()'s.
+    judge = Judge(tokenizer, augment_languages=augment)
+    before = judge.scores(judge.reference(model, facts))
+
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed)
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
     editor.add_unrelated_from_requests(memory_facts)
-
-    # Before the trainer exists the adapter has no patch: these are the base model's numbers.
-    before = compute_cross_lingual_edit(**metric_rows(editor.model, tokenizer, facts), augment_languages=augment)
 
     dataset = requests_to_dataset(facts)
     with tempfile.TemporaryDirectory(prefix="trainer-edit-") as trainer_dir:
@@ -76,8 +78,7 @@ def main() -> None:
     save_edit(trainer.model, args.output, facts, metrics=after)
 
     def value(result: dict, group: str | None, measure: str) -> str:
-        number = result[measure] if group is None else result[group][measure]
-        return "-" if number is None else f"{number:.2f}"
+        return rate(result[measure] if group is None else result[group][measure])
 
     rows = [[label, value(before, group, m), value(after, group, m)] for label, group, m in ROWS[:-1]]
     rows.append([ROWS[-1][0], "-", value(after, *ROWS[-1][1:])])  # locality compares with the model before

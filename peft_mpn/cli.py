@@ -74,12 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--online", action="store_true", help="allow Hugging Face Hub access (off by default)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="edit real facts in English with MPN and T-Patcher; show every language")
+    demo = commands.add_parser(
+        "demo", help="edit real facts in English with MPN and T-Patcher; judge and show every language"
+    )
     demo.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
     demo.add_argument(
-        "--data", default=None, help="MzsRE folder (default: ../shared/data/mzsre, else a bundled sample)"
+        "--data",
+        default=None,
+        metavar="FOLDER",
+        help="a MzsRE, BMIKE-53 or Bi-ZsRE folder, detected from its files (default: the BMIKE-53 sample bundled "
+        "with the package)",
     )
-    demo.add_argument("--num-facts", type=int, default=8)
+    demo.add_argument("--num-facts", type=int, default=8, help="facts to edit (at most 12 from the bundled sample)")
     from .editing.registry import DEFAULT_AUGMENT
 
     demo.add_argument("--augment-languages", nargs="*", default=list(DEFAULT_AUGMENT))

@@ -1,10 +1,14 @@
 """The demo: edit a few real facts in English with MPN and with T-Patcher, and show every language.
 
-Each fact is edited from the unedited model (single-edit mode). Per language, a cell counts the facts whose
-new answer now wins (greedy decoding would produce it: every target token is the argmax under teacher forcing),
-split into *translated* targets (written differently from the English one) and *copied* ones (the same string,
-which any method can "transfer" by copying). Locality is the share of teacher-forced tokens of each fact's
-unrelated locality question that keep their prediction.
+Each fact is edited from the unedited model (single-edit mode) and judged by
+[`Judge`][peft_mpn.metrics.judge.Judge], as the bench judges: the demo only formats the judge's result. A cell
+counts the facts whose new answer wins (exact match: greedy decoding would produce it), split outside the edit
+language into *translated* targets (written differently from the English one) and *copied* ones (the same
+string, which any method can "transfer" by copying). Locality is the judge's: agreement with the unedited
+model's answers to each fact's unrelated question, averaged over languages.
+
+The facts are the BMIKE-53 sample bundled with the package, or those of a benchmark folder (`data`: MzsRE,
+BMIKE-53, Bi-ZsRE, whatever [`load_edit_requests`][peft_mpn.data.load_edit_requests] detects).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -20,78 +25,146 @@ from tqdm.auto import tqdm
 from .data import EditRequest
 from .editing import MPNEditor, MPNEditorConfig
 from .editing.registry import DEFAULT_AUGMENT
-from .metrics import score_targets
+from .metrics import Judge, exact_matches
 from .tuners import MPNConfig
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mzsre"
+#: Where, in a benchmark folder, the facts whose unrelated questions fill the memory bank start (MzsRE: 400-424).
+MEMORY_START = 400
 
 
 @dataclass
 class DemoReport:
-    languages: list[str]
+    """What the demo judged: the judge's scores per method, and how long the edits took.
+
+    Attributes:
+        source: where the facts came from.
+        edit_language: the language the facts were edited in.
+        augment_languages: the languages MPN trained on besides the edit language (T-Patcher trains on none).
+        methods: the editors, in the table's order.
+        scores: `"before"` (the unedited model) and each method -> its
+            [`Judge.scores`][peft_mpn.metrics.judge.Judge.scores].
+        seconds_per_edit: per method, the mean time of one edit.
+    """
+
+    source: str
+    edit_language: str
     augment_languages: list[str]
     methods: list[str]
-    #: method ("before" too) -> language -> kind ("translated"/"copied") -> [wins, total]
-    wins: dict[str, dict[str, dict[str, list[int]]]] = field(default_factory=dict)
-    locality: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds_per_edit: dict[str, float] = field(default_factory=dict)
-    source: str = ""
+
+    @property
+    def languages(self) -> list[str]:
+        """The judged languages, the edit language first."""
+        return list(self.scores["before"]["per_language"])
+
+    @property
+    def unseen_languages(self) -> list[str]:
+        return [lang for lang in self.languages if lang != self.edit_language and lang not in self.augment_languages]
+
+    def wins(self, method: str, languages: Sequence[str], measure: str) -> str:
+        """`won/total` of `measure` pooled over `languages` (`-` where none has such a fact)."""
+        counts = [exact_matches(self.scores[method], lang, measure) for lang in languages]
+        won, total = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        return f"{won}/{total}" if total else "-"
+
+    def summary(self) -> str:
+        """The bottom line: facts that win in the edit language, the languages MPN trained on and the others."""
+        columns = ["before", *self.methods]
+        edited = [self.wins(m, [self.edit_language], "reliability") for m in columns]
+        rows = [[f"{self.edit_language} (edit language)", *edited]]
+        for label, languages in (
+            (f"trained by MPN ({' '.join(self.augment_languages)})", self.augment_languages),
+            (f"trained by neither ({' '.join(self.unseen_languages)})", self.unseen_languages),
+        ):
+            if not languages:
+                continue
+            for kind in ("translated", "copied"):
+                cells = [self.wins(m, languages, f"reliability_{kind}") for m in columns]
+                if any(cell != "-" for cell in cells):  # a kind no fact has (every target copied, say) is left out
+                    rows.append([f"{label}, {kind}", *cells])
+        rows.append(["locality", *(_rate(self.scores[m]["average"]["locality"]) for m in columns)])
+        rows.append(["s / edit", "", *(f"{self.seconds_per_edit[m]:.1f}" for m in self.methods)])
+        return _table(["facts whose new answer wins", *columns], rows)
+
+    def per_language(self) -> str:
+        """One row per language: `translated (copied)` wins outside the edit language, per method."""
+        columns = ["before", *self.methods]
+        rows = []
+        for lang in self.languages:
+            if lang == self.edit_language:
+                seen, cells = "edit language", [self.wins(m, [lang], "reliability") for m in columns]
+            else:
+                seen = "yes (MPN)" if lang in self.augment_languages else "no"
+                cells = [
+                    f"{self.wins(m, [lang], 'reliability_translated')} ({self.wins(m, [lang], 'reliability_copied')})"
+                    for m in columns
+                ]
+            rows.append([lang, seen, *cells])
+        return _table(["language", "seen in editing", *columns], rows)
 
     def markdown(self) -> str:
-        edit_language = self.languages[0]
-        header = "| language | seen in editing | " + " | ".join(["before", *self.methods]) + " |"
-        lines = [header, "|" + "---|" * (2 + len(self.methods) + 1)]
-        for language in self.languages:
-            if language == edit_language:
-                seen = "edit language"
-            else:
-                seen = "yes (MPN)" if language in self.augment_languages else "no"
-            cells = [_cell(self.wins[m][language], language == edit_language) for m in ["before", *self.methods]]
-            lines.append(f"| {language} | {seen} | " + " | ".join(cells) + " |")
-        lines.append("| locality | | 1.00 | " + " | ".join(f"{self.locality[m]:.2f}" for m in self.methods) + " |")
-        lines.append("| s / edit | | | " + " | ".join(f"{self.seconds_per_edit[m]:.1f}" for m in self.methods) + " |")
         notes = (
-            "Cells: facts whose new answer wins (greedy decoding would produce it), `translated (copied)` outside "
-            "the edit language: translated = the target is written differently from the English one; copied = "
-            "the same string. '-' where a language has no such fact. Locality: share of teacher-forced tokens "
-            "of each fact's unrelated question (every language) whose prediction is unchanged."
+            "Wins: facts whose new answer would come out of greedy decoding (the judge's exact match on each "
+            f"language's prompt). Outside {self.edit_language}, `translated (copied)`: translated = the target is "
+            f"written differently from the {self.edit_language} one; copied = the same string. '-' where a "
+            "language has no such fact. Locality: share of the answer tokens of each fact's unrelated question "
+            "whose prediction is unchanged, averaged over languages ('-' before editing: nothing to compare)."
         )
-        return "\n".join([f"Source: {self.source}", "", *lines, "", notes])
+        return "\n".join([f"Source: {self.source}", "", self.summary(), "", self.per_language(), "", notes])
 
 
-def _cell(counts: dict[str, list[int]], edit_language: bool = False) -> str:
-    if edit_language:  # the edit language's target is the target: nothing is copied or translated
-        wins, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
-        return f"{wins}/{total}"
-
-    def part(kind: str) -> str:
-        wins, total = counts[kind]
-        return f"{wins}/{total}" if total else "-"
-
-    return f"{part('translated')} ({part('copied')})"
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
-def _kind(request: EditRequest, language: str) -> str:
-    return "copied" if request.copies_edit_target(language) else "translated"
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def load_demo_facts(data: str | Path | None, num_facts: int) -> tuple[list[EditRequest], list[EditRequest], str]:
-    """Facts to edit and disjoint facts whose locality prompts fill the memory bank."""
-    from .data import load_bundled_sample, load_mzsre
+def load_demo_facts(
+    data: str | Path | None, num_facts: int, *, memory_facts: int = 25
+) -> tuple[list[EditRequest], list[EditRequest], str]:
+    """Facts to edit, other facts whose unrelated questions fill the memory bank, and where they came from.
 
-    folder = Path(data) if data is not None else DEFAULT_DATA
-    if folder.exists():
-        facts = load_mzsre(folder, limit=num_facts)
-        memory = load_mzsre(folder, start=400, limit=25)
-        return facts, memory, f"MzsRE cases 0-{num_facts - 1} ({folder})"
-    if data is not None:
+    Args:
+        data: a benchmark folder (MzsRE, BMIKE-53, Bi-ZsRE: whatever `load_edit_requests` detects); None: the
+            BMIKE-53 sample bundled with the package (its first half edited, its second half for the memory).
+        num_facts: how many facts to edit (the first ones).
+        memory_facts: how many other facts fill the memory bank (from a folder: from case `MEMORY_START`, or
+            right after the edited facts where the data is shorter).
+    """
+    from .data import load_bundled_sample, load_edit_requests
+
+    if num_facts < 1:
+        raise ValueError(f"Ask for at least one fact to edit, got {num_facts}.")
+    if data is None:
+        sample = load_bundled_sample()
+        if num_facts > len(sample) // 2:
+            raise ValueError(
+                f"The bundled sample has {len(sample)} facts; ask for at most {len(sample) // 2} (the other half "
+                "fills the memory bank), or pass a benchmark folder as data."
+            )
+        return sample[:num_facts], sample[len(sample) // 2 :], "the bundled BMIKE-53 zsRE sample (MIT)"
+    folder = Path(data).expanduser()
+    if not folder.exists():
         raise FileNotFoundError(
-            f"No MzsRE data at {folder}; pass --data to the folder of mzsre_test_duplicate_en*.json."
+            f"No data at {folder}: give a MzsRE, BMIKE-53 or Bi-ZsRE folder, or leave --data out for the bundled "
+            "BMIKE-53 sample."
         )
-    sample = load_bundled_sample()
-    if num_facts > len(sample) // 2:
-        raise ValueError(f"The bundled sample has {len(sample)} facts; ask for at most {len(sample) // 2}.")
-    return sample[:num_facts], sample[len(sample) // 2 :], "the bundled BMIKE-53 zsRE sample (MIT)"
+    facts = load_edit_requests(folder, limit=num_facts)
+    if not facts or not facts[0].is_generation:
+        raise ValueError(
+            f"{folder} holds no generation facts (the demo edits answers, not class labels): give a MzsRE, "
+            "BMIKE-53 or Bi-ZsRE folder."
+        )
+    start = MEMORY_START
+    memory = load_edit_requests(folder, start=start, limit=memory_facts)
+    if not memory:
+        start = len(facts)
+        memory = load_edit_requests(folder, start=start, limit=memory_facts)
+    return facts, memory, f"{folder} (cases 0-{len(facts) - 1}; memory bank from case {start})"
 
 
 def run_demo(
@@ -103,13 +176,31 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
 ) -> DemoReport:
+    """Edit `num_facts` facts one at a time with T-Patcher and MPN, each from the unedited model; judge them.
+
+    Args:
+        model_name: a Hub id, local folder or `.gguf` file (default: Gemma-3-270M).
+        data: a benchmark folder (default: the bundled BMIKE-53 sample); see `load_demo_facts`.
+        num_facts: how many facts to edit.
+        augment_languages: the parallel versions MPN trains on (those every fact carries).
+        layer: the block whose FFN gets the patches.
+        seed: the seed of the editors.
+        progress: show progress bars.
+    """
     from .models import load_model
 
+    facts, memory_facts, source = load_demo_facts(data, num_facts)  # before the model: a bad folder fails fast
     torch.manual_seed(seed)
     model, tokenizer = load_model(model_name, progress=progress)
-    facts, memory_facts, source = load_demo_facts(data, num_facts)
-    languages = facts[0].languages
-    augment = [lang for lang in augment_languages if lang in languages]
+    edit_language = facts[0].edit_language
+    augment = [
+        lang
+        for lang in dict.fromkeys(augment_languages)
+        if lang != edit_language and all(lang in f.views for f in facts)
+    ]
+    judge = Judge(tokenizer, augment_languages=augment)
+    before = judge.reference(model, facts, progress=progress)  # the unedited model; keeps its locality answers
+
     mpn = MPNEditor(
         model,
         tokenizer,
@@ -122,41 +213,19 @@ def run_demo(
         mpn.model, tokenizer, config=MPNEditorConfig(seed=seed), memory=mpn.memory, progress=False
     )
     editors = {"T-Patcher": t_patcher, "MPN": mpn}
-    report = DemoReport(languages, augment, list(editors), source=source)
-
-    def judge(request: EditRequest) -> dict[str, bool]:
-        scores = score_targets(mpn.model, tokenizer, [(v.prompt, v.target) for v in request.views.values()])
-        return dict(zip(request.views, (s.exact for s in scores)))
-
-    def locality_tokens(request: EditRequest) -> list[tuple[int, ...]]:
-        pairs = [(v.locality_prompt, v.locality_answer) for v in request.views.values() if v.locality_prompt]
-        return [s.predicted for s in score_targets(mpn.model, tokenizer, pairs)]
-
-    def tally(method: str, request: EditRequest, won: dict[str, bool]) -> None:
-        table = report.wins.setdefault(method, {lang: {"translated": [0, 0], "copied": [0, 0]} for lang in languages})
-        for language, win in won.items():
-            counts = table[language][_kind(request, language)]
-            counts[0] += int(win)
-            counts[1] += 1
-
-    mpn.reset()
-    before_locality = {}
-    for request in facts:
-        tally("before", request, judge(request))
-        before_locality[request.case_id] = locality_tokens(request)
+    report = DemoReport(source, edit_language, augment, list(editors), scores={"before": judge.scores(before)})
     for method, editor in editors.items():
-        kept = total = 0
-        seconds = []
+        rows, seconds = [], []
         for request in tqdm(facts, desc=method, disable=not progress):
             editor.reset()
             start = time.perf_counter()
             editor.edit(request)
             seconds.append(time.perf_counter() - start)
-            tally(method, request, judge(request))
-            for pre, post in zip(before_locality[request.case_id], locality_tokens(request)):
-                kept += sum(a == b for a, b in zip(pre, post))
-                total += len(pre)
-        report.locality[method] = kept / max(total, 1)
+            rows += judge.rows(editor.model, request)
+        report.scores[method] = judge.scores(rows)
         report.seconds_per_edit[method] = sum(seconds) / len(seconds)
     mpn.reset()
     return report
+
+
+__all__ = ["MEMORY_START", "DemoReport", "load_demo_facts", "run_demo"]

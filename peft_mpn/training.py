@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -44,22 +45,24 @@ from .batching import (
 )
 from .data import EditRequest, dataset_to_requests
 from .editing import Editor, TrainerObjective
-from .metrics import compute_cross_lingual_edit, edit_probes, score_targets
+from .metrics import Judge, Probe, edit_probes
 
 EDIT_INDEX = "edit_index"
-"""Column :class:`EditTrainer` adds to the training set: each case's position, which keys its patches."""
+"""Column `EditTrainer` adds to the training set: each case's position, which keys its patches."""
 
 _CASE_COLUMNS = ("case_id", "edit_language", "views")
 _PROBE_COLUMNS = ("prompt", "target")
 
 
 def probe_rows(requests: Sequence[EditRequest]) -> list[dict[str, Any]]:
-    """The ``cross_lingual_edit`` rows to score for ``requests``, as (prompt, target) pairs with their metadata.
+    """The `cross_lingual_edit` probes of `requests` as (prompt, target) rows with their metadata.
 
-    Per case and language: ``reliability`` (the prompt), ``generality`` (each rephrase), ``locality``,
-    ``portability`` and, outside the edit language, ``edit_language_answer`` (the prompt against the
-    edit-language target), wherever the view has the fields. Locality rows are judged against the pre-edit
-    predictions, which the caller fills in (``reference``).
+    Per case and language: `reliability` (the prompt), `generality` (each rephrase), `locality`, `portability`
+    and, outside the edit language, `edit_language_answer` (the prompt against the edit-language target),
+    wherever the view has the fields ([`edit_probes`][peft_mpn.metrics.edit_probes]). A case without a
+    `case_id` is named by its position. Locality rows are judged against the pre-edit predictions, which the
+    caller fills in; `EditTrainer` takes its probes and locality reference from
+    [`Judge`][peft_mpn.metrics.judge.Judge] instead.
     """
     return [
         {"case_id": case, "language": language, "probe": probe, "prompt": prompt, "target": target, "copied": copied}
@@ -70,12 +73,12 @@ def probe_rows(requests: Sequence[EditRequest]) -> list[dict[str, Any]]:
 
 
 class EditDataCollator:
-    """Teacher-forced, left-padded batches with ``labels`` only on target tokens (``-100`` elsewhere).
+    """Teacher-forced, left-padded batches with `labels` only on target tokens (`-100` elsewhere).
 
-    Rows of an edit-case dataset (:func:`~peft_mpn.data.requests_to_dataset`) become one sequence per trained
-    version of each case (``languages(request)``: the edit language and its parallel versions; with
-    ``rephrases``, each rephrase too), tagged with the case's ``edit_index``. Rows with ``prompt``/``target``
-    (:func:`probe_rows`) become one sequence each.
+    Rows of an edit-case dataset ([`requests_to_dataset`][peft_mpn.data.requests_to_dataset]) become one sequence
+    per trained version of each case (`languages(request)`: the edit language and its parallel versions; with
+    `rephrases`, each rephrase too), tagged with the case's `edit_index`. Rows with `prompt`/`target` (the
+    probes an evaluation scores) become one sequence each.
     """
 
     def __init__(
@@ -120,26 +123,30 @@ class EditDataCollator:
 class EditTrainer(Trainer):
     """A `transformers.Trainer` that edits many facts at once with an editor's Trainer objective (MPN or LAFN).
 
-    At construction the adapter is grown for every case of ``train_dataset`` (so a fresh trainer on the same
-    unedited model and data has the same adapter shape, which is what ``resume_from_checkpoint`` needs); then
-    :meth:`train` optimises only those new patches / neurons (earlier edits and the base model stay frozen).
-    The loss is a sum over target tokens normalised by ``num_items_in_batch`` (the target tokens of the
-    accumulated batch), so gradient accumulation gives the gradient of the whole batch
-    (``loss_is_scaled_for_ga``); the regularisers are weighted by each batch's share of those tokens.
+    At construction the adapter is grown for every case of `train_dataset` (so a fresh trainer on the same
+    unedited model and data has the same adapter shape, which is what `resume_from_checkpoint` needs); then
+    [`train`][peft_mpn.training.EditTrainer.train] optimises only those new patches / neurons (earlier edits and
+    the base model stay frozen). The loss is a sum over target tokens normalised by `num_items_in_batch` (the
+    target tokens of the accumulated batch), so gradient accumulation gives the gradient of the whole batch
+    (`loss_is_scaled_for_ga`); the regularisers are weighted by each batch's share of those tokens.
+
+    Evaluation is the judge's ([`Judge`][peft_mpn.metrics.judge.Judge]): its probes are the evaluation set, its
+    locality reference is the model with the adapter off, and its `scores` are the metrics; the Trainer's loop
+    only produces the teacher-forced predictions.
 
     Args:
         editor: an editor with a Trainer objective, `MPNEditor` or `LAFNEditor` (its model, tokenizer, loss
             weights, unrelated texts and training languages are used).
-        args: the ``TrainingArguments``. The editors' learning rates are far above fine-tuning's (MPN values
-            are trained directly here, so use ~0.05; LAFN ~0.02); keep ``weight_decay=0`` with earlier edits
+        args: the `TrainingArguments`. The editors' learning rates are far above fine-tuning's (MPN values
+            are trained directly here, so use ~0.05; LAFN ~0.02); keep `weight_decay=0` with earlier edits
             in the adapter (decay would shrink their frozen rows).
-        train_dataset: edit cases (rows of :func:`~peft_mpn.data.requests_to_dataset`).
-        eval_dataset: edit cases to judge with the ``cross_lingual_edit`` metric (:func:`probe_rows`; locality
-            is agreement with the base model, adapter off).
-        compute_metrics: default: the ``cross_lingual_edit`` scores (headline numbers, ``per_language``,
-            ``average_cross_lingual`` ...); a function of ``EvalPrediction`` (token-level argmax ``predictions``
-            and ``label_ids``, one row per scored prompt) replaces it.
-        **kwargs: passed to :class:`transformers.Trainer` (``callbacks``, ``optimizers``, ...).
+        train_dataset: edit cases (rows of [`requests_to_dataset`][peft_mpn.data.requests_to_dataset]).
+        eval_dataset: edit cases to judge with the `cross_lingual_edit` metric in every language they carry
+            (locality is agreement with the base model, adapter off).
+        compute_metrics: default: the judge's `cross_lingual_edit` scores (headline numbers, `per_language`,
+            `average_cross_lingual` ...); a function of `EvalPrediction` (token-level argmax `predictions`
+            and `label_ids`, one row per scored prompt) replaces it.
+        **kwargs: passed to `transformers.Trainer` (`callbacks`, `optimizers`, ...).
     """
 
     loss_is_scaled_for_ga = True
@@ -161,9 +168,6 @@ class EditTrainer(Trainer):
                 f"{type(editor).__name__}."
             )
         self.editor = editor
-        self._probes: list[dict[str, Any]] = []
-        if eval_dataset is not None:
-            eval_dataset = self._probe_dataset(eval_dataset)
         self.objective: TrainerObjective | None = None
         self.augment_languages: list[str] = []
         if train_dataset is not None:
@@ -177,6 +181,10 @@ class EditTrainer(Trainer):
             )
         if not isinstance(editor.model, PeftModel):
             raise ValueError("The editor's model has no adapter yet; give a train_dataset to create it.")
+        self.judge: Judge | None = None
+        self._probes: list[tuple[EditRequest, Probe]] = []
+        if eval_dataset is not None:  # after the objective: the judge knows the trained languages
+            eval_dataset = self._probe_dataset(eval_dataset)
         self._keeps_logits = takes_logits_to_keep(editor.model.get_base_model())
         collator = data_collator or EditDataCollator(
             editor.tokenizer,
@@ -201,30 +209,30 @@ class EditTrainer(Trainer):
             self._signature_columns = [*_CASE_COLUMNS, EDIT_INDEX, *_PROBE_COLUMNS]
 
     def _probe_dataset(self, dataset: Any):
-        """Edit cases -> one row per scored prompt; the pre-edit predictions become the locality references."""
+        """Edit cases -> one row per probe the judge scores; the judge keeps the base model's locality answers."""
         from datasets import Dataset
 
         if isinstance(dataset, dict):
             raise ValueError("EditTrainer evaluates one dataset of edit cases; pass a Dataset, not a dict.")
-        requests = dataset_to_requests(dataset)
+        requests = [
+            request if request.case_id is not None else replace(request, case_id=str(index))
+            for index, request in enumerate(dataset_to_requests(dataset))
+        ]
         edit_languages = {r.edit_language for r in requests}
         if len(edit_languages) != 1:
             raise ValueError(f"The eval cases mix edit languages {sorted(edit_languages)}; evaluate each separately.")
-        rows = probe_rows(requests)
-        locality = [r for r in rows if r["probe"] == "locality"]
+        judge = Judge(self.editor.tokenizer, augment_languages=self.augment_languages)
         model = self.editor.model
         with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
-            scores = score_targets(model, self.editor.tokenizer, [(r["prompt"], r["target"]) for r in locality])
-        for row, score in zip(locality, scores):
-            row["reference"] = list(score.predicted)
-        self._probes = rows
-        self._eval_edit_language = edit_languages.pop()
-        return Dataset.from_list([{"prompt": r["prompt"], "target": r["target"]} for r in rows])
+            judge.reference_locality(model, requests)
+        self.judge = judge
+        self._probes = [(request, probe) for request in requests for probe in judge.probes(request)]
+        return Dataset.from_list([{"prompt": probe.prompt, "target": str(probe.target)} for _, probe in self._probes])
 
     def evaluate(
         self, eval_dataset: Any = None, ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval"
     ):
-        """As :meth:`transformers.Trainer.evaluate`; ``eval_dataset`` (edit cases) replaces the one given before."""
+        """As `transformers.Trainer.evaluate`; `eval_dataset` (edit cases) replaces the one given before."""
         if eval_dataset is not None:
             eval_dataset = self._probe_dataset(eval_dataset)
         return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
@@ -249,7 +257,7 @@ class EditTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        """The editor's objective on this batch, summed over target tokens and divided by ``num_items_in_batch``."""
+        """The editor's objective on this batch, summed over target tokens and divided by `num_items_in_batch`."""
         if self.objective is None:
             raise ValueError("This EditTrainer has no train_dataset: nothing to edit.")
         logits, targets = self._target_logits(model, inputs)
@@ -278,23 +286,25 @@ class EditTrainer(Trainer):
         return loss.detach(), predictions, targets
 
     def cross_lingual_edit_metrics(self, prediction: EvalPrediction) -> dict[str, Any]:
-        """The ``cross_lingual_edit`` scores of an evaluation over :func:`probe_rows` (default ``compute_metrics``)."""
+        """The judge's `cross_lingual_edit` scores of an evaluation (the default `compute_metrics`).
+
+        The loop's teacher-forced predictions, one per probe of
+        [`Judge.probes`][peft_mpn.metrics.judge.Judge.probes], become the judge's rows
+        ([`Judge.row`][peft_mpn.metrics.judge.Judge.row]); the numbers are
+        [`Judge.scores`][peft_mpn.metrics.judge.Judge.scores].
+        """
+        if self.judge is None:
+            raise ValueError(
+                "Nothing to judge: give EditTrainer an eval_dataset of edit cases (or pass one to evaluate)."
+            )
         predicted, targets = prediction.predictions, prediction.label_ids
         if len(predicted) != len(self._probes):
             raise ValueError(f"{len(predicted)} predictions for {len(self._probes)} scored prompts.")
-        columns: dict[str, list] = {"predictions": [], "references": []}
-        for name in ("case_id", "language", "probe", "copied"):
-            columns[name] = [row[name] for row in self._probes]
-        for row, pred, target in zip(self._probes, predicted, targets):
+        rows = []
+        for (request, probe), pred, target in zip(self._probes, predicted, targets):
             mask = target != -100
-            columns["predictions"].append(pred[mask].tolist())
-            columns["references"].append(row.get("reference") or target[mask].tolist())
-        languages = set(columns["language"])
-        scores = compute_cross_lingual_edit(
-            **columns,
-            edit_language=self._eval_edit_language,
-            augment_languages=[lang for lang in self.augment_languages if lang in languages],
-        )
+            rows.append(self.judge.row(request, probe, pred[mask].tolist(), target[mask].tolist()))
+        scores = self.judge.scores(rows)
         keep = ("per_language", "average", "average_cross_lingual", "average_augment", "average_unseen")
         return {k: v for k, v in scores.items() if k in keep or isinstance(v, float) or k == "num_cases"}
 
@@ -315,7 +325,7 @@ class EditTrainer(Trainer):
         return optimizer
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
-        """As :meth:`transformers.Trainer.train`, training only this edit's patches / neurons."""
+        """As `transformers.Trainer.train`, training only this edit's patches / neurons."""
         if self.objective is None:
             raise ValueError("This EditTrainer has no train_dataset: nothing to edit.")
         if self.args.weight_decay and self.objective.keeps_earlier_edits:

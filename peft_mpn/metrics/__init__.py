@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from .edit_metrics import compute_cross_lingual_edit
-from .judge import Judge, locality_predictions, metric_rows, rows_to_columns
+from .judge import Judge, exact_matches, locality_predictions, metric_rows, rows_to_columns
 from .probes import Probe, edit_probes
 from .scoring import TargetScore, score_targets
 
@@ -17,6 +17,7 @@ __all__ = [
     "TargetScore",
     "compute_cross_lingual_edit",
     "edit_probes",
+    "exact_matches",
     "locality_predictions",
     "metric_rows",
     "rows_to_columns",

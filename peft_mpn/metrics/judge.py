@@ -5,16 +5,19 @@ formats the result. [`Judge`][peft_mpn.metrics.judge.Judge] scores the unedited 
 locality predictions as the reference), then scores edited models against that reference; its
 [`scores`][peft_mpn.metrics.judge.Judge.scores] are those of
 [`compute_cross_lingual_edit`][peft_mpn.metrics.edit_metrics.compute_cross_lingual_edit].
+[`exact_matches`][peft_mpn.metrics.judge.exact_matches] reads a result as counts of cases ("7/8") for tables.
 The lower-level row functions ([`metric_rows`][peft_mpn.metrics.judge.metric_rows],
 [`locality_predictions`][peft_mpn.metrics.judge.locality_predictions]) are public for code that batches
-differently (e.g. a Trainer's `compute_metrics`).
+differently; code that produces the teacher-forced predictions itself (a Trainer's evaluation loop) takes the
+probes from [`Judge.probes`][peft_mpn.metrics.judge.Judge.probes] and builds rows with
+[`Judge.row`][peft_mpn.metrics.judge.Judge.row].
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,8 @@ from tqdm.auto import tqdm
 
 from ..data.requests import EditRequest
 from ..files import atomic_write_text
-from .edit_metrics import COLUMNS, compute_cross_lingual_edit
-from .probes import edit_probes
+from .edit_metrics import COLUMNS, MEASURES, PROBES, compute_cross_lingual_edit
+from .probes import Probe, edit_probes
 from .scoring import score_targets
 
 Row = dict[str, Any]
@@ -44,6 +47,18 @@ def _views(request: EditRequest, languages: Sequence[str]):
     return [(lang, request.views[lang]) for lang in ordered_languages(languages, request.edit_language)]
 
 
+def _probe_kinds(probes: Collection[str] | None) -> set[str] | None:
+    if probes is None:
+        return None
+    kinds = {probes} if isinstance(probes, str) else set(probes)
+    unknown = sorted(kinds - set(PROBES))
+    if unknown:
+        raise ValueError(f"Unknown probe kind(s) {unknown}; choose among {list(PROBES)}.")
+    if not kinds:
+        raise ValueError(f"No probe kind given; name some of {list(PROBES)}, or pass probes=None for all of them.")
+    return kinds
+
+
 def locality_predictions(
     model: Any, tokenizer: Any, request: EditRequest, *, languages: Sequence[str], batch_size: int = 16
 ) -> dict[str, tuple[int, ...]]:
@@ -53,6 +68,62 @@ def locality_predictions(
     return {lang: score.predicted for (lang, _), score in zip(scored, scores)}
 
 
+def judged_probes(
+    request: EditRequest,
+    languages: Sequence[str],
+    *,
+    pre_locality: Mapping[str, Sequence[int]] | None = None,
+    probes: Collection[str] | None = None,
+) -> list[Probe]:
+    """The probes [`metric_rows`][peft_mpn.metrics.judge.metric_rows] scores for `request` in `languages`.
+
+    Those of [`edit_probes`][peft_mpn.metrics.probes.edit_probes], the edit language first, with a `locality`
+    probe only where `pre_locality` has that language's reference; with `probes`, only those kinds (e.g.
+    `{"locality"}` for cases that were not edited).
+    """
+    kinds = _probe_kinds(probes)
+    return [
+        probe
+        for probe in edit_probes(request, [lang for lang, _ in _views(request, languages)])
+        if (probe.probe != "locality" or (pre_locality is not None and probe.language in pre_locality))
+        and (kinds is None or probe.probe in kinds)
+    ]
+
+
+def probe_row(
+    request: EditRequest,
+    probe: Probe,
+    predicted: Sequence[int],
+    target: Sequence[int],
+    pre_locality: Mapping[str, Sequence[int]] | None = None,
+) -> Row:
+    """The row of one scored probe: `predicted` (teacher-forced argmax) against `target`'s token ids, or for a
+    `locality` probe against `pre_locality[language]` (the unedited model's argmax on the same tokens)."""
+    lang = probe.language
+    reference = tuple(target)
+    if probe.probe == "locality":
+        if pre_locality is None or lang not in pre_locality:
+            raise ValueError(
+                f"Case {request.case_id!r}, {lang!r}: a locality probe needs the unedited model's predictions; "
+                "compute pre_locality with locality_predictions (or Judge.reference) first."
+            )
+        reference = tuple(pre_locality[lang])
+    if len(reference) != len(predicted):
+        raise ValueError(
+            f"Case {request.case_id!r}, {lang!r}: the pre-edit locality reference has {len(reference)} tokens "
+            f"but the answer has {len(predicted)}; compute pre_locality with locality_predictions on "
+            "the same tokenizer and request."
+        )
+    return {
+        "case_id": str(request.case_id),
+        "language": lang,
+        "probe": probe.probe,
+        "predictions": [int(token) for token in predicted],
+        "references": [int(token) for token in reference],
+        "copied": probe.copied,
+    }
+
+
 def metric_rows(
     model: Any,
     tokenizer: Any,
@@ -60,6 +131,7 @@ def metric_rows(
     *,
     languages: Sequence[str],
     pre_locality: Mapping[str, Sequence[int]] | None = None,
+    probes: Collection[str] | None = None,
     batch_size: int = 16,
 ) -> list[Row]:
     """Teacher-forced rows of `request` in each of `languages` (the edit language is always included).
@@ -68,39 +140,16 @@ def metric_rows(
     `portability` where the case has a follow-up question, `edit_language_answer` (prompt → the edit-language
     target) outside the edit language, and `locality` (argmax on the unrelated question against
     `pre_locality[language]`, from `locality_predictions` on the unedited model) when `pre_locality` is
-    given. `copied` says whether the language's target is the edit-language target's string.
+    given. `copied` says whether the language's target is the edit-language target's string. With `probes`,
+    only those kinds are scored.
 
     Returns:
         dicts with the keys of `peft_mpn.metrics.edit_metrics.COLUMNS`; `rows_to_columns` turns them into the
         arguments of `compute_cross_lingual_edit`.
     """
-    pairs: list[tuple[str, str]] = []
-    labels: list[tuple[str, str, bool]] = []
-    for lang, probe, prompt, target, copied in edit_probes(request, [lang for lang, _ in _views(request, languages)]):
-        if probe == "locality" and (pre_locality is None or lang not in pre_locality):
-            continue
-        pairs.append((prompt, str(target)))
-        labels.append((lang, probe, copied))
-    rows = []
-    for (lang, probe, copied), score in zip(labels, score_targets(model, tokenizer, pairs, batch_size)):
-        reference = tuple(pre_locality[lang]) if probe == "locality" else score.target
-        if len(reference) != len(score.predicted):
-            raise ValueError(
-                f"Case {request.case_id!r}, {lang!r}: the pre-edit locality reference has {len(reference)} tokens "
-                f"but the answer has {len(score.predicted)}; compute pre_locality with locality_predictions on "
-                "the same tokenizer and request."
-            )
-        rows.append(
-            {
-                "case_id": str(request.case_id),
-                "language": lang,
-                "probe": probe,
-                "predictions": list(score.predicted),
-                "references": list(reference),
-                "copied": copied,
-            }
-        )
-    return rows
+    chosen = judged_probes(request, languages, pre_locality=pre_locality, probes=probes)
+    scores = score_targets(model, tokenizer, [(probe.prompt, str(probe.target)) for probe in chosen], batch_size)
+    return [probe_row(request, probe, s.predicted, s.target, pre_locality) for probe, s in zip(chosen, scores)]
 
 
 def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -160,9 +209,7 @@ class Judge:
     def _languages(self, request: EditRequest) -> list[str]:
         return ordered_languages(self.languages or request.languages, request.edit_language)
 
-    def reference(self, model: Any, requests: Iterable[EditRequest], *, progress: bool = False) -> list[Row]:
-        """The unedited `model`'s rows for `requests` (no locality rows); keeps its locality predictions."""
-        requests = list(requests)
+    def _check_edit_language(self, requests: Sequence[EditRequest]) -> None:
         edit_languages = {request.edit_language for request in requests} | (
             set() if self.edit_language is None else {self.edit_language}
         )
@@ -171,6 +218,11 @@ class Judge:
                 f"The cases mix edit languages {sorted(edit_languages)}; judge each edit language with its own Judge."
             )
         self.edit_language = edit_languages.pop() if edit_languages else self.edit_language
+
+    def reference(self, model: Any, requests: Iterable[EditRequest], *, progress: bool = False) -> list[Row]:
+        """The unedited `model`'s rows for `requests` (no locality rows); keeps its locality predictions."""
+        requests = list(requests)
+        self._check_edit_language(requests)
         fingerprint = model_fingerprint(model) if self.cache is not None else ""
         rows: list[Row] = []
         for request in tqdm(requests, desc="before", disable=not progress):
@@ -178,6 +230,19 @@ class Judge:
             rows += case_rows
             self.locality_reference[str(request.case_id)] = locality
         return rows
+
+    def reference_locality(self, model: Any, requests: Iterable[EditRequest], *, progress: bool = False) -> None:
+        """Keep the unedited `model`'s locality predictions for `requests` without judging it (no "before" rows).
+
+        For consumers that need only the reference: `EditTrainer` (its evaluation scores the edited model alone),
+        or unrelated cases whose locality is judged after each edit (`rows(..., probes={"locality"})`). Not cached.
+        """
+        requests = list(requests)
+        self._check_edit_language(requests)
+        for request in tqdm(requests, desc="reference", disable=not progress):
+            self.locality_reference[str(request.case_id)] = locality_predictions(
+                model, self.tokenizer, request, languages=self._languages(request), batch_size=self.batch_size
+            )
 
     def _unedited(self, model: Any, request: EditRequest, fingerprint: str) -> tuple[list[Row], dict[str, tuple]]:
         """The unedited model's rows and locality predictions for `request`, from the cache when it has them.
@@ -203,20 +268,42 @@ class Judge:
             atomic_write_text(path, json.dumps({"rows": rows, "locality": locality}, ensure_ascii=False))
         return rows, locality
 
-    def rows(self, model: Any, request: EditRequest) -> list[Row]:
-        """The edited `model`'s rows for `request`, locality judged against the unedited reference."""
+    def _reference_of(self, request: EditRequest) -> dict[str, tuple[int, ...]]:
         key = str(request.case_id)
         if key not in self.locality_reference:
             raise ValueError(
                 f"Case {request.case_id!r} has no unedited reference; call judge.reference(unedited_model, "
                 "requests) before editing."
             )
+        return self.locality_reference[key]
+
+    def probes(self, request: EditRequest, *, probes: Collection[str] | None = None) -> list[Probe]:
+        """The probes [`rows`][peft_mpn.metrics.judge.Judge.rows] scores for `request`, in its order.
+
+        For code that produces the teacher-forced predictions itself (`EditTrainer`'s evaluation loop) and turns
+        them into rows with [`row`][peft_mpn.metrics.judge.Judge.row].
+        """
+        return judged_probes(
+            request, self._languages(request), pre_locality=self._reference_of(request), probes=probes
+        )
+
+    def row(self, request: EditRequest, probe: Probe, predicted: Sequence[int], target: Sequence[int]) -> Row:
+        """The row of one of [`probes`][peft_mpn.metrics.judge.Judge.probes] from its teacher-forced argmax tokens
+        (`predicted`) and its target token ids (`target`); locality against the unedited reference."""
+        return probe_row(request, probe, predicted, target, self._reference_of(request))
+
+    def rows(self, model: Any, request: EditRequest, *, probes: Collection[str] | None = None) -> list[Row]:
+        """The edited `model`'s rows for `request`, locality judged against the unedited reference.
+
+        With `probes`, only those kinds (e.g. `{"locality"}` on cases that were not edited).
+        """
         return metric_rows(
             model,
             self.tokenizer,
             request,
             languages=self._languages(request),
-            pre_locality=self.locality_reference[key],
+            pre_locality=self._reference_of(request),
+            probes=probes,
             batch_size=self.batch_size,
         )
 
@@ -234,4 +321,43 @@ class Judge:
         )
 
 
-__all__ = ["Judge", "locality_predictions", "metric_rows", "model_fingerprint", "ordered_languages", "rows_to_columns"]
+def exact_matches(scores: Mapping[str, Any], language: str, measure: str = "reliability") -> tuple[int, int]:
+    """`(cases that hold, cases judged)` of `measure` in `language`, from a `Judge.scores` result.
+
+    The judge's exact match (a mean over cases) times its `counts`, for a table that counts facts ("7/8").
+    `measure` is one of `peft_mpn.metrics.edit_metrics.MEASURES`, e.g. `"reliability_translated"`.
+
+    Raises:
+        ValueError: an unknown language or measure, or a measure that holds on part of a case (a case with several
+            rephrases can be half right on `generality`): show its exact match as a rate instead.
+    """
+    try:
+        count = scores["counts"][language][measure]
+        rate = scores["per_language"][language][f"{measure}_em"]
+    except KeyError:
+        raise ValueError(
+            f"No {measure!r} in {language!r} in these scores (languages {sorted(scores.get('counts', {}))}; "
+            f"measures {list(MEASURES)})."
+        ) from None
+    if not count:
+        return 0, 0
+    held = rate * count
+    if abs(held - round(held)) > 1e-6:
+        raise ValueError(
+            f"{measure!r} in {language!r} holds on {held:.2f} of {count} cases: some cases hold in part (several rows "
+            "per case); show its exact match as a rate."
+        )
+    return round(held), count
+
+
+__all__ = [
+    "Judge",
+    "exact_matches",
+    "judged_probes",
+    "locality_predictions",
+    "metric_rows",
+    "model_fingerprint",
+    "ordered_languages",
+    "probe_row",
+    "rows_to_columns",
+]
