@@ -28,6 +28,7 @@ from .loaders import (
     load_xnli,
     requests_to_dataset,
 )
+from .prompts import FAMILY_FORMATS, PROMPT_FORMATS, format_requests, resolve_prompt_format
 from .requests import EditRequest, EditRequestError, FactView
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "BMIKE53_LANGUAGES",
     "BUNDLED_SAMPLE_LANGUAGES",
     "DATASETS",
+    "FAMILY_FORMATS",
     "FACT_VERIFICATION_LABELS",
     "MZSRE_LANGUAGES",
+    "PROMPT_FORMATS",
     "XFEVER_LABELS",
     "XFEVER_LANGUAGES",
     "XNLI_LABELS",
@@ -54,6 +57,7 @@ __all__ = [
     "dataset_to_requests",
     "detect_layout",
     "fact_verification_requests",
+    "format_requests",
     "load_bizsre",
     "load_bmike53",
     "load_bundled_sample",
@@ -62,4 +66,5 @@ __all__ = [
     "load_xfever",
     "load_xnli",
     "requests_to_dataset",
+    "resolve_prompt_format",
 ]

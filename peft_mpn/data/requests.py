@@ -9,7 +9,7 @@ metric judges predictions on them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 Target = str | int
@@ -149,6 +149,33 @@ class EditRequest:
             edit_language=self.edit_language,
             case_id=self.case_id,
         )
+
+    def with_prompt_format(self, template: str) -> EditRequest:
+        """The same request with every prompt (edit, rephrases, locality, portability) put in `template`.
+
+        `template` holds `{prompt}` once, e.g. `"Q: {prompt}\\nA:"` (see `peft_mpn.data.prompts`). Targets and
+        answers are unchanged; a classification request is returned as it is.
+        """
+        from .prompts import check_template, format_prompt
+
+        check_template(template)
+        if not self.is_generation:
+            return self
+
+        def put(text: str | None) -> str | None:
+            return None if text is None else format_prompt(template, text)
+
+        views = {
+            lang: replace(
+                view,
+                prompt=put(view.prompt),
+                rephrases=tuple(put(text) for text in view.rephrases),
+                locality_prompt=put(view.locality_prompt),
+                portability_question=put(view.portability_question),
+            )
+            for lang, view in self.views.items()
+        }
+        return EditRequest(views=views, edit_language=self.edit_language, case_id=self.case_id)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and ``datasets``-friendly record."""
