@@ -59,6 +59,9 @@ def _bench(args: argparse.Namespace) -> int:
         memory_cases=args.memory_cases,
         batch_size=args.batch_size,
         judge_cache=args.judge_cache,
+        prompt_format=args.prompt_format,
+        generation=not args.no_generation,
+        locality_tokens=args.locality_tokens,
         progress=not args.no_progress,
     )
     print("\n".join(f"wrote {path}" for path in paths.values()))
@@ -155,6 +158,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         metavar="DIR",
         help="keep the unedited model's judgements here and reuse them in later runs on the same model and cases",
+    )
+    bench.add_argument(
+        "--prompt-format",
+        default="family",
+        metavar="NAME|TEMPLATE",
+        help="how every prompt is put to the model, for editing and judging alike: raw, qa, qa-2shot, or a template "
+        "with {prompt}; family (default): the model family's (qa-2shot, which a small base model answers on one line)",
+    )
+    bench.add_argument(
+        "--no-generation",
+        action="store_true",
+        help="judge teacher-forced only (default: also the greedy generated answers and continuations)",
+    )
+    bench.add_argument(
+        "--locality-tokens",
+        type=int,
+        default=16,
+        help="generation locality: how many generated tokens of an unrelated prompt must be unchanged",
     )
     bench.add_argument("--no-progress", action="store_true")
     bench.set_defaults(run=_bench)

@@ -187,7 +187,9 @@ def test_icl_is_scored_through_its_in_context_wrapper():
     # fact in front of every prompt) sees the new target; the plain model keeps answering "paris".
     model, tokenizer = context_follower()
     request = EditRequest.single("the capital of france is", "lyon", case_id="france")
-    results = run_benchmark(model, tokenizer, [request], method="icl", num_edits=1, memory_cases=0, progress=False)
+    results = run_benchmark(
+        model, tokenizer, [request], method="icl", num_edits=1, memory_cases=0, prompt_format="raw", progress=False
+    )
     assert results["before"]["metrics"]["reliability"] == 0.0
     assert results["metrics"]["reliability"] == 1.0 and results["metrics"]["reliability_em"] == 1.0
     assert results["edits"][0]["status"] == "edited" and results["timing"]["success_rate"] == 1.0

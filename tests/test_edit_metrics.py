@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from peft_mpn.metrics import CROSS_LINGUAL_EDIT, compute_cross_lingual_edit
-from peft_mpn.metrics.edit_metrics import COLUMNS, MEASURES
+from peft_mpn.metrics.edit_metrics import COLUMNS, MEASURES, READINGS
 
 # Two cases edited in English; de is an augmentation language, ru unseen.
 # (case_id, language, probe, predictions, references, copied)
@@ -72,6 +72,7 @@ def expected_flat(lang: str) -> dict[str, float | None]:
     flat = {}
     for measure, (token, exact) in EXPECTED[lang].items():
         flat[measure], flat[f"{measure}_em"] = token, exact
+        flat[f"{measure}_gen"] = flat[f"{measure}_stops"] = None  # no generation readings given
     return flat
 
 
@@ -244,7 +245,7 @@ def test_no_rows_raise():
 
 def test_measures_cover_the_per_language_keys():
     result = compute_cross_lingual_edit(**columns())
-    assert list(result["per_language"]["en"]) == [k for m in MEASURES for k in (m, f"{m}_em")]
+    assert list(result["per_language"]["en"]) == [m + suffix for m in MEASURES for suffix in READINGS]
 
 
 @pytest.fixture(scope="module")

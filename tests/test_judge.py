@@ -109,7 +109,7 @@ def test_locality_only_judging_of_unedited_cases(model_and_tokenizer):
 def test_probes_and_row_rebuild_the_rows_from_outside_predictions(model_and_tokenizer):
     # What EditTrainer does: its own loop produces the teacher-forced predictions, the judge builds the rows.
     model, tokenizer = model_and_tokenizer
-    judge = Judge(tokenizer)
+    judge = Judge(tokenizer, generation=None)  # a Trainer's loop is teacher-forced
     judge.reference_locality(model, FACTS)
     for request in FACTS:
         probes = judge.probes(request)

@@ -13,7 +13,9 @@ import torch
 from .. import data as edit_data
 from .. import models
 from ..data import EditRequest
+from ..data.prompts import resolve_prompt_format
 from ..editing.registry import DEFAULT_AUGMENT, check_method_options, editor_config, editor_spec
+from ..metrics.generation import GenerationSettings
 from .report import write_results
 from .runner import check_generation, package_versions, run_benchmark
 
@@ -37,6 +39,9 @@ def bench(
     memory_cases: int = 25,
     batch_size: int = 16,
     judge_cache: str | Path | None = None,
+    prompt_format: str | None = None,
+    generation: bool = True,
+    locality_tokens: int = 16,
     progress: bool = True,
 ) -> dict[str, Path]:
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
@@ -54,6 +59,9 @@ def bench(
     check_method_options(
         method, layer=layer, augment_languages=[a for a in augment_languages or [] if a != edit_language]
     )
+    settings = GenerationSettings(locality_tokens=locality_tokens) if generation else None
+    if prompt_format not in (None, "family"):
+        resolve_prompt_format(prompt_format)  # a bad template fails before any loading
     if importlib.util.find_spec("matplotlib") is None:  # checked now, not after hours of editing
         raise ModuleNotFoundError("peft-mpn bench draws its plot with matplotlib: pip install matplotlib.")
     kwargs: dict[str, Any] = {} if split is None else {"split": split}
@@ -90,6 +98,8 @@ def bench(
         memory_cases=memory_cases,
         batch_size=batch_size,
         judge_cache=judge_cache,
+        prompt_format=prompt_format,
+        generation=settings,
         progress=progress,
     )
     results = {
@@ -115,6 +125,9 @@ def bench(
             "editor_overrides": dict(editor_overrides or {}),
             "memory_cases": memory_cases,
             "batch_size": batch_size,
+            "prompt_format": prompt_format,
+            "generation": generation,
+            "locality_tokens": locality_tokens,
         },
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),

@@ -21,6 +21,19 @@ TRANSFER = (
 )
 
 
+#: The generated-answer table: (key in per_language, label). `_gen` is the generated exact match (locality: the
+#: first generated tokens unchanged), `_stops` the share of generated answers that end on their own in time.
+GENERATED = (
+    ("reliability_gen", "reliability"),
+    ("reliability_stops", "stops"),
+    ("reliability_translated_gen", "translated"),
+    ("reliability_copied_gen", "copied"),
+    ("generality_gen", "generality"),
+    ("locality_gen", "locality"),
+    ("portability_gen", "portability"),
+)
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -51,25 +64,13 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         f"Seconds per edit: {results['timing']['seconds_per_edit_mean']:.2f} (mean), "
         f"edit success: {_fmt(results['timing']['success_rate'])}.",
     ]
-    for suffix, name in (("", "Token accuracy"), ("_em", "Exact match")):
-        lines += [
-            "",
-            f"### {name} (before → after)",
-            "",
-            "| language | role | " + " | ".join(label for _, label in TRANSFER) + " |",
-            "|---|---|" + "---:|" * len(TRANSFER),
-        ]
-        rows = [
-            (lang, results["before"]["per_language"][lang], results["per_language"][lang])
-            for lang in results["languages"]
-        ]
-        for lang, before, after in rows:
-            cells = [_change(before[m + suffix], after[m + suffix]) for m, _ in TRANSFER]
-            lines.append(f"| {lang} | {_language_role(results, lang)} | " + " | ".join(cells) + " |")
-        for label, key in (("seen average", "average_augment"), ("unseen average", "average_unseen")):
-            before, after = results["before"]["metrics"][key], results["metrics"][key]
-            cells = [_change(before[m + suffix], after[m + suffix]) for m, _ in TRANSFER]
-            lines.append(f"| **{label}** | | " + " | ".join(cells) + " |")
+    if results.get("prompt_format") is not None:
+        lines += ["", f"Prompt format: `{json.dumps(results['prompt_format'], ensure_ascii=False)}`."]
+    tables = [(name, [(m + suffix, label) for m, label in TRANSFER]) for suffix, name in _TEACHER_FORCED]
+    if results.get("generation"):
+        tables.insert(0, ("Generated answers, exact match", list(GENERATED)))
+    for name, columns in tables:
+        lines += _table(results, name, columns)
     lines += [
         "",
         "Reliability outside the edit language is cross-lingual: the prompt in that language against the target "
@@ -78,7 +79,60 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "against the edit-language target. Locality: share of the unrelated question's tokens whose prediction is "
         "unchanged (before: not measured). '–': no such case.",
     ]
+    if results.get("generation"):
+        lines += [
+            "",
+            "Generated answers: greedy decoding, the answer read up to the first line break and compared after "
+            "normalisation (case, Unicode form, outer punctuation). *stops*: the answer ends (line break or end of "
+            f"sequence) within the target's length + {results['generation']['stop_slack']} tokens and holds the "
+            f"target at most once. Generated locality: the first {results['generation']['locality_tokens']} "
+            "generated tokens of the unrelated question are the unedited model's.",
+            *_examples(results),
+        ]
     return "\n".join(lines) + "\n"
+
+
+_TEACHER_FORCED = (("", "Teacher-forced token accuracy"), ("_em", "Teacher-forced exact match"))
+
+
+def _table(results: Mapping[str, Any], name: str, columns: list[tuple[str, str]]) -> list[str]:
+    lines = [
+        "",
+        f"### {name} (before → after)",
+        "",
+        "| language | role | " + " | ".join(label for _, label in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
+    for lang in results["languages"]:
+        before, after = results["before"]["per_language"][lang], results["per_language"][lang]
+        cells = [_change(before.get(key), after.get(key)) for key, _ in columns]
+        lines.append(f"| {lang} | {_language_role(results, lang)} | " + " | ".join(cells) + " |")
+    for label, group in (("seen average", "average_augment"), ("unseen average", "average_unseen")):
+        before, after = results["before"]["metrics"][group], results["metrics"][group]
+        cells = [_change(before.get(key), after.get(key)) for key, _ in columns]
+        lines.append(f"| **{label}** | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _quote(text: str | None) -> str:
+    return "`" + json.dumps(text, ensure_ascii=False).replace("`", "'") + "`"
+
+
+def _examples(results: Mapping[str, Any], cases: int = 3) -> list[str]:
+    """Generated text before → after on the first `cases` edits, edit language: the edit and its unrelated prompt."""
+    generations = results.get("generations") or {}
+    before = {(g["case_id"], g["language"], g["probe"]): g for g in generations.get("before", [])}
+    lines = ["", "Generated text on the first edits (edit language):", ""]
+    for case in results["case_ids"][:cases]:
+        for g in generations.get("after", []):
+            if g["case_id"] != case or g["language"] != results["edit_language"]:
+                continue
+            if g["probe"] == "reliability":
+                was = before.get((case, g["language"], "reliability"), {}).get("text")
+                lines.append(f"- `{case}` edit: {_quote(was)} → {_quote(g['text'])}")
+            elif g["probe"] == "locality":
+                lines.append(f"- `{case}` unrelated: {_quote(g['reference_text'])} → {_quote(g['text'])}")
+    return lines if len(lines) > 3 else []
 
 
 def plot_results(results: Mapping[str, Any], path: str | Path) -> None:
@@ -143,5 +197,3 @@ def write_results(results: Mapping[str, Any], output: str | Path) -> dict[str, P
     atomic_write_text(paths["markdown"], markdown)
     plot_results(results, paths["plot"])
     return paths
-
-

@@ -4,9 +4,12 @@
   right after it;
 * **sequential mode**: the edits are made one after another on the same model, then all are judged.
 
-"Before" numbers come from the unedited model. Locality compares post-edit with pre-edit argmax tokens on each
-case's unrelated prompt. The cases not selected for editing give the editors their unrelated text (MPN's memory,
-LAFN's KL term and generic-neuron reference). Judging is `peft_mpn.metrics.Judge`'s.
+Every prompt is put in one prompt format (`peft_mpn.data.prompts`; by default the model family's, a
+question-answer format a base model answers on one line) before editing and judging, and the results record it.
+"Before" numbers come from the unedited model. Each probe is read twice: teacher-forced (argmax tokens on the
+target) and generated (the greedy answer, exact match and whether it stops; locality: the first generated tokens
+of the unrelated prompt unchanged). The cases not selected for editing give the editors their unrelated text
+(MPN's memory, LAFN's KL term and generic-neuron reference). Judging is `peft_mpn.metrics.Judge`'s.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import random
 import statistics
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import EditRequest
+from ..data.prompts import format_requests, resolve_prompt_format
 from ..editing.registry import check_method_options, editor_config, editor_spec
+from ..metrics.generation import GenerationSettings
 from ..metrics.judge import Judge, ordered_languages
 
 _VERSIONED = ("peft-mpn", "torch", "transformers", "peft", "datasets", "evaluate", "tqdm")
@@ -67,6 +73,8 @@ def run_benchmark(
     memory_cases: int = 25,
     batch_size: int = 16,
     judge_cache: str | Path | None = None,
+    prompt_format: str | None = None,
+    generation: GenerationSettings | None = GenerationSettings(),  # noqa: B008 - frozen, never mutated
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -90,6 +98,9 @@ def run_benchmark(
         memory_cases: cases not selected for editing whose locality prompts fill the MPN memory / LAFN KL term.
         judge_cache: a folder that keeps the unedited model's judgements per case, so runs of other methods on the
             same model and cases skip them (about half of a run's judging).
+        prompt_format: a name of `peft_mpn.data.PROMPT_FORMATS` or a template with `{prompt}`; None: the model
+            family's (`"raw"` keeps the data's prompts as they are).
+        generation: how generation is read beside teacher forcing (None: teacher-forced only).
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
@@ -98,6 +109,8 @@ def run_benchmark(
         ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
     """
     check_generation(requests)
+    template = resolve_prompt_format(prompt_format, model)
+    requests = format_requests(requests, template)
     edit_language = requests[0].edit_language
     available = requests[0].languages
     languages = ordered_languages(eval_languages or available, edit_language)
@@ -112,7 +125,14 @@ def run_benchmark(
     seen = [lang for lang in augment if lang in languages]
 
     torch.manual_seed(seed)
-    judge = Judge(tokenizer, languages=languages, augment_languages=seen, batch_size=batch_size, cache=judge_cache)
+    judge = Judge(
+        tokenizer,
+        languages=languages,
+        augment_languages=seen,
+        batch_size=batch_size,
+        cache=judge_cache,
+        generation=generation,
+    )
     before_rows = judge.reference(model, edits, progress=progress)
 
     spec = editor_spec(method)
@@ -181,7 +201,19 @@ def run_benchmark(
         "case_ids": [str(r.case_id) for r in edits],
         "memory_case_ids": [str(r.case_id) for r in unrelated],
         "editor_config": config.to_dict(),
+        "prompt_format": template,
+        "generation": None if generation is None else asdict(generation),
+        "generations": {"before": generated_texts(before_rows), "after": generated_texts(after_rows)},
     }
+
+
+def generated_texts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the model generated on each judged prompt, for reading by eye: one record per generated row."""
+    return [
+        {"case_id": row["case_id"], "language": row["language"], "probe": row["probe"], **row["generated"]}
+        for row in rows
+        if "generated" in row
+    ]
 
 
 def _overall(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,13 @@ Input: one row per (case, language, probe) -- six equally long columns:
   ``reliability_translated``/``reliability_copied``/``reliability_edit_language_answer`` are ``None``: the
   split and the third reading describe transfer to the other languages.
 
+Optionally, a seventh column ``generated`` reads the same rows on greedy generation (see
+`peft_mpn.metrics.generation`): per row a mapping with ``exact`` and ``stops`` (answer probes: the generated
+answer equals the target after normalisation; it ends on its own in time) or ``unchanged`` (``locality``: the
+first generated tokens of the unrelated prompt are those of the unedited model), or ``None`` where the row was not
+generated. They become ``{measure}_gen`` (generated exact match; for locality, unchanged generation) and
+``{measure}_stops`` (answers that stop; ``None`` for locality) beside the teacher-forced readings.
+
 Pre-edit ("before") numbers come from a second call with the unedited model's predictions; leave the
 locality rows out of it (they would compare the model with itself), so its ``locality`` is ``None``.
 
@@ -38,7 +45,7 @@ the same case, language and probe are averaged, then cases are averaged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 PROBES = ("reliability", "generality", "locality", "portability", "edit_language_answer")
@@ -56,11 +63,16 @@ MEASURES = (
     "reliability_copied",
     "reliability_edit_language_answer",
 )
-"""Per-language measures; each is reported as token accuracy (``name``) and exact match (``name + "_em"``)."""
+"""Per-language measures; each is reported as token accuracy (``name``) and exact match (``name + "_em"``) under
+teacher forcing, and on generation as ``name + "_gen"`` and ``name + "_stops"``."""
+
+READINGS = ("", "_em", "_gen", "_stops")
+"""The suffixes of each measure's readings: token accuracy, exact match (teacher-forced), generated exact match
+(locality: unchanged generation), generated answers that stop."""
 
 _HEADLINE = ("reliability", "generality", "locality", "portability")
 
-Score = tuple[float, float]  # (token accuracy, exact match)
+Score = tuple[float | None, ...]  # one value per reading of `READINGS` (None: not read)
 
 
 def compute_cross_lingual_edit(
@@ -74,6 +86,7 @@ def compute_cross_lingual_edit(
     edit_language: str = "en",
     augment_languages: Iterable[str] = (),
     languages: Iterable[str] | None = None,
+    generated: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Reliability, generality, locality and portability of an edit, per language and averaged.
 
@@ -89,15 +102,20 @@ def compute_cross_lingual_edit(
             the other non-edit languages are "unseen".
         languages: the languages the rows must cover (default: those present); a language named here with no
             row, or a row in a language not named, is an error -- it catches a language silently dropped.
+        generated: per row, its generation reading (``exact``/``stops``, or ``unchanged`` for locality) or None;
+            see the module docstring. Without it the ``_gen``/``_stops`` readings are None.
 
     Returns:
         ``reliability``, ``generality``, ``locality``, ``portability`` (+ ``_em``): the edit language's scores;
         ``per_language``: ``{language: {measure: value}}`` for every measure in `MEASURES` and its
-        ``_em`` twin (``None`` where a language has no case for it); ``average`` (all languages),
+        ``_em``, ``_gen`` and ``_stops`` twins (``None`` where a language has no case for it or was not
+        generated); ``average`` (all languages),
         ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``:
         the per-language values averaged over those languages (a language without a value is skipped);
         ``counts``: ``{language: {measure: number of cases}}``; ``per_case``: ``{case: {language: {probe:
-        [token accuracy, exact match]}}}``, the case scores every per-language value averages (rows of a case,
+        [token accuracy, exact match(, generated, stops)]}}}`` (the last two with ``generated``), the case scores
+        every per-language value averages
+        (rows of a case,
         language and probe averaged), with ``"copied"`` outside the edit language, for comparing two edits
         case by case; ``edit_language``, ``augment_languages``,
         ``unseen_languages``, ``num_cases``. Every score is a fraction in [0, 1] or ``None``.
@@ -116,6 +134,8 @@ def compute_cross_lingual_edit(
         "probe": probe,
         "copied": copied,
     }
+    if generated is not None:
+        columns["generated"] = generated
     lengths = {name: len(column) for name, column in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(
@@ -129,8 +149,9 @@ def compute_cross_lingual_edit(
     rows: dict[tuple[str, str, str], list[Score]] = {}
     flags: dict[tuple[str, str], bool] = {}
     seen_languages: list[str] = []
-    for i, (pred, ref, case, lang, kind, same) in enumerate(
-        zip(predictions, references, case_id, language, probe, copied)
+    readings = generated if generated is not None else [None] * len(predictions)
+    for i, (pred, ref, case, lang, kind, same, reading) in enumerate(
+        zip(predictions, references, case_id, language, probe, copied, readings)
     ):
         case = str(case)
         where = f"Row {i} (case {case!r}, language {lang!r}, probe {kind!r})"
@@ -161,7 +182,9 @@ def compute_cross_lingual_edit(
         if lang not in seen_languages:
             seen_languages.append(lang)
         right = sum(p == r for p, r in zip(pred, ref))
-        rows.setdefault((lang, kind, case), []).append((right / len(ref), float(right == len(ref))))
+        rows.setdefault((lang, kind, case), []).append(
+            (right / len(ref), float(right == len(ref)), *_generation_reading(reading, kind, where))
+        )
 
     if languages is not None:
         languages = [languages] if isinstance(languages, str) else list(dict.fromkeys(languages))
@@ -177,7 +200,7 @@ def compute_cross_lingual_edit(
     per_case: dict[Any, dict[str, dict[str, Any]]] = {}
     for (lang, kind), cases in by_case.items():
         for case, score in cases.items():
-            per_case.setdefault(case, {}).setdefault(lang, {})[kind] = list(score)
+            per_case.setdefault(case, {}).setdefault(lang, {})[kind] = list(score if generated else score[:2])
     for (case, lang), same in flags.items():
         per_case[case][lang]["copied"] = same
 
@@ -198,16 +221,16 @@ def compute_cross_lingual_edit(
         values: dict[str, float | None] = {}
         for measure in MEASURES:
             scores = list(groups[measure].values())
-            token, exact = _mean_pairs(scores) if scores else (None, None)
-            values[measure], values[f"{measure}_em"] = token, exact
+            means = _mean_pairs(scores) if scores else (None,) * len(READINGS)
+            values.update({measure + suffix: value for suffix, value in zip(READINGS, means)})
         per_language[lang] = values
         counts[lang] = {measure: len(groups[measure]) for measure in MEASURES}
 
     cross_lingual = [lang for lang in ordered if lang != edit_language]
     result: dict[str, Any] = {}
     for measure in _HEADLINE:
-        result[measure] = per_language[edit_language][measure]
-        result[f"{measure}_em"] = per_language[edit_language][f"{measure}_em"]
+        for suffix in READINGS:
+            result[measure + suffix] = per_language[edit_language][measure + suffix]
     result.update(
         per_language=per_language,
         average=_average(per_language, ordered),
@@ -253,17 +276,35 @@ def _check_languages(
     return augment
 
 
+def _generation_reading(reading: Mapping[str, Any] | None, kind: str, where: str) -> tuple[float | None, float | None]:
+    """(generated, stops) of one row's generation reading; (None, None) when it has none."""
+    if reading is None:
+        return None, None
+    needed = ("unchanged",) if kind == "locality" else ("exact", "stops")
+    missing = [key for key in needed if key not in reading]
+    if missing:
+        raise ValueError(f"{where}: the generation reading needs {list(needed)}, it lacks {missing}.")
+    if kind == "locality":
+        return float(bool(reading["unchanged"])), None
+    return float(bool(reading["exact"])), float(bool(reading["stops"]))
+
+
 def _mean_pairs(scores: Sequence[Score]) -> Score:
-    return sum(s[0] for s in scores) / len(scores), sum(s[1] for s in scores) / len(scores)
+    """The mean of each reading over `scores`, skipping None (None where none has it)."""
+    means: list[float | None] = []
+    for values in zip(*scores):
+        present = [v for v in values if v is not None]
+        means.append(sum(present) / len(present) if present else None)
+    return tuple(means)
 
 
 def _average(per_language: dict[str, dict[str, float | None]], langs: Sequence[str]) -> dict[str, float | None]:
     averaged: dict[str, float | None] = {}
     for measure in MEASURES:
-        for key in (measure, f"{measure}_em"):
+        for key in (measure + suffix for suffix in READINGS):
             values = [per_language[lang][key] for lang in langs if per_language[lang][key] is not None]
             averaged[key] = sum(values) / len(values) if values else None
     return averaged
 
 
-__all__ = ["COLUMNS", "MEASURES", "PROBES", "compute_cross_lingual_edit"]
+__all__ = ["COLUMNS", "MEASURES", "PROBES", "READINGS", "compute_cross_lingual_edit"]

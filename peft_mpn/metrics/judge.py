@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from ..data.requests import EditRequest
 from ..files import atomic_write_text
 from .edit_metrics import COLUMNS, MEASURES, PROBES, compute_cross_lingual_edit
+from .generation import GenerationSettings, answer_readings, generate_greedy
 from .probes import Probe, edit_probes
 from .scoring import score_targets
 
@@ -66,6 +68,23 @@ def locality_predictions(
     scored = [(lang, v) for lang, v in _views(request, languages) if v.locality_prompt and v.locality_answer]
     scores = score_targets(model, tokenizer, [(v.locality_prompt, v.locality_answer) for _, v in scored], batch_size)
     return {lang: score.predicted for (lang, _), score in zip(scored, scores)}
+
+
+def locality_generations(
+    model: Any,
+    tokenizer: Any,
+    request: EditRequest,
+    *,
+    languages: Sequence[str],
+    settings: GenerationSettings,
+    batch_size: int = 16,
+) -> dict[str, tuple[int, ...]]:
+    """The model's first `settings.locality_tokens` greedy tokens after each language's locality question."""
+    prompts = [(lang, v.locality_prompt) for lang, v in _views(request, languages) if v.locality_prompt]
+    generated = generate_greedy(
+        model, tokenizer, [prompt for _, prompt in prompts], settings.locality_tokens, batch_size=batch_size
+    )
+    return {lang: tokens for (lang, _), tokens in zip(prompts, generated)}
 
 
 def judged_probes(
@@ -133,8 +152,10 @@ def metric_rows(
     pre_locality: Mapping[str, Sequence[int]] | None = None,
     probes: Collection[str] | None = None,
     batch_size: int = 16,
+    generation: GenerationSettings | None = None,
+    pre_generation: Mapping[str, Sequence[int]] | None = None,
 ) -> list[Row]:
-    """Teacher-forced rows of `request` in each of `languages` (the edit language is always included).
+    """Teacher-forced (and generated) rows of `request` in each of `languages` (the edit language always included).
 
     Per language: `reliability` (prompt → that language's target), one `generality` row per rephrase,
     `portability` where the case has a follow-up question, `edit_language_answer` (prompt → the edit-language
@@ -143,18 +164,70 @@ def metric_rows(
     given. `copied` says whether the language's target is the edit-language target's string. With `probes`,
     only those kinds are scored.
 
+    With `generation`, each row also gets a `generated` reading (`peft_mpn.metrics.generation`): answer probes
+    `{"text", "answer", "exact", "stops", "repeats"}`; locality probes, where `pre_generation` has the unedited model's
+    first tokens (from `locality_generations`), `{"text", "reference_text", "unchanged"}`.
+
     Returns:
-        dicts with the keys of `peft_mpn.metrics.edit_metrics.COLUMNS`; `rows_to_columns` turns them into the
-        arguments of `compute_cross_lingual_edit`.
+        dicts with the keys of `peft_mpn.metrics.edit_metrics.COLUMNS` (+ `generated`); `rows_to_columns` turns
+        them into the arguments of `compute_cross_lingual_edit`.
     """
     chosen = judged_probes(request, languages, pre_locality=pre_locality, probes=probes)
     scores = score_targets(model, tokenizer, [(probe.prompt, str(probe.target)) for probe in chosen], batch_size)
-    return [probe_row(request, probe, s.predicted, s.target, pre_locality) for probe, s in zip(chosen, scores)]
+    rows = [probe_row(request, probe, s.predicted, s.target, pre_locality) for probe, s in zip(chosen, scores)]
+    if generation is not None:
+        _add_generation(model, tokenizer, chosen, rows, generation, pre_generation, batch_size)
+    return rows
 
 
-def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """`{column: values}` from row dicts: `compute_cross_lingual_edit(**rows_to_columns(rows), ...)`."""
-    return {column: [row[column] for row in rows] for column in COLUMNS}
+def _add_generation(
+    model: Any,
+    tokenizer: Any,
+    probes: Sequence[Probe],
+    rows: list[Row],
+    settings: GenerationSettings,
+    pre_generation: Mapping[str, Sequence[int]] | None,
+    batch_size: int,
+) -> None:
+    """Add each row's `generated` reading (answers judged on greedy generation; locality against `pre_generation`)."""
+    answers = [i for i, probe in enumerate(probes) if probe.probe != "locality"]
+    readings = answer_readings(
+        model, tokenizer, [(probes[i].prompt, str(probes[i].target)) for i in answers], settings, batch_size=batch_size
+    )
+    for i, reading in zip(answers, readings):
+        rows[i]["generated"] = {
+            "text": reading.text,
+            "answer": reading.answer,
+            "exact": reading.exact,
+            "stops": reading.stops,
+            "repeats": reading.repeats,
+        }
+    unrelated = [
+        i
+        for i, probe in enumerate(probes)
+        if probe.probe == "locality" and pre_generation and probe.language in pre_generation
+    ]
+    generated = generate_greedy(
+        model, tokenizer, [probes[i].prompt for i in unrelated], settings.locality_tokens, batch_size=batch_size
+    )
+    for i, tokens in zip(unrelated, generated):
+        reference = tuple(pre_generation[probes[i].language])
+        rows[i]["generated"] = {
+            "text": tokenizer.decode(tokens, skip_special_tokens=True),
+            "reference_text": tokenizer.decode(reference, skip_special_tokens=True),
+            "unchanged": tuple(tokens) == reference,
+        }
+
+
+def rows_to_columns(rows: Sequence[Mapping[str, Any]], *, generated: bool = False) -> dict[str, list[Any]]:
+    """`{column: values}` from row dicts: `compute_cross_lingual_edit(**rows_to_columns(rows), ...)`.
+
+    With `generated`, also the `generated` column (None for rows without a generation reading).
+    """
+    columns = {column: [row[column] for row in rows] for column in COLUMNS}
+    if generated:
+        columns["generated"] = [row.get("generated") for row in rows]
+    return columns
 
 
 def model_fingerprint(model: Any) -> str:
@@ -177,6 +250,8 @@ class Judge:
         batch_size: scoring batch size (scores do not depend on it).
         cache: a folder that keeps the unedited model's judgements per case, so later runs on the same model and
             cases skip them (about half of a benchmark run's judging).
+        generation: how to read greedy generation beside teacher forcing (answers judged on the generated text,
+            locality on the first generated tokens); None: teacher-forced readings only.
 
     Example:
 
@@ -197,8 +272,11 @@ class Judge:
         augment_languages: Sequence[str] = (),
         batch_size: int = 16,
         cache: str | Path | None = None,
+        generation: GenerationSettings | None = GenerationSettings(),  # noqa: B008 - frozen, never mutated
     ) -> None:
         self.tokenizer = tokenizer
+        self.generation = generation
+        self.generation_reference: dict[str, dict[str, tuple[int, ...]]] = {}
         self.languages = None if languages is None else list(languages)
         self.augment_languages = list(augment_languages)
         self.batch_size = batch_size
@@ -226,9 +304,10 @@ class Judge:
         fingerprint = model_fingerprint(model) if self.cache is not None else ""
         rows: list[Row] = []
         for request in tqdm(requests, desc="before", disable=not progress):
-            case_rows, locality = self._unedited(model, request, fingerprint)
+            case_rows, locality, generated = self._unedited(model, request, fingerprint)
             rows += case_rows
             self.locality_reference[str(request.case_id)] = locality
+            self.generation_reference[str(request.case_id)] = generated
         return rows
 
     def reference_locality(self, model: Any, requests: Iterable[EditRequest], *, progress: bool = False) -> None:
@@ -243,30 +322,61 @@ class Judge:
             self.locality_reference[str(request.case_id)] = locality_predictions(
                 model, self.tokenizer, request, languages=self._languages(request), batch_size=self.batch_size
             )
+            self.generation_reference[str(request.case_id)] = self._locality_generations(model, request)
 
-    def _unedited(self, model: Any, request: EditRequest, fingerprint: str) -> tuple[list[Row], dict[str, tuple]]:
-        """The unedited model's rows and locality predictions for `request`, from the cache when it has them.
+    def _locality_generations(self, model: Any, request: EditRequest) -> dict[str, tuple[int, ...]]:
+        if self.generation is None:
+            return {}
+        return locality_generations(
+            model,
+            self.tokenizer,
+            request,
+            languages=self._languages(request),
+            settings=self.generation,
+            batch_size=self.batch_size,
+        )
 
-        They depend only on the weights and the probes, so every method judged on the same cases shares them; the
-        key hashes the model fingerprint, the languages and every probe's text.
+    def _unedited(
+        self, model: Any, request: EditRequest, fingerprint: str
+    ) -> tuple[list[Row], dict[str, tuple], dict[str, tuple]]:
+        """The unedited model's rows, locality predictions and locality generations for `request`, from the cache
+        when it has them.
+
+        They depend only on the weights, the probes and the generation settings, so every method judged on the
+        same cases shares them; the key hashes the model fingerprint, the languages, every probe's text and the
+        generation settings.
         """
         languages = self._languages(request)
         path = None
         if self.cache is not None:
             probes = [list(probe) for probe in edit_probes(request, languages)]
-            key = [fingerprint, list(self.languages or languages), str(request.case_id), probes]
+            settings = None if self.generation is None else asdict(self.generation)
+            key = [fingerprint, list(self.languages or languages), str(request.case_id), probes, settings]
             path = self.cache / f"{hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:32]}.json"
             if path.is_file():
                 stored = json.loads(path.read_text(encoding="utf-8"))
-                return stored["rows"], {lang: tuple(ids) for lang, ids in stored["locality"].items()}
-        rows = metric_rows(model, self.tokenizer, request, languages=languages, batch_size=self.batch_size)
+                return (
+                    stored["rows"],
+                    {lang: tuple(ids) for lang, ids in stored["locality"].items()},
+                    {lang: tuple(ids) for lang, ids in stored["generation"].items()},
+                )
+        rows = metric_rows(
+            model,
+            self.tokenizer,
+            request,
+            languages=languages,
+            batch_size=self.batch_size,
+            generation=self.generation,
+        )
         locality = locality_predictions(
             model, self.tokenizer, request, languages=languages, batch_size=self.batch_size
         )
+        generated = self._locality_generations(model, request)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps({"rows": rows, "locality": locality}, ensure_ascii=False))
-        return rows, locality
+            stored = {"rows": rows, "locality": locality, "generation": generated}
+            atomic_write_text(path, json.dumps(stored, ensure_ascii=False))
+        return rows, locality, generated
 
     def _reference_of(self, request: EditRequest) -> dict[str, tuple[int, ...]]:
         key = str(request.case_id)
@@ -305,6 +415,8 @@ class Judge:
             pre_locality=self._reference_of(request),
             probes=probes,
             batch_size=self.batch_size,
+            generation=self.generation,
+            pre_generation=self.generation_reference.get(str(request.case_id)),
         )
 
     def scores(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -314,7 +426,7 @@ class Judge:
         languages = None if self.languages is None else ordered_languages(self.languages, self.edit_language)
         present = languages or {row["language"] for row in rows}
         return compute_cross_lingual_edit(
-            **rows_to_columns(rows),
+            **rows_to_columns(rows, generated=any("generated" in row for row in rows)),
             languages=languages,
             edit_language=self.edit_language,
             augment_languages=[lang for lang in self.augment_languages if lang in present],
@@ -354,6 +466,7 @@ __all__ = [
     "Judge",
     "exact_matches",
     "judged_probes",
+    "locality_generations",
     "locality_predictions",
     "metric_rows",
     "model_fingerprint",
