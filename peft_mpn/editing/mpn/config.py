@@ -105,6 +105,16 @@ class MPNEditorConfig(EditorConfig):
     add_edits_to_memory: bool = field(
         default=True, metadata={"help": "Append each edit's FFN inputs to the memory so later patches stay silent."}
     )
+    silent_after_answer: int = field(
+        default=4,
+        metadata={
+            "min": 0,
+            "help": "Generation: positions after each trained answer where the patches must stay silent, like "
+            "memory: the answer's last token and the next ones the model writes after it (greedy), so generation "
+            "neither repeats the new answer nor drifts after it; 0: Transformer-Patcher's original (silent on "
+            "unrelated text only).",
+        },
+    )
     # speed
     prefix_cache: bool = field(
         default=True,

@@ -295,13 +295,13 @@ class MPNEditor(Editor):
         keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
         params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        memory = self.memory.vectors
         memory_weight = self.memory_weight
-        if memory is None:
+        if self.memory.vectors is None:
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        best_memory, since_best, step, losses = float("inf"), 0, 0, {}
+        memory = self._silent_vectors(batch, h, trained_rows)
+        best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
             patch_set = PatchSet(keys, bias, noise * amplifier)
@@ -309,14 +309,18 @@ class MPNEditor(Editor):
                 logits = self._forward(batch, cache, step_rows, vocab)
             targets = self._targets(batch, step_rows, vocab)
             edit_loss = self.edit_loss(logits, targets)
-            activation_terms, memory_terms, memory_peak = self.patch_losses(plan, keys, bias)
+            activation_terms, memory_terms, memory_peak = losses.patch_losses(plan, keys, bias, memory, config)
             activation_loss, memory_loss = activation_terms.mean(), memory_terms.mean()
             loss = edit_loss + config.activation_weight * activation_loss + memory_weight * memory_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
-            losses = {"edit": edit_loss.item(), "activation": activation_loss.item(), "memory": memory_loss.item()}
+            loss_values = {
+                "edit": edit_loss.item(),
+                "activation": activation_loss.item(),
+                "memory": memory_loss.item(),
+            }
 
             if memory_loss.item() < best_memory * 0.99:
                 best_memory, since_best = memory_loss.item(), 0
@@ -345,9 +349,9 @@ class MPNEditor(Editor):
                     "Training diverged (non-finite patch values after %d steps; losses %s): no patch was added. "
                     "Lower learning_rate or the loss weights.",
                     step,
-                    losses,
+                    loss_values,
                 )
-                return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], losses)
+                return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], loss_values)
             self.tuner.add_patches(self.layer_name, final, self.adapter_name)
             correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
         fixed_languages = [
@@ -362,7 +366,30 @@ class MPNEditor(Editor):
         if config.add_edits_to_memory:
             self.memory.add_edit(self._edit_memory(batch, h))
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
-        return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, losses)
+        return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
+
+    def _silent_vectors(self, batch: Any, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+        """Where this edit's patches must stay silent: the memory bank, plus (`silent_after_answer`) the FFN inputs
+        from the last token of each trained answer on, as the model (without the new patches) continues it."""
+        memory = self.memory.vectors
+        steps = self.config.silent_after_answer
+        if not steps or not isinstance(batch, TargetBatch):
+            return memory
+        after = [h[rows, -1]]  # left-padded: every row's answer ends at the last position
+        if steps > 1:
+            inputs = batch.model_inputs(rows)
+            with torch.no_grad(), self.layer.record_inputs() as recorded:
+                self.model.generate(
+                    input_ids=inputs["input_ids"],
+                    attention_mask=inputs["attention_mask"],
+                    max_new_tokens=steps,
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=self._pad,
+                )
+            after += [step[:, -1].float() for step in recorded[1:]]  # each generated token, fed back in
+        ends = torch.cat(after)
+        return ends if memory is None else torch.cat([memory, ends])
 
     def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
