@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_mpn import EditRequest
+from peft_mpn.data import format_requests, resolve_prompt_format
 from peft_mpn.demo import load_demo_facts
 from peft_mpn.editing import DEFAULT_AUGMENT
 from peft_mpn.files import atomic_write_text
@@ -118,6 +119,22 @@ def holds(scores: dict[str, Any], request: EditRequest) -> dict[str, bool]:
     """
     case = scores["per_case"][str(request.case_id)]
     return {language: case[language]["reliability"][1] == 1.0 for language in request.views}
+
+
+def in_prompt_format(model: Any, *groups: Sequence[EditRequest]) -> list[list[EditRequest]]:
+    """Each group of facts with every prompt in `model`'s family's prompt format (a base model answers it on one
+    line, so its generated answer can be read); see `peft_mpn.data.prompts`."""
+    template = resolve_prompt_format(None, model)
+    return [format_requests(group, template) for group in groups]
+
+
+def generated_answers(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Per language, the answer the model generated on the fact's prompt (a Judge row's reading)."""
+    return {
+        row["language"]: row["generated"]["answer"]
+        for row in rows
+        if row["probe"] == "reliability" and "generated" in row
+    }
 
 
 def rate(value: float | None) -> str:

@@ -6,14 +6,16 @@
 The edit trains on the English version plus its parallel versions in `--augment-languages` (MPN); the other
 languages are *unseen* and show how far the edit transfers on its own. `peft_mpn.metrics.Judge` judges the base
 model, the edited one and the reloaded one; a cell is `yes` when the target written in that language wins there
-(greedy decoding would produce it: the judge's exact match).
+(the judge's teacher-forced exact match), and the table shows the answer the model generates before and after.
 """
 
 from __future__ import annotations
 
 from _common import (
     augment_languages,
+    generated_answers,
     holds,
+    in_prompt_format,
     is_copied,
     language_role,
     load_facts,
@@ -41,15 +43,19 @@ def main() -> None:
     augment = augment_languages(args, [request])
 
     model, tokenizer = load_model(args.model)
+    (request,), memory_facts = in_prompt_format(model, [request], memory_facts)
     judge = Judge(tokenizer, augment_languages=augment)
-    before = holds(judge.scores(judge.reference(model, [request])), request)  # the base model, before any adapter
+    before_rows = judge.reference(model, [request])  # the base model, before any adapter
+    before = holds(judge.scores(before_rows), request)
 
     config = MPNEditorConfig(augment_languages=augment, seed=args.seed, **training_overrides(args))
     editor = MPNEditor(model, tokenizer, config, peft_config=peft_mpn.MPNConfig(layers_to_transform=[args.layer]))
     editor.add_unrelated_from_requests(memory_facts)  # other facts' unrelated questions: the patch stays silent there
     result = editor.edit(request)
-    scores = judge.scores(judge.rows(editor.model, request))  # locality against the base model's answers
+    after_rows = judge.rows(editor.model, request)
+    scores = judge.scores(after_rows)  # locality against the base model's answers
     after = holds(scores, request)
+    generated_before, generated_after = generated_answers(before_rows), generated_answers(after_rows)
     editor.model.save_pretrained(args.output)
 
     # A fresh copy of the base model with the saved adapter gives the same answers.
@@ -68,12 +74,15 @@ def main() -> None:
             mark(before[language]),
             mark(after[language]),
             mark(reloaded[language]),
+            repr(generated_before.get(language, "")),
+            repr(generated_after.get(language, "")),
         ]
         for language, view in request.views.items()
     ]
     print(f"\nSource: {source}, case {request.case_id}: {request.edit.prompt!r} -> {request.edit.target!r}")
     print(f"Edit: {result.status} in {result.steps} steps, {result.patches_added} patch(es), {result.seconds:.1f} s")
-    print(markdown_table(["language", "in editing", "kind", "new answer", "before", "after", "reloaded"], rows))
+    header = ["language", "in editing", "kind", "new answer", "before", "after", "reloaded", "generated before"]
+    print(markdown_table([*header, "generated after"], rows))
     print(
         f"\nLocality: {rate(scores['average']['locality'])} (share of the answer tokens of the fact's unrelated "
         "question that keep the base model's prediction, averaged over languages)"
@@ -90,6 +99,8 @@ def main() -> None:
             "before": before,
             "after": after,
             "reloaded": reloaded,
+            "generated_before": generated_before,
+            "generated_after": generated_after,
             "locality": scores["average"]["locality"],
             "adapter": args.output,
         },

@@ -2,10 +2,12 @@
 
 Each fact is edited from the unedited model (single-edit mode) and judged by
 [`Judge`][peft_mpn.metrics.judge.Judge], as the bench judges: the demo only formats the judge's result. A cell
-counts the facts whose new answer wins (exact match: greedy decoding would produce it), split outside the edit
+counts the facts whose new answer wins (the judge's teacher-forced exact match), split outside the edit
 language into *translated* targets (written differently from the English one) and *copied* ones (the same
-string, which any method can "transfer" by copying). Locality is the judge's: agreement with the unedited
-model's answers to each fact's unrelated question, averaged over languages.
+string, which any method can "transfer" by copying). The bottom line also counts the generated answers that are
+exact and stop, and the demo shows what the model generates before and after each edit. Every prompt is put in
+the model family's prompt format (`peft_mpn.data.prompts`). Locality is the judge's: agreement with the
+unedited model's answers to each fact's unrelated question, averaged over languages.
 
 The facts are the BMIKE-53 sample bundled with the package, or those of a benchmark folder (`data`: MzsRE,
 BMIKE-53, Bi-ZsRE, whatever [`load_edit_requests`][peft_mpn.data.load_edit_requests] detects).
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .data import EditRequest
+from .data import EditRequest, format_requests, resolve_prompt_format
 from .editing import MPNEditor, MPNEditorConfig
 from .editing.registry import DEFAULT_AUGMENT
 from .metrics import Judge, exact_matches
@@ -44,6 +46,7 @@ class DemoReport:
         scores: `"before"` (the unedited model) and each method -> its
             [`Judge.scores`][peft_mpn.metrics.judge.Judge.scores].
         seconds_per_edit: per method, the mean time of one edit.
+        generated: `"before"` and each method -> {fact: `(target, generated text)`} on the edit-language prompt.
     """
 
     source: str
@@ -52,6 +55,7 @@ class DemoReport:
     methods: list[str]
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds_per_edit: dict[str, float] = field(default_factory=dict)
+    generated: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def languages(self) -> list[str]:
@@ -62,9 +66,9 @@ class DemoReport:
     def unseen_languages(self) -> list[str]:
         return [lang for lang in self.languages if lang != self.edit_language and lang not in self.augment_languages]
 
-    def wins(self, method: str, languages: Sequence[str], measure: str) -> str:
-        """`won/total` of `measure` pooled over `languages` (`-` where none has such a fact)."""
-        counts = [exact_matches(self.scores[method], lang, measure) for lang in languages]
+    def wins(self, method: str, languages: Sequence[str], measure: str, reading: str = "em") -> str:
+        """`won/total` of `measure` (`reading`: see `exact_matches`) pooled over `languages` (`-`: no such fact)."""
+        counts = [exact_matches(self.scores[method], lang, measure, reading) for lang in languages]
         won, total = sum(c[0] for c in counts), sum(c[1] for c in counts)
         return f"{won}/{total}" if total else "-"
 
@@ -72,7 +76,13 @@ class DemoReport:
         """The bottom line: facts that win in the edit language, the languages MPN trained on and the others."""
         columns = ["before", *self.methods]
         edited = [self.wins(m, [self.edit_language], "reliability") for m in columns]
-        rows = [[f"{self.edit_language} (edit language)", *edited]]
+        generated = [self.wins(m, [self.edit_language], "reliability", "gen") for m in columns]
+        stops = [self.wins(m, [self.edit_language], "reliability", "stops") for m in columns]
+        rows = [
+            [f"{self.edit_language} (edit language)", *edited],
+            [f"{self.edit_language}, generated answer exact", *generated],
+            [f"{self.edit_language}, generated answer stops", *stops],
+        ]
         for label, languages in (
             (f"trained by MPN ({' '.join(self.augment_languages)})", self.augment_languages),
             (f"trained by neither ({' '.join(self.unseen_languages)})", self.unseen_languages),
@@ -84,6 +94,7 @@ class DemoReport:
                 if any(cell != "-" for cell in cells):  # a kind no fact has (every target copied, say) is left out
                     rows.append([f"{label}, {kind}", *cells])
         rows.append(["locality", *(_rate(self.scores[m]["average"]["locality"]) for m in columns)])
+        rows.append(["locality, generated", *(_rate(self.scores[m]["average"]["locality_gen"]) for m in columns)])
         rows.append(["s / edit", "", *(f"{self.seconds_per_edit[m]:.1f}" for m in self.methods)])
         return _table(["facts whose new answer wins", *columns], rows)
 
@@ -103,15 +114,45 @@ class DemoReport:
             rows.append([lang, seen, *cells])
         return _table(["language", "seen in editing", *columns], rows)
 
+    def generations(self) -> str:
+        """What the model generates on each fact's edit-language prompt, before and after each method's edit."""
+        columns = ["before", *self.methods]
+        rows = [
+            [case, _cell(target), *(_cell(self.generated[m][case][1]) for m in columns)]
+            for case, (target, _) in self.generated["before"].items()
+        ]
+        return _table(["fact", "new answer", *columns], rows)
+
     def markdown(self) -> str:
         notes = (
             "Wins: facts whose new answer would come out of greedy decoding (the judge's exact match on each "
             f"language's prompt). Outside {self.edit_language}, `translated (copied)`: translated = the target is "
             f"written differently from the {self.edit_language} one; copied = the same string. '-' where a "
             "language has no such fact. Locality: share of the answer tokens of each fact's unrelated question "
-            "whose prediction is unchanged, averaged over languages ('-' before editing: nothing to compare)."
+            "whose prediction is unchanged, averaged over languages ('-' before editing: nothing to compare). "
+            "Generated: greedy decoding; exact = the answer (up to the line break) is the new one; stops = it ends "
+            "within the answer's length + 4 tokens and does not repeat it; locality, generated = the first 16 "
+            "generated tokens of the unrelated question are unchanged."
         )
-        return "\n".join([f"Source: {self.source}", "", self.summary(), "", self.per_language(), "", notes])
+        parts = [f"Source: {self.source}", "", self.summary(), "", self.per_language(), "", notes]
+        if self.generated:
+            parts += ["", "Generated text:", "", self.generations()]
+        return "\n".join(parts)
+
+
+def _cell(text: str) -> str:
+    """Generated text in a table cell: line breaks shown as ⏎, pipes escaped."""
+    return "`" + text.replace("\n", "⏎").replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _generated(rows: Sequence[dict[str, Any]], facts: Sequence[EditRequest]) -> dict[str, tuple[str, str]]:
+    """{fact: (target, generated text)} of the edit-language reliability rows."""
+    texts = {
+        row["case_id"]: row["generated"]["text"]
+        for row in rows
+        if row["probe"] == "reliability" and row["language"] == facts[0].edit_language and "generated" in row
+    }
+    return {str(f.case_id): (str(f.edit.target), texts[str(f.case_id)]) for f in facts if str(f.case_id) in texts}
 
 
 def _rate(value: float | None) -> str:
@@ -192,6 +233,8 @@ def run_demo(
     facts, memory_facts, source = load_demo_facts(data, num_facts)  # before the model: a bad folder fails fast
     torch.manual_seed(seed)
     model, tokenizer = load_model(model_name, progress=progress)
+    template = resolve_prompt_format(None, model)  # the model family's: a base model answers it on one line
+    facts, memory_facts = format_requests(facts, template), format_requests(memory_facts, template)
     edit_language = facts[0].edit_language
     augment = [
         lang
@@ -214,6 +257,7 @@ def run_demo(
     )
     editors = {"T-Patcher": t_patcher, "MPN": mpn}
     report = DemoReport(source, edit_language, augment, list(editors), scores={"before": judge.scores(before)})
+    report.generated["before"] = _generated(before, facts)
     for method, editor in editors.items():
         rows, seconds = [], []
         for request in tqdm(facts, desc=method, disable=not progress):
@@ -223,6 +267,7 @@ def run_demo(
             seconds.append(time.perf_counter() - start)
             rows += judge.rows(editor.model, request)
         report.scores[method] = judge.scores(rows)
+        report.generated[method] = _generated(rows, facts)
         report.seconds_per_edit[method] = sum(seconds) / len(seconds)
     mpn.reset()
     return report

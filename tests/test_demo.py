@@ -72,6 +72,17 @@ def test_the_demo_formats_the_judges_scores(setup):
     assert re.search(r"\| fr \| no \| \d/2 \(-\) \|", text)  # fr translates every one
     locality = [f"{report.scores[m]['average']['locality']:.2f}" for m in report.methods]
     assert f"| locality | - | {locality[0]} | {locality[1]} |" in text
+    # generation: counted in the bottom line, and the text itself shown before and after each method's edit
+    generated = [report.wins(m, ["en"], "reliability", "gen") for m in ["before", *report.methods]]
+    assert f"| en, generated answer exact | {' | '.join(generated)} |" in text
+    assert "| en, generated answer stops |" in text and "| locality, generated | - |" in text
+    assert set(report.generated) == {"before", "T-Patcher", "MPN"}
+    for case, (target, before) in report.generated["before"].items():
+        after = report.generated["MPN"][case][1]
+        assert (
+            f"| {case} | `{target}` | `{before.replace(chr(10), '⏎')}` |" in text
+            and f"`{after.replace(chr(10), '⏎')}`" in text
+        )
 
 
 def test_demo_facts_default_to_the_bundled_sample_and_read_any_benchmark_folder(setup):
