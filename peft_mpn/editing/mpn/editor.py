@@ -257,14 +257,14 @@ class MPNEditor(Editor):
         rows, batch = self._encode_rows(requests)
         with frozen(self.model), torch.no_grad(), self.layer.record_inputs() as recorded:
             correct = self._correct(self._forward(batch, None, None), self._targets(batch, None))
-        plan, skipped = plan_patches(
-            len(requests), rows, correct, self._decision_positions(batch), recorded[0].float(), self.config
-        )
+        h = recorded[0].float()
+        plan, skipped = plan_patches(len(requests), rows, correct, self._decision_positions(batch), h, self.config)
         if not plan:
             d = self.layer.hidden_size
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
         keys, bias, noise, amplifier = init_patches(plan, self.config, self._generator)
-        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped)
+        after = self._after_answer(batch, h, torch.arange(len(rows.request)))
+        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, after)
 
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config
@@ -300,7 +300,7 @@ class MPNEditor(Editor):
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        memory = self._silent_vectors(batch, h, trained_rows)
+        memory = self._silent_vectors(self._after_answer(batch, h, trained_rows))
         best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
@@ -368,13 +368,12 @@ class MPNEditor(Editor):
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
         return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
 
-    def _silent_vectors(self, batch: Any, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
-        """Where this edit's patches must stay silent: the memory bank, plus (`silent_after_answer`) the FFN inputs
-        from the last token of each trained answer on, as the model (without the new patches) continues it."""
-        memory = self.memory.vectors
+    def _after_answer(self, batch: Any, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+        """The FFN inputs from the last token of each trained answer on, as the model (without the new patches)
+        continues it (`silent_after_answer` positions; None when off or for classifiers)."""
         steps = self.config.silent_after_answer
         if not steps or not isinstance(batch, TargetBatch):
-            return memory
+            return None
         after = [h[rows, -1]]  # left-padded: every row's answer ends at the last position
         if steps > 1:
             inputs = batch.model_inputs(rows)
@@ -388,8 +387,14 @@ class MPNEditor(Editor):
                     pad_token_id=self._pad,
                 )
             after += [step[:, -1].float() for step in recorded[1:]]  # each generated token, fed back in
-        ends = torch.cat(after)
-        return ends if memory is None else torch.cat([memory, ends])
+        return torch.cat(after)
+
+    def _silent_vectors(self, extra: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the patches must stay silent: the memory bank, plus `extra` (this edit's after-answer inputs)."""
+        memory = self.memory.vectors
+        if extra is None:
+            return memory
+        return extra if memory is None else torch.cat([memory, extra])
 
     def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
@@ -407,10 +412,15 @@ class MPNEditor(Editor):
         return losses.edit_loss(logits, targets, self.config, reduction)
 
     def patch_losses(
-        self, patches: Sequence[PlannedPatch], keys: torch.Tensor, bias: torch.Tensor
+        self,
+        patches: Sequence[PlannedPatch],
+        keys: torch.Tensor,
+        bias: torch.Tensor,
+        silent: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """T-Patcher's activation and memory losses of each patch ([P] each) against this editor's memory bank."""
-        return losses.patch_losses(patches, keys, bias, self.memory.vectors, self.config)
+        """T-Patcher's activation and memory losses of each patch ([P] each) against this editor's memory bank,
+        plus `silent` (more FFN inputs where the patches must stay silent, e.g. `PatchPlan.after_answer`)."""
+        return losses.patch_losses(patches, keys, bias, self._silent_vectors(silent), self.config)
 
     def trainer_objective(self, requests: Sequence[EditRequest]) -> MPNTrainerObjective:
         """Plan and add patches for `requests`; `EditTrainer` then trains them with T-Patcher's losses."""
