@@ -115,6 +115,16 @@ class MPNEditorConfig(EditorConfig):
             "unrelated text only).",
         },
     )
+    neighbour_negatives: int = field(
+        default=8,
+        metadata={
+            "min": 0,
+            "help": "Neighbour questions per trained version: the edited prompt with its subject replaced by this "
+            "many other subjects (from the unrelated facts given with add_unrelated_from_requests, and from earlier "
+            "edits), on which the patches must stay silent, so an edit keys on its fact and not on the relation's "
+            "wording; 0: off (Transformer-Patcher's original). Needs the requests' subject field.",
+        },
+    )
     # speed
     prefix_cache: bool = field(
         default=True,

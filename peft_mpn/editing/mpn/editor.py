@@ -31,6 +31,7 @@ from ..prefix import PrefixCache, capture_ffn_inputs
 from . import losses
 from .config import MPNEditorConfig
 from .memory import MemoryBank
+from .neighbours import SubjectPool, neighbour_prompts
 from .objective import MPNTrainerObjective
 from .planning import EditRows, PatchPlan, PlannedPatch, init_patches, plan_patches, sample_rows
 
@@ -99,6 +100,7 @@ class MPNEditor(Editor):
         self.is_classifier = type(base).__name__.endswith("ForSequenceClassification")
         self.is_encoder = ffn_spec(base).encoder
         self.memory = memory if memory is not None else MemoryBank(self.config.memory_size, self.config.seed)
+        self.subjects = SubjectPool()
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._keeps_logits = takes_logits_to_keep(base)
         self._pad = pad_token_id(tokenizer)
@@ -126,6 +128,12 @@ class MPNEditor(Editor):
                 h = capture_ffn_inputs(self.model, self.layer, inputs)
             self.memory.add_unrelated(self._memory_positions(h, inputs["attention_mask"]))
 
+    def add_unrelated_from_requests(self, requests: Iterable[EditRequest]) -> None:
+        """Use the locality prompts of `requests` as unrelated text, and their subjects for neighbour questions."""
+        requests = list(requests)
+        super().add_unrelated_from_requests(requests)
+        self.subjects.add_unrelated(requests)
+
     def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
         inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -149,6 +157,7 @@ class MPNEditor(Editor):
         """Remove every patch this adapter holds and forget past edits' inputs: back to the base model."""
         self.tuner.clear_patches(self.adapter_name)
         self.memory.clear_edits()
+        self.subjects.clear_edits()
 
     # -- editing ---------------------------------------------------------------------------------------------
     def _progress_postfix(self) -> dict[str, Any]:
@@ -263,8 +272,12 @@ class MPNEditor(Editor):
             d = self.layer.hidden_size
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
         keys, bias, noise, amplifier = init_patches(plan, self.config, self._generator)
-        after = self._after_answer(batch, h, torch.arange(len(rows.request)))
-        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, after)
+        every = torch.arange(len(rows.request))
+        extra = [
+            t for t in (self._after_answer(batch, h, every), self._neighbours(requests, rows, every)) if t is not None
+        ]
+        silent = torch.cat(extra) if extra else None
+        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, silent)
 
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config
@@ -300,7 +313,9 @@ class MPNEditor(Editor):
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        memory = self._silent_vectors(self._after_answer(batch, h, trained_rows))
+        memory = self._silent_vectors(
+            self._after_answer(batch, h, trained_rows), self._neighbours(requests, rows, trained_rows)
+        )
         best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
@@ -365,6 +380,7 @@ class MPNEditor(Editor):
         ]
         if config.add_edits_to_memory:
             self.memory.add_edit(self._edit_memory(batch, h))
+        self.subjects.add_edits(requests)  # later edits keep silent on this fact's questions
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
         return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
 
@@ -389,12 +405,29 @@ class MPNEditor(Editor):
             after += [step[:, -1].float() for step in recorded[1:]]  # each generated token, fed back in
         return torch.cat(after)
 
-    def _silent_vectors(self, extra: torch.Tensor | None) -> torch.Tensor | None:
-        """Where the patches must stay silent: the memory bank, plus `extra` (this edit's after-answer inputs)."""
-        memory = self.memory.vectors
-        if extra is None:
-            return memory
-        return extra if memory is None else torch.cat([memory, extra])
+    def _neighbours(self, requests: list[EditRequest], rows: EditRows, trained: torch.Tensor) -> torch.Tensor | None:
+        """The FFN inputs where neighbour questions (the trained prompts about other subjects) are answered."""
+        if self.is_classifier or not self.config.neighbour_negatives:
+            return None
+        texts = []
+        for r in trained.tolist():
+            view = requests[rows.request[r]].views[rows.language[r]]
+            candidates = self.subjects.subjects(rows.language[r])
+            texts += neighbour_prompts(
+                view.prompt, view.subject, candidates, self.config.neighbour_negatives, self._generator
+            )
+        if not texts:
+            return None
+        inputs = self._encode_texts(texts)
+        with frozen(self.model):
+            h = capture_ffn_inputs(self.model, self.layer, inputs)
+        return h[torch.arange(len(h)), self._decision_index(inputs["attention_mask"])].float()
+
+    def _silent_vectors(self, *extra: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the patches must stay silent: the memory bank, plus `extra` (this edit's after-answer inputs and
+        neighbour questions)."""
+        parts = [t for t in (self.memory.vectors, *extra) if t is not None]
+        return torch.cat(parts) if parts else None
 
     def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
@@ -419,7 +452,7 @@ class MPNEditor(Editor):
         silent: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, float]:
         """T-Patcher's activation and memory losses of each patch ([P] each) against this editor's memory bank,
-        plus `silent` (more FFN inputs where the patches must stay silent, e.g. `PatchPlan.after_answer`)."""
+        plus `silent` (more FFN inputs where the patches must stay silent, e.g. `PatchPlan.silent`)."""
         return losses.patch_losses(patches, keys, bias, self._silent_vectors(silent), self.config)
 
     def trainer_objective(self, requests: Sequence[EditRequest]) -> MPNTrainerObjective:

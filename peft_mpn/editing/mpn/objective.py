@@ -72,7 +72,7 @@ class MPNTrainerObjective:
         keys, bias, _ = self.tensors
         patches = [self.plan.patches[int(p)] for p in selected]
         rows = selected + self.first
-        activation, memory, _ = self.editor.patch_losses(patches, keys[rows], bias[rows], self.plan.after_answer)
+        activation, memory, _ = self.editor.patch_losses(patches, keys[rows], bias[rows], self.plan.silent)
         tokens = (targets != -100).sum(-1)
         owners = self.patch_requests[selected]
         case_tokens = torch.stack([tokens[cases == owner].sum() for owner in owners.tolist()]).to(activation)

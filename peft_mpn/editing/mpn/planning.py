@@ -39,14 +39,15 @@ class PatchPlan:
 
     `initial` holds their initial tensors (keys from the edit's FFN inputs, zero bias, values `z ⊙ a`);
     `requests[p]` is the index of the request patch `p` serves; `skipped` lists the requests the model
-    already gets right in every trained language (they get no patch); `after_answer` holds the FFN inputs after
-    each trained answer where the patches must stay silent (`silent_after_answer`; None when off).
+    already gets right in every trained language (they get no patch); `silent` holds this edit's FFN inputs where
+    the patches must stay silent besides the memory bank: after each trained answer (`silent_after_answer`) and
+    on neighbour questions (`neighbour_negatives`); None when there are none.
     """
 
     patches: list[PlannedPatch]
     initial: PatchSet
     skipped: list[int]
-    after_answer: torch.Tensor | None = None
+    silent: torch.Tensor | None = None
 
     @property
     def requests(self) -> list[int]:

@@ -1,0 +1,69 @@
+"""Neighbour questions: the edited question asked about other subjects, where a patch must stay silent.
+
+A patch keyed on the relation's wording ("For which team did X play?") also fires on the same question about
+another subject ("For which team did Y play?") and changes its answer. Transformer-Patcher's memory bank rarely
+holds such questions, so nothing in training stops that. `SubjectPool` collects subjects per language (from the
+unrelated facts an editor is given and from earlier edits); `neighbour_prompts` puts other subjects into each
+trained prompt in place of its own, and the editor keeps the patches silent where those prompts ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from ...data.requests import EditRequest
+
+
+class SubjectPool:
+    """Subjects per language, from unrelated facts (kept) and from edits (forgotten by `clear_edits`)."""
+
+    def __init__(self) -> None:
+        self._unrelated: dict[str, list[str]] = {}
+        self._edits: dict[str, list[str]] = {}
+
+    @staticmethod
+    def _add(pool: dict[str, list[str]], requests: Iterable[EditRequest]) -> None:
+        for request in requests:
+            for language, view in request.views.items():
+                subject = (view.subject or "").strip()
+                if subject and subject not in pool.setdefault(language, []):
+                    pool[language].append(subject)
+
+    def add_unrelated(self, requests: Iterable[EditRequest]) -> None:
+        self._add(self._unrelated, requests)
+
+    def add_edits(self, requests: Iterable[EditRequest]) -> None:
+        self._add(self._edits, requests)
+
+    def clear_edits(self) -> None:
+        self._edits = {}
+
+    def subjects(self, language: str) -> list[str]:
+        """Every known subject in `language`, unrelated facts' first."""
+        return list(dict.fromkeys([*self._unrelated.get(language, []), *self._edits.get(language, [])]))
+
+    def __len__(self) -> int:
+        return sum(len(self.subjects(language)) for language in {*self._unrelated, *self._edits})
+
+
+def neighbour_prompts(
+    prompt: str, subject: str | None, candidates: Sequence[str], count: int, generator: torch.Generator
+) -> list[str]:
+    """`prompt` with `subject` replaced by up to `count` other subjects drawn from `candidates` (seeded).
+
+    Nothing when the prompt does not contain its subject (e.g. a translated subject written differently), and no
+    candidate that is the subject itself or already appears in the prompt.
+    """
+    subject = (subject or "").strip()
+    if not subject or subject not in prompt or count < 1:
+        return []
+    others = [other for other in candidates if other != subject and other not in prompt and subject not in other]
+    if not others:
+        return []
+    picks = torch.randperm(len(others), generator=generator)[:count].tolist()
+    return [prompt.replace(subject, others[i]) for i in picks]
+
+
+__all__ = ["SubjectPool", "neighbour_prompts"]

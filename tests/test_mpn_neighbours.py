@@ -1,0 +1,65 @@
+"""Neighbour questions: an MPN edit keys on its fact, not on the relation's wording."""
+
+from __future__ import annotations
+
+import torch
+from tiny import make_tokenizer, tiny_model
+
+from peft_mpn import EditRequest
+from peft_mpn.editing import MPNEditor
+from peft_mpn.editing.mpn.config import MPNEditorConfig
+from peft_mpn.editing.mpn.neighbours import SubjectPool, neighbour_prompts
+from peft_mpn.metrics import score_targets
+
+
+def capital(country: str, city: str) -> EditRequest:
+    return EditRequest.single(
+        f"the capital of {country} is",
+        city,
+        subject=country,
+        locality_prompt="a cat sat on the",
+        locality_answer="mat",
+        case_id=country,
+    )
+
+
+def neighbour_answers(model, tokenizer) -> list[tuple[int, ...]]:
+    pairs = [(f"the capital of {country} is", "paris") for country in ("germany", "italy")]
+    return [score.predicted for score in score_targets(model, tokenizer, pairs)]
+
+
+def edit_france(neighbour_negatives: int) -> tuple[list, list, MPNEditor]:
+    tokenizer = make_tokenizer()
+    model = tiny_model("llama", seed=1)
+    before = neighbour_answers(model, tokenizer)
+    config = MPNEditorConfig(neighbour_negatives=neighbour_negatives, augment_languages=[])
+    editor = MPNEditor(model, tokenizer, config, progress=False)
+    editor.add_unrelated_from_requests([capital("germany", "berlin"), capital("italy", "rome")])
+    assert editor.edit(capital("france", "lyon")).success
+    return before, neighbour_answers(editor.model, tokenizer), editor
+
+
+def test_without_neighbours_the_patch_fires_on_the_same_question_about_other_subjects():
+    before, after, _ = edit_france(neighbour_negatives=0)
+    assert before != after  # Transformer-Patcher's training: "the capital of germany is" changes too
+
+
+def test_neighbour_questions_keep_the_other_subjects_answers():
+    before, after, editor = edit_france(neighbour_negatives=8)
+    assert before == after
+    assert editor.subjects.subjects("en") == ["germany", "italy", "france"]  # the edit's subject joins the pool
+    editor.reset()
+    assert editor.subjects.subjects("en") == ["germany", "italy"]
+
+
+def test_neighbour_prompts_replace_the_subject_with_others():
+    generator = torch.Generator().manual_seed(0)
+    prompts = neighbour_prompts("Where was Ada Lovelace born?", "Ada Lovelace", ["Alan Turing", "Ada"], 5, generator)
+    assert prompts == ["Where was Alan Turing born?"]  # "Ada" is part of the subject: not a neighbour
+    assert neighbour_prompts("Where was she born?", "Ada Lovelace", ["Alan Turing"], 5, generator) == []
+    assert neighbour_prompts("Where was Ada born?", None, ["Alan Turing"], 5, generator) == []
+    assert len(neighbour_prompts("x is y", "x", [f"s{i}" for i in range(20)], 3, generator)) == 3
+    pool = SubjectPool()
+    pool.add_unrelated([capital("germany", "berlin")])
+    pool.add_edits([capital("france", "lyon"), capital("germany", "rome")])
+    assert pool.subjects("en") == ["germany", "france"] and len(pool) == 2
