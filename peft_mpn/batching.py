@@ -44,10 +44,17 @@ def join_target(prompt: str, target: str) -> str:
 def encode_target(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) -> TargetEncoding:
     prompt_ids = tokenizer(prompt)["input_ids"]
     target_ids = tokenizer(join_target(prompt, target), add_special_tokens=False)["input_ids"]
-    if not target_ids:
-        raise EditRequestError(f"The target {target!r} encodes to no tokens; give a non-empty answer.")
-    if not prompt_ids:
-        raise EditRequestError(f"The prompt {prompt!r} encodes to no tokens.")
+    meaningless = set(tokenizer.all_special_ids)  # <bos>, <pad>, <unk>...: no text the model could key on
+    if not target_ids or set(target_ids) <= meaningless:
+        raise EditRequestError(
+            f"The target {target!r} encodes to no text tokens (only {tokenizer.convert_ids_to_tokens(target_ids)}); "
+            "give an answer written in characters the tokenizer knows."
+        )
+    if not prompt_ids or set(prompt_ids) <= meaningless:
+        raise EditRequestError(
+            f"The prompt {prompt!r} encodes to special tokens only ({tokenizer.convert_ids_to_tokens(prompt_ids)}); "
+            "a patch would attach to them and fire on every input. Give a prompt with text the tokenizer knows."
+        )
     return TargetEncoding(tuple(prompt_ids) + tuple(target_ids), len(prompt_ids))
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from peft import PeftModel
 from transformers import PreTrainedModel
 
+from .hub.manifest import check_revision
+
 
 def from_pretrained(
     model: PreTrainedModel,
@@ -21,4 +23,5 @@ def from_pretrained(
     Importing this module has registered the plugin's PEFT types, so this works in a process that never wrote
     ``import peft_mpn`` itself.
     """
+    check_revision(kwargs.get("revision"))
     return PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs)

@@ -200,6 +200,23 @@ def test_compose_two_mpn_adapters_holds_both_edits(adapters, tmp_path):
     ]
 
 
+def test_compose_refuses_the_same_source_twice(adapters):
+    root = adapters["root"]
+    # the same folder under two spellings: its patches would be added twice and double its effect
+    with pytest.raises(AdapterCompositionError, match="same adapter as"):
+        compose_adapters(base_model(), [root / "france", root / "river", root / "river" / ".." / "france"])
+
+
+@pytest.mark.parametrize("revision", ["../../outside", "/etc/passwd", "a//b", "a\\..\\b", ""])
+def test_path_like_revisions_are_refused_before_any_hub_call(adapters, revision):
+    with pytest.raises(ValueError, match="revision|Revision"):
+        list_edits("someone/some-edit", revision=revision)
+    with pytest.raises(ValueError, match="revision|Revision"):
+        peft_mpn.from_pretrained(base_model(), "someone/some-edit", revision=revision)
+    with pytest.raises(ValueError, match="revision|Revision"):
+        compose_adapters(base_model(), [adapters["root"] / "france"], revision=revision)
+
+
 def test_compose_warns_about_a_source_without_manifest(adapters, tmp_path):
     root = adapters["root"]
     bare = tmp_path / "bare"

@@ -244,3 +244,39 @@ def test_per_language_patches_give_translated_targets_their_own_neurons():
     assert next_token(own.model, own.tokenizer, "die hauptstadt von frankreich ist") == "berlin"
     with pytest.raises(ValueError, match="patch_plan"):
         MPNEditorConfig(patch_plan="everywhere")
+
+
+# -- bad input: one clear sentence --------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [None, {}, {"prompt": "the capital of france is", "target": "lyon"}, "lyon"])
+def test_edit_refuses_what_is_not_an_edit_request(bad):
+    editor = MPNEditor(tiny_model("llama"), make_tokenizer(), MPNEditorConfig(augment_languages=[]), progress=False)
+    with pytest.raises(EditRequestError, match="takes an EditRequest"):
+        editor.edit(bad)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "target", "match"),
+    [
+        ("<bos>", "lyon", "special tokens only"),  # the patch would attach to <bos> and fire on every input
+        ("zzzz qqqq", "lyon", "special tokens only"),  # unknown words: <unk> only
+        ("the capital of france is", "\u200b\u200b", "no text tokens"),  # zero-width characters
+        ("the capital of france is", "xyzzy", "no text tokens"),  # unknown to the tokenizer
+    ],
+)
+def test_prompts_and_targets_without_text_tokens_are_refused(prompt, target, match):
+    editor = MPNEditor(tiny_model("llama"), make_tokenizer(), MPNEditorConfig(augment_languages=[]), progress=False)
+    with pytest.raises(EditRequestError, match=match):
+        editor.edit(EditRequest.single(prompt, target))
+    assert editor.tuner.num_patches(editor.adapter_name) == 0
+
+
+def test_a_mistyped_augmentation_language_is_named_in_a_warning(caplog):
+    editor = MPNEditor(
+        tiny_model("llama"), make_tokenizer(), MPNEditorConfig(augment_languages=["ge"]), progress=False
+    )
+    request = EditRequest.single(
+        "the capital of france is", "lyon", parallel={"de": ("die hauptstadt von frankreich ist", "lyon")}
+    )
+    with caplog.at_level("WARNING"):
+        assert editor.training_languages(request) == ["en"]
+    assert "no version in ['ge']" in caplog.text and "'de'" in caplog.text

@@ -77,9 +77,7 @@ def bench(
         requests = [EditRequest(views=r.views, edit_language=edit_language, case_id=r.case_id) for r in requests]
     if augment_languages is None:
         available = requests[0].languages if requests else []
-        augment_languages = (
-            [lang for lang in DEFAULT_AUGMENT if lang in available] if spec.augments_by_default else []
-        )
+        augment_languages = [lang for lang in DEFAULT_AUGMENT if lang in available] if spec.augments_by_default else []
 
     model, tokenizer = models.load_model(model_name, progress=progress)
     started = time.time()

@@ -9,6 +9,7 @@ Nothing outside the registry switches on a method's name.
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +20,9 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from ..data.requests import EditRequest
+from ..data.requests import EditRequest, EditRequestError, FactView
+
+logger = logging.getLogger(__name__)
 
 EditStatus = Literal["edited", "skipped", "unfixed", "collided"]
 
@@ -162,7 +165,7 @@ class Editor(ABC):
 
     def edit(self, request: EditRequest) -> EditResult:
         """Make one request hold (skipped when the model already gets every trained version right)."""
-        return self.edit_batch([request])
+        return self.edit_batch([check_request(request)])
 
     def edit_stream(self, requests: Iterable[EditRequest]) -> list[EditResult]:
         """Sequential editing: each request in turn, on top of the edits before it."""
@@ -180,6 +183,27 @@ class Editor(ABC):
     def training_languages(self, request: EditRequest) -> list[str]:
         """The languages whose versions of `request` an edit trains on (the edit language first)."""
         return [request.edit_language]
+
+    def augmentation_versions(self, request: EditRequest, languages: Sequence[str] | None) -> dict[str, FactView]:
+        """`request`'s parallel versions in `languages` (None: all of them).
+
+        A language the request lacks is left out with a warning (once per language and editor) that names it, so
+        a typo (`"ge"` for `"de"`) does not silently train the edit language alone.
+        """
+        if languages is not None:
+            missing = [lang for lang in dict.fromkeys(languages) if lang not in request.views]
+            warned = self.__dict__.setdefault("_warned_languages", set())
+            if new := [lang for lang in missing if lang not in warned]:
+                warned.update(new)
+                logger.warning(
+                    "Request %r has no version in %s (it has %s): trained without %s. Check the language codes "
+                    "in augment_languages (this is said once per language).",
+                    request.case_id,
+                    new,
+                    request.languages,
+                    "it" if len(new) == 1 else "them",
+                )
+        return request.parallel(languages)
 
     def add_unrelated_texts(self, texts: Iterable[str] | Any) -> None:
         """Unrelated text the edit must leave alone (strings, or a `datasets.Dataset` with a `text` column)."""
@@ -201,6 +225,20 @@ class Editor(ABC):
         )
 
 
+def check_request(request: Any) -> EditRequest:
+    """`request` if it is an `EditRequest`; a clear error naming the fix otherwise."""
+    if isinstance(request, EditRequest):
+        return request
+    if isinstance(request, dict):
+        raise EditRequestError(
+            "edit() takes an EditRequest, got a dict: build it with EditRequest.from_dict(record) (or "
+            "EditRequest.single(prompt, target))."
+        )
+    raise EditRequestError(
+        f"edit() takes an EditRequest, got {type(request).__name__}: build one with EditRequest.single(prompt, target)"
+    )
+
+
 def unrelated_strings(texts: Iterable[str] | Any) -> list[str]:
     """The non-empty strings of `texts` (a `datasets.Dataset` gives its `text` column)."""
     if hasattr(texts, "column_names"):
@@ -210,4 +248,12 @@ def unrelated_strings(texts: Iterable[str] | Any) -> list[str]:
     return [t for t in texts if isinstance(t, str) and t.strip()]
 
 
-__all__ = ["EditResult", "EditStatus", "Editor", "EditorConfig", "TrainerObjective", "unrelated_strings"]
+__all__ = [
+    "EditResult",
+    "EditStatus",
+    "Editor",
+    "EditorConfig",
+    "TrainerObjective",
+    "check_request",
+    "unrelated_strings",
+]

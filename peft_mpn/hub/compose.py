@@ -5,22 +5,29 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from peft import PeftConfig, PeftModel
 from transformers import PreTrainedModel
 
 from ..tuners import AdapterCompositionError, FFNBlockConfig, NeuronCollisionError
-from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, list_edits
+from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, check_revision, list_edits
 
 
 def _revisions(sources: Sequence[Any], revision: str | Sequence[str | None] | None) -> list[str | None]:
-    if revision is None or isinstance(revision, str):
-        return [revision] * len(sources)
-    revisions = list(revision)
+    revisions = [revision] * len(sources) if revision is None or isinstance(revision, str) else list(revision)
     if len(revisions) != len(sources):
         raise AdapterCompositionError(f"Got {len(revisions)} revisions for {len(sources)} sources; give one each.")
+    for rev in revisions:
+        check_revision(rev)
     return revisions
+
+
+def _source_key(source: Any, revision: str | None) -> tuple[str, str | None]:
+    """What identifies a source: its resolved folder, or its repo id and revision."""
+    path = Path(source).expanduser()
+    return (str(path.resolve()), None) if path.exists() else (str(source), revision or "main")
 
 
 def _describe(source: Any, revision: str | None) -> str:
@@ -88,6 +95,14 @@ def compose_adapters(
         raise AdapterCompositionError("No sources to compose; give at least one adapter folder or repo id.")
     revisions = _revisions(sources, revision)
     names = [_describe(source, rev) for source, rev in zip(sources, revisions)]
+    seen: dict[tuple[str, str | None], str] = {}
+    for name, key in zip(names, (_source_key(source, rev) for source, rev in zip(sources, revisions))):
+        if key in seen:
+            raise AdapterCompositionError(
+                f"{name} is the same adapter as {seen[key]}: composing it twice would add its patches twice and "
+                "double its effect. Give each source once."
+            )
+        seen[key] = name
     configs = [
         PeftConfig.from_pretrained(str(source), revision=rev, token=token) for source, rev in zip(sources, revisions)
     ]

@@ -145,6 +145,25 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     return list(manifest["edits"])
 
 
+def check_revision(revision: str | None) -> str | None:
+    """`revision` if it can name a branch, tag or commit; a clear error for a path-like one.
+
+    The Hub client writes a ref file named after the revision under its cache; `../` in a revision would put it
+    outside the cache.
+    """
+    if revision is None:
+        return None
+    if not isinstance(revision, str) or not revision.strip():
+        raise ValueError(f"A revision is a branch, tag or commit name, got {revision!r}.")
+    parts = revision.replace("\\", "/").split("/")
+    if revision.startswith(("/", "\\")) or ".." in parts or "" in parts or "\\" in revision:
+        raise ValueError(
+            f"Revision {revision!r} looks like a path ('..', a leading or doubled '/', or a backslash); give a "
+            "branch, tag or commit name such as 'main', 'v1' or 'refs/pr/1'."
+        )
+    return revision
+
+
 def list_edits(
     path_or_repo_id: str | os.PathLike, revision: str | None = None, *, token: str | bool | None = None
 ) -> list[dict[str, Any]]:
@@ -158,6 +177,7 @@ def list_edits(
         revision: the branch, tag or commit of a Hub repo (default: `main`).
         token: Hub token for private repos (default: the logged-in one).
     """
+    check_revision(revision)
     if Path(path_or_repo_id).exists():
         return read_edit_manifest(path_or_repo_id)
     try:

@@ -19,6 +19,7 @@ from .manifest import (
     MANIFEST_NAME,
     EditLike,
     EditManifestError,
+    check_revision,
     edit_records,
     read_edit_manifest,
     write_edit_manifest,
@@ -136,6 +137,7 @@ def push_edit_to_hub(
 
     api = HfApi(library_name="peft-mpn", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, token=token).repo_id
+    check_revision(revision)
     if revision is not None and revision != "main" and not create_pr:
         api.create_branch(repo_id, branch=revision, exist_ok=True, token=token)
     with tempfile.TemporaryDirectory(prefix="peft-mpn-push-") as temporary:

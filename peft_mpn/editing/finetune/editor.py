@@ -127,10 +127,11 @@ class FTEditor(Editor):
         """Fine-tune on several requests at once (one batch, one constraint ball)."""
         check_generation_requests(requests, "FT-L/FT-M")
         start = time.perf_counter()
+        augment = self.config.augment_languages
         rows = [
             (language, request.views[language])
             for request in requests
-            for language in [request.edit_language, *request.parallel(self.config.augment_languages)]
+            for language in [request.edit_language, *self.augmentation_versions(request, augment)]
         ]
         languages = list(dict.fromkeys(language for language, _ in rows))
         batch = collate_targets([encode_target(self.tokenizer, v.prompt, v.target) for _, v in rows], self._pad)

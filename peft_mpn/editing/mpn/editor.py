@@ -185,8 +185,7 @@ class MPNEditor(Editor):
         allowed = self.config.augment_languages
         if allowed == [] or self.config.samples_per_step == 0:
             return [request.edit_language]
-        parallel = request.parallel(allowed)
-        return [request.edit_language, *parallel]
+        return [request.edit_language, *self.augmentation_versions(request, allowed)]
 
     def _encode_rows(self, requests: list[EditRequest]) -> tuple[EditRows, Any]:
         rows = EditRows([], [], [])
