@@ -26,6 +26,7 @@ from peft_mpn.hub import (
     EditManifestNotFoundError,
     compose_adapters,
     list_edits,
+    render_edit_card,
     render_metric_table,
     save_edit,
     write_edit_manifest,
@@ -124,6 +125,20 @@ def test_card_has_front_matter_metric_table_and_loading_snippet(adapters):
     assert f"| en (edit) | {metrics['reliability']:.3f} | – | {metrics['locality']:.3f} | – |" in text
     assert "- **Facts edited:** 1" in text and "| france | en | the capital of france is | lyon |" in text
     assert "import peft_mpn" in text and 'PeftModel.from_pretrained(base, "path/to/this/adapter")' in text
+
+
+def test_card_shows_record_text_literally():
+    hostile = {
+        "case_id": "x",
+        "edit_language": "en",
+        "prompt": "# Owned\n## [click](http://evil.example) <img src=x onerror=alert(1)> | broken",
+        "target": "<script>alert(1)</script>",
+    }
+    body = str(render_edit_card(method="mpn", edits=[hostile])).split("---", 2)[2]
+    assert not [line for line in body.splitlines() if line.startswith("#") and "Owned" in line]
+    assert "<script>" not in body and "<img" not in body and "](http" not in body
+    (row,) = [line for line in body.splitlines() if line.startswith("| x |")]
+    assert row.count(" | ") == 3  # the pipe in the prompt does not add a column
 
 
 def test_metric_table_needs_the_metric_result():

@@ -13,6 +13,20 @@ CARD_TAGS = ("peft-mpn", "knowledge-editing", "cross-lingual")
 METRIC_COLUMNS = ("reliability", "generality", "locality", "portability")
 
 
+def markdown_cell(text: Any) -> str:
+    """`text` as literal text in a Markdown table cell: no heading, link, image, HTML, emphasis or line break.
+
+    Manifest records are user data (a prompt can hold `<script>`, `](http://…)` or a new line); the card shows
+    them, it does not render them.
+    """
+    value = " ".join(str(text).split())  # no line breaks: they would end the table row
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join("\\" + char if char in _MARKDOWN_SPECIALS else char for char in value)
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-!|~")
+
+
 def _number(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -91,8 +105,8 @@ def render_edit_card(
     ]
     shown = 50
     for record in edits[:shown]:
-        prompt = str(record["prompt"]).replace("|", "\\|")
-        lines.append(f"| {record.get('case_id') or ''} | {record['edit_language']} | {prompt} | {record['target']} |")
+        cells = [record.get("case_id") or "", record["edit_language"], record["prompt"], record["target"]]
+        lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
     if len(edits) > shown:
         lines.append(f"| … | | {len(edits) - shown} more in `{MANIFEST_NAME}` | |")
     if metrics:
