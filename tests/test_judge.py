@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 from tiny import make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
 from peft_mpn.metrics import Judge, exact_matches, score_targets
+from peft_mpn.metrics.judge import model_fingerprint
 
 
 def fact(case_id: str, country: str, capital: str, locality: tuple[str, str], language: str = "en") -> EditRequest:
@@ -72,6 +76,39 @@ def test_cached_reference_returns_identical_rows(model_and_tokenizer, tmp_path):
     other = tiny_model("llama", seed=1)  # other weights: their own entries
     Judge(tokenizer, cache=tmp_path / "cache").reference(other, FACTS)
     assert len(list((tmp_path / "cache").iterdir())) == 2 * len(FACTS)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda entry: {**entry, "rows": entry["rows"][1:]},  # a row short: the case would lose a probe
+        lambda entry: {
+            **entry,
+            "rows": [{k: v for k, v in row.items() if k != "predictions"} for row in entry["rows"]],
+        },
+        lambda entry: {key: value for key, value in entry.items() if key != "generation"},  # an older format
+        None,  # truncated mid-write by another process
+    ],
+)
+def test_a_damaged_cache_entry_is_judged_again(model_and_tokenizer, tmp_path, damage, caplog):
+    model, tokenizer = model_and_tokenizer
+    rows = Judge(tokenizer, cache=tmp_path).reference(model, FACTS[:1])
+    (path,) = tmp_path.iterdir()
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2] if damage is None else json.dumps(damage(json.loads(text))))
+    with caplog.at_level("WARNING"):
+        assert Judge(tokenizer, cache=tmp_path).reference(model, FACTS[:1]) == rows
+    assert "not usable" in caplog.text and str(path) in caplog.text
+    assert json.loads(path.read_text())["rows"] == rows  # rewritten whole
+
+
+def test_the_cache_tells_apart_models_that_differ_in_any_tensor(model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    twin = tiny_model("llama")
+    assert model_fingerprint(twin) == model_fingerprint(model)
+    with torch.no_grad():
+        twin.model.layers[1].mlp.down_proj.weight[3, 5] += 0.01  # one weight of a middle layer
+    assert model_fingerprint(twin) != model_fingerprint(model)
 
 
 def test_mixed_edit_languages_are_refused(model_and_tokenizer):
