@@ -280,3 +280,20 @@ def test_a_mistyped_augmentation_language_is_named_in_a_warning(caplog):
     with caplog.at_level("WARNING"):
         assert editor.training_languages(request) == ["en"]
     assert "no version in ['ge']" in caplog.text and "'de'" in caplog.text
+
+
+def test_an_edit_that_does_not_hold_is_rolled_back_and_the_adapter_is_unchanged():
+    tokenizer = make_tokenizer()
+    editor = MPNEditor(tiny_model("llama"), tokenizer, MPNEditorConfig(augment_languages=[]), progress=False)
+    assert editor.edit(EditRequest.single("the capital of france is", "lyon")).success  # an earlier edit
+    before = {name: tensor.clone() for name, tensor in editor.model.state_dict().items()}
+    editor.config.max_steps = 1  # too few steps for the next edit to hold
+    result = editor.edit(EditRequest.single("who wrote hamlet", "rome"))
+    assert result.status == "unfixed" and result.patches_added == 0
+    after = editor.model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[name], before[name]) for name in before)
+
+    editor.config.keep_unfixed = True
+    kept = editor.edit(EditRequest.single("who wrote hamlet", "rome"))
+    assert kept.status == "unfixed" and kept.patches_added > 0
+    assert editor.tuner.num_patches(editor.adapter_name) > 1

@@ -105,6 +105,14 @@ class MPNEditorConfig(EditorConfig):
     add_edits_to_memory: bool = field(
         default=True, metadata={"help": "Append each edit's FFN inputs to the memory so later patches stay silent."}
     )
+    keep_unfixed: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the patches of an edit that does not hold in its edit language when the step budget runs "
+            "out; False (default): roll it back, so the adapter is exactly as before and the result says "
+            "'unfixed'. An edit that holds in the edit language but not in every augmentation language is kept.",
+        },
+    )
     silent_after_answer: int = field(
         default=4,
         metadata={

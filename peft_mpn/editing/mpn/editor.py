@@ -366,8 +366,8 @@ class MPNEditor(Editor):
                     loss_values,
                 )
                 return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], loss_values)
-            self.tuner.add_patches(self.layer_name, final, self.adapter_name)
-            correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
+            with self.layer.extra_patches(self.adapter_name, final):
+                correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
         fixed_languages = [
             lang
             for lang in languages
@@ -377,6 +377,17 @@ class MPNEditor(Editor):
                 if rows.language[r] == lang and rows.request[r] in active
             )
         ]
+        edit_languages = {requests[i].edit_language for i in active}
+        if not config.keep_unfixed and not edit_languages <= set(fixed_languages):
+            logger.warning(
+                "Edit %s does not hold in its edit language after %d steps: rolled back (no patch added; "
+                "keep_unfixed=True keeps such patches).",
+                case_ids,
+                step,
+            )
+            return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, fixed_languages, loss_values)
+        with torch.no_grad():
+            self.tuner.add_patches(self.layer_name, final, self.adapter_name)
         if config.add_edits_to_memory:
             self.memory.add_edit(self._edit_memory(batch, h))
         self.subjects.add_edits(requests)  # later edits keep silent on this fact's questions
