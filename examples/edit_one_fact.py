@@ -70,7 +70,7 @@ def main() -> None:
             language,
             language_role(request, language, augment),
             "-" if language == request.edit_language else ("copied" if is_copied(request, language) else "translated"),
-            view.target,
+            view.target.strip(),  # the prompt format may end answers with a line break
             mark(before[language]),
             mark(after[language]),
             mark(reloaded[language]),
@@ -79,7 +79,7 @@ def main() -> None:
         ]
         for language, view in request.views.items()
     ]
-    print(f"\nSource: {source}, case {request.case_id}: {request.edit.prompt!r} -> {request.edit.target!r}")
+    print(f"\nSource: {source}, case {request.case_id}: {request.edit.prompt!r} -> {request.edit.target.strip()!r}")
     print(f"Edit: {result.status} in {result.steps} steps, {result.patches_added} patch(es), {result.seconds:.1f} s")
     header = ["language", "in editing", "kind", "new answer", "before", "after", "reloaded", "generated before"]
     print(markdown_table([*header, "generated after"], rows))

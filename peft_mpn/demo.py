@@ -152,7 +152,9 @@ def _generated(rows: Sequence[dict[str, Any]], facts: Sequence[EditRequest]) -> 
         for row in rows
         if row["probe"] == "reliability" and row["language"] == facts[0].edit_language and "generated" in row
     }
-    return {str(f.case_id): (str(f.edit.target), texts[str(f.case_id)]) for f in facts if str(f.case_id) in texts}
+    return {
+        str(f.case_id): (str(f.edit.target).strip(), texts[str(f.case_id)]) for f in facts if str(f.case_id) in texts
+    }
 
 
 def _rate(value: float | None) -> str:

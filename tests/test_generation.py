@@ -167,7 +167,8 @@ def test_prompt_formats_apply_to_every_prompt_and_refuse_bad_templates():
     (request,) = format_requests([fact()], PROMPT_FORMATS["qa"])
     assert request.edit.prompt == "Q: the capital of france is\nA:"
     assert request.views["de"].locality_prompt == "Q: the sun shines over\nA:"
-    assert request.edit.target == "lyon" and request.edit.locality_answer == "mat"
+    assert request.edit.target == "lyon\n"  # the format ends an answer with a line break: the edit learns it
+    assert request.edit.locality_answer == "mat"  # judged by agreement with the unedited model: unchanged
     assert resolve_prompt_format("raw") == "{prompt}"
     assert resolve_prompt_format(None, tiny_model("llama")) == PROMPT_FORMATS["qa-2shot"]
     assert resolve_prompt_format("Question: {prompt} Answer:") == "Question: {prompt} Answer:"
@@ -176,6 +177,10 @@ def test_prompt_formats_apply_to_every_prompt_and_refuse_bad_templates():
     with pytest.raises(EditRequestError, match="exactly once"):
         fact().with_prompt_format("{prompt} {prompt}")
     with pytest.raises(EditRequestError, match="other than"):
-        fact().with_prompt_format("{prompt} {answer}")
+        fact().with_prompt_format("{prompt} {other}")
     braces = EditRequest.single("what is {x}", "y").with_prompt_format("Q: {prompt}")
-    assert braces.edit.prompt == "Q: what is {x}"
+    assert braces.edit.prompt == "Q: what is {x}" and braces.edit.target == "y"
+    custom = EditRequest.single("x", "y").with_prompt_format("Question: {prompt} Answer: {answer}.")
+    assert (custom.edit.prompt, custom.edit.target) == ("Question: x Answer:", "y.")
+    with pytest.raises(EditRequestError, match="after"):
+        fact().with_prompt_format("{answer} {prompt}")

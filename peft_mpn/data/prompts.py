@@ -4,7 +4,10 @@ A base model asked a bare question ("Which company built the Boeing 747?") conti
 sentence, another question, or a paragraph. Asked in a question-answer format that it has seen answered on one
 line, it writes a short answer and a line break, so what it *generates* can be judged (see
 `peft_mpn.metrics.generation`). A format is a template with `{prompt}` once; `PROMPT_FORMATS` names the
-built-in ones and `FAMILY_FORMATS` picks one per model family (`config.model_type`).
+built-in ones and `FAMILY_FORMATS` picks one per model family (`config.model_type`). A template may also hold
+`{answer}` once, after `{prompt}`: what follows it is how an answer ends in that format (a line break in the
+question-answer formats), and it is appended to every target, so an edit learns to end its answer the way the
+format does, and the teacher-forced reading checks that ending too.
 
 Apply a format to the requests before editing *and* judging (`EditRequest.with_prompt_format`, or
 `format_requests`), so that the edit is trained on the prompts it is judged on. `peft-mpn bench` does this with
@@ -24,9 +27,9 @@ from .requests import EditRequest, EditRequestError
 #: `qa` alone, and short answers ended by a line break after `qa-2shot`).
 PROMPT_FORMATS: dict[str, str] = {
     "raw": "{prompt}",
-    "qa": "Q: {prompt}\nA:",
+    "qa": "Q: {prompt}\nA: {answer}\n",
     "qa-2shot": "Q: What is the capital of France?\nA: Paris\nQ: Who wrote Hamlet?\nA: William Shakespeare\n"
-    "Q: {prompt}\nA:",
+    "Q: {prompt}\nA: {answer}\n",
 }
 
 #: The format each model family (`config.model_type`) answers in; `"default"` for the others.
@@ -34,19 +37,32 @@ FAMILY_FORMATS: dict[str, str] = {"default": "qa-2shot"}
 
 
 def check_template(template: str) -> str:
-    """`template` if it holds `{prompt}` exactly once and no other field; else a clear error."""
+    """`template` if it holds `{prompt}` exactly once, `{answer}` at most once after it, and no other field."""
     if not isinstance(template, str) or template.count("{prompt}") != 1:
         raise EditRequestError(
             f"A prompt format needs '{{prompt}}' exactly once, got {template!r}; e.g. 'Q: {{prompt}}\\nA:' or one "
             f"of {sorted(PROMPT_FORMATS)}."
         )
+    if template.count("{answer}") > 1 or template.find("{answer}") not in (
+        -1,
+        *range(template.find("{prompt}"), len(template)),
+    ):
+        raise EditRequestError(f"The prompt format {template!r} may hold '{{answer}}' once, after '{{prompt}}'.")
     try:
-        template.format(prompt="")
+        template.format(prompt="", answer="")
     except (KeyError, IndexError, ValueError) as error:
         raise EditRequestError(
-            f"The prompt format {template!r} has a field other than {{prompt}} ({error}); double other braces: '{{{{'."
+            f"The prompt format {template!r} has a field other than {{prompt}} and {{answer}} ({error}); double other "
+            "braces: '{{{{'."
         ) from None
     return template
+
+
+def split_template(template: str) -> tuple[str, str]:
+    """(the prompt part, the answer ending) of a checked template: `"Q: {prompt}\\nA: {answer}\\n"` gives
+    `("Q: {prompt}\\nA:", "\\n")`; a template without `{answer}` has no ending."""
+    prompt, found, end = check_template(template).partition("{answer}")
+    return (prompt.rstrip(" ") if found else prompt), end.format() if found else ""
 
 
 def resolve_prompt_format(name_or_template: str | None = None, model: Any = None) -> str:
@@ -70,8 +86,8 @@ def resolve_prompt_format(name_or_template: str | None = None, model: Any = None
 
 
 def format_prompt(template: str, prompt: str) -> str:
-    """`prompt` put in `template` (a checked template; see `check_template`)."""
-    return template.format(prompt=prompt)
+    """`prompt` put in `template`'s prompt part (see `split_template`)."""
+    return split_template(template)[0].format(prompt=prompt)
 
 
 def format_requests(requests: Iterable[EditRequest], template: str) -> list[EditRequest]:
@@ -83,6 +99,7 @@ __all__ = [
     "FAMILY_FORMATS",
     "PROMPT_FORMATS",
     "check_template",
+    "split_template",
     "format_prompt",
     "format_requests",
     "resolve_prompt_format",

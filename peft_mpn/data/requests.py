@@ -153,25 +153,32 @@ class EditRequest:
     def with_prompt_format(self, template: str) -> EditRequest:
         """The same request with every prompt (edit, rephrases, locality, portability) put in `template`.
 
-        `template` holds `{prompt}` once, e.g. `"Q: {prompt}\\nA:"` (see `peft_mpn.data.prompts`). Targets and
-        answers are unchanged; a classification request is returned as it is.
+        `template` holds `{prompt}` once, e.g. `"Q: {prompt}\\nA:"`, and may hold `{answer}` after it: what follows
+        `{answer}` (a line break in `"Q: {prompt}\\nA: {answer}\\n"`) is appended to the targets and the
+        portability answer, the way that format ends an answer (see `peft_mpn.data.prompts`). A classification
+        request is returned as it is.
         """
-        from .prompts import check_template, format_prompt
+        from .prompts import format_prompt, split_template
 
-        check_template(template)
+        _, answer_end = split_template(template)
         if not self.is_generation:
             return self
 
         def put(text: str | None) -> str | None:
             return None if text is None else format_prompt(template, text)
 
+        def end(answer: Any) -> Any:
+            return answer if not answer_end or not isinstance(answer, str) else answer.rstrip() + answer_end
+
         views = {
             lang: replace(
                 view,
                 prompt=put(view.prompt),
+                target=end(view.target),
                 rephrases=tuple(put(text) for text in view.rephrases),
                 locality_prompt=put(view.locality_prompt),
                 portability_question=put(view.portability_question),
+                portability_answer=None if view.portability_answer is None else end(view.portability_answer),
             )
             for lang, view in self.views.items()
         }
