@@ -108,6 +108,13 @@ def bmike_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def truncate(path: Path) -> Path:
+    """``path`` cut in half, as an interrupted download leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 # ----------------------------------------------------------------------------------------------- MzsRE
 
 
@@ -172,6 +179,28 @@ def test_mzsre_missing_language(mzsre_dir: Path) -> None:
         load_mzsre(mzsre_dir, ["de", "it"])
     message = str(err.value)
     assert "'it'" in message and "en, de, ru, zh" in message and "mzsre_test_duplicate_en{xx}" in message
+
+
+ZH = "mzsre_test_duplicate_enzh.json"  # the fixture keeps it gzip'd; a plain file beside it is read instead
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda folder: truncate(folder / f"{ZH}.gz"), "truncated"),
+        (lambda folder: (folder / f"{ZH}.gz").write_bytes(b"\x1f\x8bnot gzip"), "damaged"),
+        (lambda folder: write_text(folder / f"{ZH}.gz", '[{"en": {"src": '), "not valid JSON"),
+        (lambda folder: (folder / ZH).write_bytes(b'[{"en": "\xff"}]'), "not UTF-8"),
+        (lambda folder: write_text(folder / ZH, "[" * 100_000), "nested too deeply"),
+    ],
+)
+def test_a_damaged_file_is_named_with_the_fix(mzsre_dir: Path, damage, problem: str) -> None:
+    damage(mzsre_dir)
+    with pytest.raises(DatasetLayoutError) as err:
+        load_mzsre(mzsre_dir)
+    message = str(err.value)
+    assert ZH in message and problem in message and "re-download" in message, message
+    assert "\n" not in message
 
 
 # -------------------------------------------------------------------------------------------- BMIKE-53
