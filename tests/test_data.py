@@ -226,6 +226,28 @@ def test_bmike_missing_case_dropped_with_warning_or_strict(bmike_dir: Path) -> N
         load_bmike53(bmike_dir, strict=True)
 
 
+def test_bmike_records_in_another_order_than_their_english_ones_are_aligned_by_case_id(bmike_dir: Path) -> None:
+    ids = [7, 3, 11, 5]
+    german = [bmike_record(c, "de") for c in ids[1:] + ids[:1]]  # English in file order, German shifted by one
+    rows = [{"en": bmike_record(c, "en"), "de": de} for c, de in zip(ids, german)]
+    write(bmike_dir / "mysplit_test_de.json", rows)
+    requests = load_bmike53(bmike_dir, languages=["de"])
+    assert [(r.case_id, r.edit.prompt, r.views["de"].prompt) for r in requests] == [
+        (str(c), f"Question {c}?", f"[de] Question {c}?") for c in ids
+    ]
+    for damage, problem in (
+        (lambda rows: rows[1]["de"].pop("case_id"), r"case_id 3: the 'de' record has no case_id"),
+        (lambda rows: rows[1]["de"].update(case_id=5), r"the 'de' record of case_id 5 appears twice"),
+        (lambda rows: rows[1]["de"].update(case_id=99), r"'de' record\(s\) of case_id\(s\) \['99'\] have no English"),
+    ):
+        broken = json.loads(json.dumps(rows))
+        damage(broken)
+        write(bmike_dir / "mysplit_test_de.json", broken)
+        with pytest.raises(DatasetLayoutError, match=problem) as err:
+            load_bmike53(bmike_dir, languages=["de"])
+        assert "mysplit_test_de.json" in str(err.value) and "re-download" in str(err.value)
+
+
 def test_bmike_errors(bmike_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetLayoutError, match="no 'es' version; available: en, de, fr"):
         load_bmike53(bmike_dir, languages=["es"])
