@@ -13,6 +13,7 @@ from peft_mpn.data import (
     MZSRE_LANGUAGES,
     DatasetLayoutError,
     EditRequest,
+    EditRequestError,
     FactView,
     build_bmike53_sample,
     dataset_to_requests,
@@ -373,3 +374,26 @@ def test_copied_means_the_edit_language_string_outside_the_edit_language():
     }
     request = EditRequest(views=views, edit_language="en")
     assert [request.copies_edit_target(lang) for lang in ("en", "de", "ru")] == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    "make_request, field",
+    [
+        (lambda: EditRequest.single(b"the capital of france is", "lyon"), "prompt"),
+        (lambda: EditRequest.single("the capital of france is", b"lyon"), "target"),
+        (lambda: EditRequest.single("the capital of france is", b""), "target"),
+        (lambda: EditRequest.single("q", "a", parallel={"de": (bytearray(b"die hauptstadt"), "lyon")}), "prompt"),
+        (lambda: EditRequest.single("q", "a", parallel={"de": {"prompt": "die", "target": b"lyon"}}), "target"),
+        (lambda: EditRequest.single("q", "a", rephrases=b"the capital city of france is"), "rephrase"),
+        (lambda: EditRequest.single("q", "a", locality_prompt=b"who wrote hamlet"), "locality_prompt"),
+    ],
+)
+def test_bytes_are_refused_as_bytes_not_as_empty_text(make_request, field: str) -> None:
+    with pytest.raises(EditRequestError, match=rf"{field} is (bytes|bytearray), not a str; decode it") as err:
+        make_request()
+    assert "empty" not in str(err.value)
+
+
+def test_a_prompt_that_is_not_text_is_named_by_its_type() -> None:
+    with pytest.raises(EditRequestError, match="prompt must be a str, got int"):
+        EditRequest.single(42, "lyon")
