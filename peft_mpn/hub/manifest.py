@@ -39,6 +39,40 @@ class EditManifestNotFoundError(FileNotFoundError):
     """The adapter has no edit manifest (`edits.json`)."""
 
 
+#: What a record's fields may hold: (check, what it should be). `prompt`, `target` and `edit_language` must be
+#: there; the others may be absent or `None`.
+_FIELD_TYPES = {
+    "prompt": (lambda v: isinstance(v, str), "a str"),
+    "target": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a str or an int label"),
+    "edit_language": (lambda v: isinstance(v, str), "a str"),
+    "case_id": (lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)), "a str"),
+    "languages": (
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "a list of str",
+    ),
+    "method": (lambda v: v is None or isinstance(v, str), "a str"),
+    "date": (lambda v: v is None or isinstance(v, str), "a str"),
+    "source": (lambda v: v is None or isinstance(v, str), "a str"),
+}
+_REQUIRED = ("prompt", "target", "edit_language")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list of " + ", ".join(sorted({type(item).__name__ for item in value}) or ["nothing"])
+    return type(value).__name__
+
+
+def _record_problem(record: Any, label: str) -> str | None:
+    """What is wrong with a manifest record, as `"<label> is ..."` (`label` e.g. `"edit #3"`); `None` if nothing."""
+    if not isinstance(record, Mapping):
+        return f"{label} is a {type(record).__name__}, not a record object"
+    for field, (check, expected) in _FIELD_TYPES.items():
+        if (field in record or field in _REQUIRED) and not check(record.get(field)):
+            return f"{label}'s {field} is {_kind(record.get(field))}, not {expected}"
+    return None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -64,12 +98,15 @@ def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = N
                 "date": date,
             }
         elif isinstance(edit, Mapping):
-            missing = [key for key in ("prompt", "target", "edit_language") if edit.get(key) in (None, "")]
+            missing = [key for key in _REQUIRED if edit.get(key) in (None, "")]
             if missing:
                 raise EditManifestError(
                     f"Edit #{position} lacks {missing}: give EditRequest objects, or records with at least "
                     "prompt, target and edit_language (as list_edits returns them)."
                 )
+            problem = _record_problem(edit, f"Edit #{position}")
+            if problem:
+                raise EditManifestError(f"{problem}; give EditRequest objects, or records as list_edits returns them.")
             record = {
                 **{key: edit.get(key) for key in RECORD_FIELDS},
                 **{key: value for key, value in edit.items() if key not in RECORD_FIELDS},
@@ -125,10 +162,15 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"No edit manifest at {str(path)!r}. Adapters saved with peft_mpn.hub.save_edit / push_edit_to_hub "
             "carry one; for an adapter saved otherwise, write it with peft_mpn.hub.write_edit_manifest."
         )
+    rewrite = "write it again with peft_mpn.hub.write_edit_manifest (or save the adapter again with save_edit)."
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise EditManifestError(f"{str(path)!r} is not UTF-8 text ({error.reason}); {rewrite}") from error
     except json.JSONDecodeError as error:
-        raise EditManifestError(f"{str(path)!r} is not valid JSON: {error}") from error
+        raise EditManifestError(f"{str(path)!r} is not valid JSON ({error}); {rewrite}") from error
+    except RecursionError as error:
+        raise EditManifestError(f"{str(path)!r} is nested too deeply to be an edit manifest; {rewrite}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise EditManifestError(f'{str(path)!r} is not a peft-mpn edit manifest (no "format": {MANIFEST_FORMAT!r}).')
     version = manifest.get("version", 0)
@@ -142,6 +184,10 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"{str(path)!r} has manifest version {manifest['version']}; this peft-mpn reads up to "
             f"{MANIFEST_VERSION}. Upgrade peft-mpn."
         )
+    for position, record in enumerate(manifest["edits"]):
+        problem = _record_problem(record, f"edit #{position}")
+        if problem:
+            raise EditManifestError(f"{str(path)!r} is a damaged edit manifest: {problem}; {rewrite}")
     return list(manifest["edits"])
 
 
