@@ -1,8 +1,9 @@
-"""The edit manifest and adapter folders under bad input: damaged `edits.json`, records of the wrong type."""
+"""The edit manifest under bad input and concurrent writers: damaged `edits.json`, wrong types, parallel appends."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,25 @@ def test_records_of_the_wrong_type_are_refused_before_they_are_written(tmp_path)
         with pytest.raises(EditManifestError, match=problem):
             write_edit_manifest(folder, [record], append=True)
     assert (folder / "edits.json").read_bytes() == before
+
+
+def _append(folder: str, worker: int, count: int) -> None:
+    for i in range(count):
+        write_edit_manifest(folder, [{**RECORD, "case_id": f"{worker}-{i}"}], method="mpn", append=True)
+
+
+def test_appends_from_several_processes_keep_every_record(tmp_path):
+    folder = tmp_path / "edit"
+    folder.mkdir()
+    fork = multiprocessing.get_context("fork")  # the children only append: nothing to import again
+    workers = [fork.Process(target=_append, args=(str(folder), worker, 30)) for worker in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=300)
+    assert [process.exitcode for process in workers] == [0] * 4
+    case_ids = [record["case_id"] for record in list_edits(folder)]
+    assert sorted(case_ids) == sorted(f"{worker}-{i}" for worker in range(4) for i in range(30))
+    for worker in range(4):  # each process's records in the order it appended them
+        assert [c for c in case_ids if c.startswith(f"{worker}-")] == [f"{worker}-{i}" for i in range(30)]
+    assert [path.name for path in folder.iterdir()] == ["edits.json"]  # no lock or temporary file left behind

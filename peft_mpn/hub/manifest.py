@@ -17,7 +17,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 
 from ..data.requests import EditRequest
-from ..files import atomic_write_text
+from ..files import atomic_write_text, locked
 
 MANIFEST_NAME = "edits.json"
 """File name of the edit manifest, beside `adapter_config.json`."""
@@ -131,17 +131,18 @@ def write_edit_manifest(
         folder: an adapter folder (`save_pretrained` output).
         edits: the edits the adapter holds: `peft_mpn.EditRequest` objects or manifest records.
         method: `"mpn"`, `"t-patcher"`, `"lafn"`...; default: the adapter's PEFT type, lower case.
-        append: keep the records already in the folder's manifest and add these after them.
+        append: keep the records already in the folder's manifest and add these after them. Processes
+            appending to the same manifest take turns (a lock file beside it), so none loses another's records.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise EditManifestError(f"{str(folder)!r} is not a folder; save the adapter there first (save_pretrained).")
-    method = method or _method_of_folder(folder)
-    records = read_edit_manifest(folder) if append and (folder / MANIFEST_NAME).exists() else []
-    records += edit_records(edits, method=method)
-    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records}
+    new = edit_records(edits, method=method or _method_of_folder(folder))
     path = folder / MANIFEST_NAME
-    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    with locked(path):  # another process appending between the read and the write would lose its records
+        records = read_edit_manifest(folder) if append and path.exists() else []
+        manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records + new}
+        atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
