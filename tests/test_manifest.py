@@ -1,4 +1,4 @@
-"""The edit manifest under bad input and concurrent writers: damaged `edits.json`, wrong types, parallel appends."""
+"""Edit adapters under bad input: damaged `edits.json`, wrong types, parallel appends, folders missing a file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from peft import get_peft_model
 from tiny import tiny_model
 
+import peft_mpn
 from peft_mpn import MPNConfig
 from peft_mpn.hub import EditManifestError, compose_adapters, list_edits, write_edit_manifest
 
@@ -110,3 +111,26 @@ def test_appends_from_several_processes_keep_every_record(tmp_path):
     for worker in range(4):  # each process's records in the order it appended them
         assert [c for c in case_ids if c.startswith(f"{worker}-")] == [f"{worker}-{i}" for i in range(30)]
     assert [path.name for path in folder.iterdir()] == ["edits.json"]  # no lock or temporary file left behind
+
+
+LOADS = {
+    "from_pretrained": lambda folder: peft_mpn.from_pretrained(base_model(), folder),
+    "from_pretrained(str)": lambda folder: peft_mpn.from_pretrained(base_model(), str(folder)),
+    "compose_adapters": lambda folder: compose_adapters(base_model(), [folder.parent / "good", folder]),
+}
+
+
+@pytest.mark.parametrize("load", LOADS.values(), ids=LOADS)
+def test_an_adapter_folder_missing_a_file_says_which_and_how_to_fix_it(tmp_path, load):
+    adapter_folder(tmp_path / "good")
+    folder = adapter_folder(tmp_path / "edit")
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load(folder)
+    message = str(error.value)
+    assert str(folder) in message and "adapter_model.safetensors" in message and "save_edit" in message, message
+    (folder / "adapter_config.json").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load(folder)
+    message = str(error.value)
+    assert str(folder) in message and "no adapter_config.json" in message and "save_edit" in message, message

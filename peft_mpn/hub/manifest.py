@@ -15,6 +15,7 @@ from typing import Any
 
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 from ..data.requests import EditRequest
 from ..files import atomic_write_text, locked
@@ -209,6 +210,31 @@ def check_revision(revision: str | None) -> str | None:
             "branch, tag or commit name such as 'main', 'v1' or 'refs/pr/1'."
         )
     return revision
+
+
+def check_adapter_folder(source: str | os.PathLike, subfolder: str | None = None) -> None:
+    """A clear error for a local adapter folder without its config or weights file (else peft asks the Hub).
+
+    Sources that are not local folders (Hub repo ids) pass unchecked.
+
+    Raises:
+        FileNotFoundError: naming the folder, the missing file and how to save the adapter again.
+    """
+    folder = Path(source).expanduser() / (subfolder or "")
+    if not folder.is_dir():
+        return
+    if not (folder / CONFIG_NAME).is_file():
+        inside = sorted(sub.name for sub in folder.iterdir() if (sub / CONFIG_NAME).is_file())
+        where = f" (the adapters {', '.join(inside)} are in subfolders: point at one of them)" if inside else ""
+        raise FileNotFoundError(
+            f"{str(folder)!r} has no {CONFIG_NAME}, so it is not a saved adapter{where}; give the folder "
+            "peft_mpn.hub.save_edit (or save_pretrained) wrote."
+        )
+    if not any((folder / name).is_file() for name in (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)):
+        raise FileNotFoundError(
+            f"{str(folder)!r} has {CONFIG_NAME} but no weights file ({SAFETENSORS_WEIGHTS_NAME} or {WEIGHTS_NAME}); "
+            "save the adapter again with peft_mpn.hub.save_edit, or copy its weights file into that folder."
+        )
 
 
 def list_edits(
