@@ -13,7 +13,7 @@ from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_m
 
 from peft_mpn import EditRequest
 from peft_mpn.batching import encode_target
-from peft_mpn.bench import run_benchmark, select_cases
+from peft_mpn.bench import report, run_benchmark, select_cases, write_results
 from peft_mpn.cli import main
 from peft_mpn.data import load_mzsre
 from peft_mpn.editing import EDITORS
@@ -286,6 +286,34 @@ def test_results_page_from_two_runs(setup, tmp_path):
     images = list((docs / "img").glob("*.png"))
     assert images and all(p.read_bytes()[:4] == b"\x89PNG" for p in images)
     assert all(f"img/{p.name}" in page for p in images)
+
+
+def test_a_run_killed_while_writing_leaves_no_json_so_it_counts_as_not_done(setup, tmp_path, monkeypatch):
+    output = tmp_path / "run.json"
+    results = bench(setup, output, "icl", "--augment-languages")
+    for suffix in (".json", ".md", ".png"):
+        output.with_suffix(suffix).unlink()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_results", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(results, output)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.md"]  # the JSON comes last: it means the run is complete
+    monkeypatch.undo()
+    write_results(results, output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.md", "run.png"]
+
+
+def test_the_results_page_counts_no_temporary_or_hidden_file_as_a_run(tmp_path):
+    results = load_benchmark_script("results")
+    run = json.dumps({"method": "mpn", "mode": "single", "per_language": {}, "before": {}})
+    (tmp_path / "mzsre_mpn_single.json").write_text(run)
+    (tmp_path / ".mzsre_mpn_single.json.k2x9ab.tmp.json").write_text(run)  # left by a write that was killed
+    (tmp_path / ".old").mkdir()
+    (tmp_path / ".old" / "mzsre_mpn_single.json.gz").write_bytes(gzip.compress(run.encode()))
+    assert [run["path"] for run in results.load_runs(tmp_path)] == [str(tmp_path / "mzsre_mpn_single.json")]
 
 
 def test_classification_data_is_refused_before_the_model_loads(tmp_path):
