@@ -6,12 +6,12 @@ import gzip
 import json
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
 from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_model
 
-import peft_mpn.models
 from peft_mpn import EditRequest
 from peft_mpn.batching import encode_target
 from peft_mpn.bench import report, run_benchmark, select_cases, write_results
@@ -76,10 +76,8 @@ def _record(prompt: str, target: str, index: int) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny Gemma-3 model and tokenizer saved as a model folder, and an MzsRE folder (en, de, fr)."""
-    root = tmp_path_factory.mktemp("bench")
+def bench_folders(root: Path) -> tuple[Path, Path, Path]:
+    """`root`, a tiny Gemma-3 model and tokenizer saved as a model folder in it, and an MzsRE folder (en, de, fr)."""
     model_dir, data_dir = root / "model", root / "mzsre"
     tiny_model("gemma3_text").save_pretrained(model_dir)
     make_tokenizer().save_pretrained(model_dir)
@@ -92,6 +90,11 @@ def setup(tmp_path_factory):
     return root, model_dir, data_dir
 
 
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return bench_folders(tmp_path_factory.mktemp("bench"))
+
+
 def bench_args(setup, output, method="mpn", *extra: str) -> list[str]:
     root, model_dir, data_dir = setup
     args = ["bench", "--method", method, "--dataset", "mzsre", "--data", str(data_dir), "--model", str(model_dir)]
@@ -102,15 +105,6 @@ def bench_args(setup, output, method="mpn", *extra: str) -> list[str]:
 def bench(setup, output, method="mpn", *extra: str) -> dict:
     assert main(bench_args(setup, output, method, *extra)) == 0
     return json.loads(output.read_text(encoding="utf-8"))
-
-
-def refused(capsys, args: list[str]) -> str:
-    """The message `peft-mpn ARGS` stops with: one line, last on stderr, exit status 2, no traceback."""
-    assert main(args) == 2
-    error = capsys.readouterr().err
-    last = error.splitlines()[-1]  # after the model's loading bar, where it got that far
-    assert last.startswith("peft-mpn: error: ") and error.endswith(f"{last}\n") and "Traceback" not in error, error
-    return last
 
 
 #: Methods that train on the parallel versions they are given (FT-M stands for "FT with augmentation").
@@ -239,47 +233,6 @@ def test_metric_rows_of_the_unedited_model(setup):
         metric_rows(model, tokenizer, request, languages=["es"])
 
 
-def test_bad_arguments_fail_before_loading(setup, tmp_path, capsys):
-    output = tmp_path / "results.json"
-    for method, extra, message in [
-        ("mpn", ["--output", str(tmp_path / "results.txt")], "must be a .json path"),
-        ("mpn", ["--editor-option", "no_such_field=1"], "has no field"),
-        ("t-patcher", ["--augment-languages", "de"], "augmentation off"),
-        ("t-patcher", ["--augment-languages", "--num-edits", "50"], "lower --num-edits"),
-        ("icl", ["--augment-languages", "--max-steps", "3"], r"\['max_steps'\] are not applicable to icl"),
-        ("icl", ["--augment-languages", "--learning-rate", "0.1"], r"\['learning_rate'\] are not applicable to icl"),
-        ("icl", ["--augment-languages", "de"], r"no use for the augmentation languages \['de'\]"),
-        ("icl", ["--layer", "0"], "icl has no such block.*Drop --layer"),
-        ("lafn", ["--layer", "0"], "lafn has no such block.*Drop --layer"),
-        ("ft-l", ["--editor-option", "memory_weight=5"], "FTEditorConfig has no field"),
-        ("lafn", ["--editor-option", "locator.topk=5"], r"LocatorConfig \(LAFNEditorConfig.locator\) has no field"),
-        # the nested config checks values
-        ("lafn", ["--editor-option", "locator.lowest_layer_fraction=2"], r"lowest_layer_fraction is a fraction"),
-        ("mpn", ["--editor-option", "patch_plan.size=2"], r"MPNEditorConfig.patch_plan is str, not a config"),
-        ("mpn", ["--data", str(tmp_path / "nowhere")], r"No file or folder at .*nowhere"),
-        ("mpn", ["--model", str(tmp_path / "no-model.gguf")], r"no-model\.gguf"),
-    ]:
-        assert re.search(message, refused(capsys, bench_args(setup, output, method, *extra))), message
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
-def test_debug_shows_the_traceback_and_a_bug_is_never_one_line(setup, tmp_path, monkeypatch):
-    args = bench_args(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "de")
-    with pytest.raises(ValueError, match="augmentation off"):
-        main(["--debug", *args])
-    monkeypatch.setenv("PEFT_MPN_DEBUG", "1")
-    with pytest.raises(ValueError, match="augmentation off"):
-        main(args)
-    monkeypatch.delenv("PEFT_MPN_DEBUG")
-
-    def bug(*args, **kwargs):
-        raise KeyError("a bug")
-
-    monkeypatch.setattr(peft_mpn.models, "load_model", bug)
-    with pytest.raises(KeyError, match="a bug"):
-        main(bench_args(setup, tmp_path / "results.json", "icl", "--augment-languages"))
-
-
 def test_results_page_from_two_runs(setup, tmp_path):
     runs = tmp_path / "runs"
     bench(setup, runs / "mzsre_mpn_single.json", "mpn", *editor_args("mpn"))
@@ -340,16 +293,6 @@ def test_the_results_page_counts_no_temporary_or_hidden_file_as_a_run(tmp_path):
     (tmp_path / ".old").mkdir()
     (tmp_path / ".old" / "mzsre_mpn_single.json.gz").write_bytes(gzip.compress(run.encode()))
     assert [run["path"] for run in results.load_runs(tmp_path)] == [str(tmp_path / "mzsre_mpn_single.json")]
-
-
-def test_classification_data_is_refused_before_the_model_loads(tmp_path, capsys):
-    rows = ["language\tgold_label\tsentence1\tsentence2\tpairID"]
-    rows += [f"{lang}\tneutral\ta dog runs\tan animal moves\t{pair}" for pair in ("1", "2") for lang in ("en", "de")]
-    (tmp_path / "xnli.test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    args = ["bench", "--method", "mpn", "--dataset", "xnli", "--data", str(tmp_path), "--augment-languages"]
-    args += ["--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "out" / "results.json")]
-    assert re.search("class label.*generation cases.*classifier_task", refused(capsys, args))
-    assert not (tmp_path / "out").exists()
 
 
 def test_judge_cache_reuses_the_unedited_judgements_of_the_same_model_and_cases(setup, tmp_path):
