@@ -14,8 +14,9 @@
 # --calibrate runs each method on EDITS=10 MzsRE cases in single mode into results/bench-calibration and writes
 # no page: check that every method runs and read its seconds per edit before starting the full set.
 # After the bench runs comes the classifier-editing task (benchmarks/classifier_task.py, MPN's classifier setting).
-# A run whose JSON exists is skipped, so the script can be restarted after an interruption. At the end every run is
-# kept gzip'd in benchmarks/results/ and docs/results.md is built from there.
+# A run whose files all exist (its JSON and .md, and for a bench run its .png) is skipped, so the script can be
+# restarted after an interruption. At the end every run is kept gzip'd in benchmarks/results/ and docs/results.md is
+# built from there.
 set -euo pipefail
 
 DRY_RUN=""
@@ -51,10 +52,15 @@ BMIKE_LANGUAGES="en de fr es ru zh ja ar hi th tr vi ko he el uk"
 # The unedited model's judgements are the same for every method on the same cases: judged once, kept here.
 JUDGE_CACHE=${JUDGE_CACHE:-$HOME/.cache/peft_mpn/judged}
 
-run_once() {  # run_once OUTPUT COMMAND...: the command, skipped when OUTPUT exists
-  local output="$1"
-  shift
-  if [[ -f "$output" ]]; then
+run_once() {  # run_once OUTPUT "SUFFIXES" COMMAND...: the command, skipped when OUTPUT (a .json) exists and so
+  # does each file beside it with one of SUFFIXES for .json: a run killed before it wrote them all runs again
+  local output="$1" suffixes="$2" suffix complete=1
+  shift 2
+  [[ -f "$output" ]] || complete=""
+  for suffix in $suffixes; do
+    [[ -f "${output%.json}$suffix" ]] || complete=""
+  done
+  if [[ -n "$complete" ]]; then
     echo "skip $output (exists)"
     return
   fi
@@ -62,10 +68,11 @@ run_once() {  # run_once OUTPUT COMMAND...: the command, skipped when OUTPUT exi
   [[ -n "$DRY_RUN" ]] || "$@"
 }
 
-run() {  # run OUTPUT_NAME ARGS...: one bench run
+run() {  # run OUTPUT_NAME ARGS...: one bench run (it writes the .md table and the .png plot, then the JSON)
   local output="$OUT/$1.json"
   shift
-  run_once "$output" peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" --output "$output"
+  run_once "$output" ".md .png" peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" \
+    --output "$output"
 }
 
 data_for() {  # the --dataset/--data/--split/--eval-languages of a dataset name
@@ -102,7 +109,7 @@ done
 
 if [[ -z "$CALIBRATE" ]]; then
   # MPN's classifier setting (fact verification from BMIKE-53 CounterFact): its own section of the page.
-  run_once "$OUT/classifier_task.json" python benchmarks/classifier_task.py --data "$DATA/bmike53/counterfact" \
+  run_once "$OUT/classifier_task.json" ".md" python benchmarks/classifier_task.py --data "$DATA/bmike53/counterfact" \
     --output "$OUT/classifier_task.json"
 fi
 

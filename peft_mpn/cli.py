@@ -1,4 +1,10 @@
-"""The ``peft-mpn`` command."""
+"""The ``peft-mpn`` command.
+
+A bad value in the arguments, the data or the files (a `ValueError` or `OSError` the library raises, such as
+`EditRequestError`, `DatasetLayoutError` or `FileNotFoundError`, or a model name that does not resolve) ends the
+command with one line on stderr, `peft-mpn: error: <message>`, and exit status 2; `--debug` or
+`PEFT_MPN_DEBUG=1` shows the traceback instead. Any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+
+DEBUG_VARIABLE = "PEFT_MPN_DEBUG"
+"""Set to 1 for the traceback of an error in the arguments, data or files, as `--debug` does."""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -75,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="peft-mpn", description="Cross-lingual knowledge editing with PEFT.")
     parser.add_argument("--online", action="store_true", help="allow Hugging Face Hub access (off by default)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error in the arguments, data or files (default: one line, 'peft-mpn: "
+        f"error: ...', exit status 2); {DEBUG_VARIABLE}=1 does the same",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -181,7 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as error:
+        from .models import ModelResolutionError
+
+        # a bad value, a missing file or a model that does not resolve, named by the library; others are bugs
+        user_error = isinstance(error, (ValueError, OSError, ModelResolutionError))
+        if not user_error or args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

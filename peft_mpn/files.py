@@ -1,12 +1,19 @@
-"""Writing files so that a crash or a failed write never leaves half a file where a whole one was."""
+"""Writing files so that a crash or a failed write never leaves half a file where a whole one was, and so that
+processes changing the same file take turns."""
 
 from __future__ import annotations
 
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
 
 
 def _read_umask() -> int:
@@ -49,4 +56,38 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding=encoding))
 
 
-__all__ = ["atomic_write", "atomic_write_text"]
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` against other processes, e.g. to read, change and rewrite it.
+
+    The lock is ``fcntl.flock`` on a hidden ``.<name>.lock`` file beside ``path``, removed again on release. It
+    is advisory (only writers that take it take turns) and not reentrant; without ``fcntl`` (Windows) nothing
+    is locked.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = Path(path)
+    lock = path.with_name(f".{path.name}.lock")
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.path.samestat(os.fstat(handle), os.stat(lock))
+            except FileNotFoundError:
+                current = False
+        except BaseException:
+            os.close(handle)
+            raise
+        if current:
+            break
+        os.close(handle)  # the holder before removed that lock file after this process opened it: take the new one
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # still holding it: whoever waits on this file sees it gone and retries
+        os.close(handle)
+
+
+__all__ = ["atomic_write", "atomic_write_text", "locked"]

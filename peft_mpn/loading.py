@@ -8,7 +8,7 @@ from typing import Any
 from peft import PeftModel
 from transformers import PreTrainedModel
 
-from .hub.manifest import check_revision
+from .hub.manifest import check_adapter_folder, check_revision
 
 
 def from_pretrained(
@@ -21,7 +21,9 @@ def from_pretrained(
     """``PeftModel.from_pretrained`` for MPN/LAFN adapters (local folder or Hub id, ``revision=`` supported).
 
     Importing this module has registered the plugin's PEFT types, so this works in a process that never wrote
-    ``import peft_mpn`` itself.
+    ``import peft_mpn`` itself. A local folder without ``adapter_config.json`` or the weights file is refused
+    naming the missing file (``PeftModel.from_pretrained`` would look for it on the Hub).
     """
     check_revision(kwargs.get("revision"))
+    check_adapter_folder(adapter, kwargs.get("subfolder"))
     return PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs)

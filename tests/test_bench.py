@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from tiny import context_follower, load_benchmark_script, make_tokenizer, tiny_m
 
 from peft_mpn import EditRequest
 from peft_mpn.batching import encode_target
-from peft_mpn.bench import run_benchmark, select_cases
+from peft_mpn.bench import report, run_benchmark, select_cases, write_results
 from peft_mpn.cli import main
 from peft_mpn.data import load_mzsre
 from peft_mpn.editing import EDITORS
@@ -75,10 +76,8 @@ def _record(prompt: str, target: str, index: int) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny Gemma-3 model and tokenizer saved as a model folder, and an MzsRE folder (en, de, fr)."""
-    root = tmp_path_factory.mktemp("bench")
+def bench_folders(root: Path) -> tuple[Path, Path, Path]:
+    """`root`, a tiny Gemma-3 model and tokenizer saved as a model folder in it, and an MzsRE folder (en, de, fr)."""
     model_dir, data_dir = root / "model", root / "mzsre"
     tiny_model("gemma3_text").save_pretrained(model_dir)
     make_tokenizer().save_pretrained(model_dir)
@@ -91,11 +90,20 @@ def setup(tmp_path_factory):
     return root, model_dir, data_dir
 
 
-def bench(setup, output, method="mpn", *extra: str) -> dict:
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    return bench_folders(tmp_path_factory.mktemp("bench"))
+
+
+def bench_args(setup, output, method="mpn", *extra: str) -> list[str]:
     root, model_dir, data_dir = setup
     args = ["bench", "--method", method, "--dataset", "mzsre", "--data", str(data_dir), "--model", str(model_dir)]
     args += ["--num-edits", "3", "--seed", "1", "--memory-cases", "2", "--output", str(output), "--no-progress"]
-    assert main([*args, *extra]) == 0
+    return [*args, *extra]
+
+
+def bench(setup, output, method="mpn", *extra: str) -> dict:
+    assert main(bench_args(setup, output, method, *extra)) == 0
     return json.loads(output.read_text(encoding="utf-8"))
 
 
@@ -225,35 +233,6 @@ def test_metric_rows_of_the_unedited_model(setup):
         metric_rows(model, tokenizer, request, languages=["es"])
 
 
-def test_bad_arguments_fail_before_loading(setup, tmp_path):
-    with pytest.raises(ValueError, match="must be a .json path"):
-        bench(setup, tmp_path / "results.txt")
-    with pytest.raises(ValueError, match="has no field"):
-        bench(setup, tmp_path / "results.json", "mpn", "--editor-option", "no_such_field=1")
-    with pytest.raises(ValueError, match="augmentation off"):
-        bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "de")
-    with pytest.raises(ValueError, match="lower --num-edits"):
-        bench(setup, tmp_path / "results.json", "t-patcher", "--augment-languages", "--num-edits", "50")
-    with pytest.raises(ValueError, match=r"\['max_steps'\] are not applicable to icl"):
-        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "--max-steps", "3")
-    with pytest.raises(ValueError, match=r"\['learning_rate'\] are not applicable to icl"):
-        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "--learning-rate", "0.1")
-    with pytest.raises(ValueError, match=r"no use for the augmentation languages \['de'\]"):
-        bench(setup, tmp_path / "results.json", "icl", "--augment-languages", "de")
-    for method in ("icl", "lafn"):
-        with pytest.raises(ValueError, match=f"{method} has no such block.*Drop --layer"):
-            bench(setup, tmp_path / "results.json", method, "--layer", "0")
-    with pytest.raises(ValueError, match="FTEditorConfig has no field"):
-        bench(setup, tmp_path / "results.json", "ft-l", "--editor-option", "memory_weight=5")
-    with pytest.raises(ValueError, match=r"LocatorConfig \(LAFNEditorConfig.locator\) has no field\(s\) \['topk'\]"):
-        bench(setup, tmp_path / "results.json", "lafn", "--editor-option", "locator.topk=5")
-    with pytest.raises(ValueError, match=r"lowest_layer_fraction is a fraction"):  # the nested config checks values
-        bench(setup, tmp_path / "results.json", "lafn", "--editor-option", "locator.lowest_layer_fraction=2")
-    with pytest.raises(ValueError, match=r"MPNEditorConfig.patch_plan is str, not a config"):
-        bench(setup, tmp_path / "results.json", "mpn", "--editor-option", "patch_plan.size=2")
-    assert not list(tmp_path.iterdir())  # nothing written
-
-
 def test_results_page_from_two_runs(setup, tmp_path):
     runs = tmp_path / "runs"
     bench(setup, runs / "mzsre_mpn_single.json", "mpn", *editor_args("mpn"))
@@ -288,15 +267,32 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert all(f"img/{p.name}" in page for p in images)
 
 
-def test_classification_data_is_refused_before_the_model_loads(tmp_path):
-    rows = ["language\tgold_label\tsentence1\tsentence2\tpairID"]
-    rows += [f"{lang}\tneutral\ta dog runs\tan animal moves\t{pair}" for pair in ("1", "2") for lang in ("en", "de")]
-    (tmp_path / "xnli.test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    args = ["bench", "--method", "mpn", "--dataset", "xnli", "--data", str(tmp_path), "--augment-languages"]
-    args += ["--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "out" / "results.json")]
-    with pytest.raises(ValueError, match="class label.*generation cases.*classifier_task"):
-        main(args)
-    assert not (tmp_path / "out").exists()
+def test_a_run_killed_while_writing_leaves_no_json_so_it_counts_as_not_done(setup, tmp_path, monkeypatch):
+    output = tmp_path / "run.json"
+    results = bench(setup, output, "icl", "--augment-languages")
+    for suffix in (".json", ".md", ".png"):
+        output.with_suffix(suffix).unlink()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_results", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(results, output)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.md"]  # the JSON comes last: it means the run is complete
+    monkeypatch.undo()
+    write_results(results, output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.md", "run.png"]
+
+
+def test_the_results_page_counts_no_temporary_or_hidden_file_as_a_run(tmp_path):
+    results = load_benchmark_script("results")
+    run = json.dumps({"method": "mpn", "mode": "single", "per_language": {}, "before": {}})
+    (tmp_path / "mzsre_mpn_single.json").write_text(run)
+    (tmp_path / ".mzsre_mpn_single.json.k2x9ab.tmp.json").write_text(run)  # left by a write that was killed
+    (tmp_path / ".old").mkdir()
+    (tmp_path / ".old" / "mzsre_mpn_single.json.gz").write_bytes(gzip.compress(run.encode()))
+    assert [run["path"] for run in results.load_runs(tmp_path)] == [str(tmp_path / "mzsre_mpn_single.json")]
 
 
 def test_judge_cache_reuses_the_unedited_judgements_of_the_same_model_and_cases(setup, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from test_data import bmike_record, write, write_text
+from test_data import bmike_record, truncate, write, write_text
 
 from peft_mpn.data import (
     DatasetLayoutError,
@@ -238,6 +238,18 @@ def test_xfever_errors(xfever_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetLayoutError, match=r"No XFEVER files .* <lang>/test\.jsonl"):
         load_xfever(tmp_path / "empty")
+
+
+def test_a_truncated_or_non_utf8_file_is_named_with_the_fix(xfever_dir: Path, tmp_path: Path) -> None:
+    truncate(xfever_dir / "ja" / "test.jsonl.gz")
+    with pytest.raises(DatasetLayoutError, match=r"test\.jsonl\.gz is truncated.*re-download"):
+        load_xfever(xfever_dir)
+    (xfever_dir / "es" / "test.jsonl").write_bytes(b'{"id": 1, "claim": "\xff"}\n')
+    with pytest.raises(DatasetLayoutError, match=r"test\.jsonl is not UTF-8.*re-download"):
+        load_xfever(xfever_dir, ["es"])
+    truncate(xnli_tsv(tmp_path / "xnli.test.tsv.gz"))
+    with pytest.raises(DatasetLayoutError, match=r"xnli\.test\.tsv\.gz is truncated.*re-download"):
+        load_xnli(tmp_path)
 
 
 def test_unknown_layout_lists_the_classification_layouts(tmp_path: Path) -> None:

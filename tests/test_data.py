@@ -13,6 +13,7 @@ from peft_mpn.data import (
     MZSRE_LANGUAGES,
     DatasetLayoutError,
     EditRequest,
+    EditRequestError,
     FactView,
     build_bmike53_sample,
     dataset_to_requests,
@@ -108,6 +109,13 @@ def bmike_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def truncate(path: Path) -> Path:
+    """``path`` cut in half, as an interrupted download leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
 # ----------------------------------------------------------------------------------------------- MzsRE
 
 
@@ -174,6 +182,28 @@ def test_mzsre_missing_language(mzsre_dir: Path) -> None:
     assert "'it'" in message and "en, de, ru, zh" in message and "mzsre_test_duplicate_en{xx}" in message
 
 
+ZH = "mzsre_test_duplicate_enzh.json"  # the fixture keeps it gzip'd; a plain file beside it is read instead
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda folder: truncate(folder / f"{ZH}.gz"), "truncated"),
+        (lambda folder: (folder / f"{ZH}.gz").write_bytes(b"\x1f\x8bnot gzip"), "damaged"),
+        (lambda folder: write_text(folder / f"{ZH}.gz", '[{"en": {"src": '), "not valid JSON"),
+        (lambda folder: (folder / ZH).write_bytes(b'[{"en": "\xff"}]'), "not UTF-8"),
+        (lambda folder: write_text(folder / ZH, "[" * 100_000), "nested too deeply"),
+    ],
+)
+def test_a_damaged_file_is_named_with_the_fix(mzsre_dir: Path, damage, problem: str) -> None:
+    damage(mzsre_dir)
+    with pytest.raises(DatasetLayoutError) as err:
+        load_mzsre(mzsre_dir)
+    message = str(err.value)
+    assert ZH in message and problem in message and "re-download" in message, message
+    assert "\n" not in message
+
+
 # -------------------------------------------------------------------------------------------- BMIKE-53
 
 
@@ -195,6 +225,28 @@ def test_bmike_missing_case_dropped_with_warning_or_strict(bmike_dir: Path) -> N
     assert requests[2].views["fr"].target == "[fr] new 5"
     with pytest.raises(DatasetLayoutError, match="fr: 1"):
         load_bmike53(bmike_dir, strict=True)
+
+
+def test_bmike_records_in_another_order_than_their_english_ones_are_aligned_by_case_id(bmike_dir: Path) -> None:
+    ids = [7, 3, 11, 5]
+    german = [bmike_record(c, "de") for c in ids[1:] + ids[:1]]  # English in file order, German shifted by one
+    rows = [{"en": bmike_record(c, "en"), "de": de} for c, de in zip(ids, german)]
+    write(bmike_dir / "mysplit_test_de.json", rows)
+    requests = load_bmike53(bmike_dir, languages=["de"])
+    assert [(r.case_id, r.edit.prompt, r.views["de"].prompt) for r in requests] == [
+        (str(c), f"Question {c}?", f"[de] Question {c}?") for c in ids
+    ]
+    for damage, problem in (
+        (lambda rows: rows[1]["de"].pop("case_id"), r"case_id 3: the 'de' record has no case_id"),
+        (lambda rows: rows[1]["de"].update(case_id=5), r"the 'de' record of case_id 5 appears twice"),
+        (lambda rows: rows[1]["de"].update(case_id=99), r"'de' record\(s\) of case_id\(s\) \['99'\] have no English"),
+    ):
+        broken = json.loads(json.dumps(rows))
+        damage(broken)
+        write(bmike_dir / "mysplit_test_de.json", broken)
+        with pytest.raises(DatasetLayoutError, match=problem) as err:
+            load_bmike53(bmike_dir, languages=["de"])
+        assert "mysplit_test_de.json" in str(err.value) and "re-download" in str(err.value)
 
 
 def test_bmike_errors(bmike_dir: Path, tmp_path: Path) -> None:
@@ -322,3 +374,26 @@ def test_copied_means_the_edit_language_string_outside_the_edit_language():
     }
     request = EditRequest(views=views, edit_language="en")
     assert [request.copies_edit_target(lang) for lang in ("en", "de", "ru")] == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    "make_request, field",
+    [
+        (lambda: EditRequest.single(b"the capital of france is", "lyon"), "prompt"),
+        (lambda: EditRequest.single("the capital of france is", b"lyon"), "target"),
+        (lambda: EditRequest.single("the capital of france is", b""), "target"),
+        (lambda: EditRequest.single("q", "a", parallel={"de": (bytearray(b"die hauptstadt"), "lyon")}), "prompt"),
+        (lambda: EditRequest.single("q", "a", parallel={"de": {"prompt": "die", "target": b"lyon"}}), "target"),
+        (lambda: EditRequest.single("q", "a", rephrases=b"the capital city of france is"), "rephrase"),
+        (lambda: EditRequest.single("q", "a", locality_prompt=b"who wrote hamlet"), "locality_prompt"),
+    ],
+)
+def test_bytes_are_refused_as_bytes_not_as_empty_text(make_request, field: str) -> None:
+    with pytest.raises(EditRequestError, match=rf"{field} is (bytes|bytearray), not a str; decode it") as err:
+        make_request()
+    assert "empty" not in str(err.value)
+
+
+def test_a_prompt_that_is_not_text_is_named_by_its_type() -> None:
+    with pytest.raises(EditRequestError, match="prompt must be a str, got int"):
+        EditRequest.single(42, "lyon")

@@ -100,10 +100,16 @@ def test_calibration_is_ten_single_mode_mzsre_edits_per_method(tmp_path, cli):
         assert option(line, "--output").endswith("_single.json")
 
 
-def test_existing_results_are_skipped_and_unknown_flags_refused(tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "mzsre_icl_single.json").write_text("{}")
+def test_finished_runs_are_skipped_interrupted_ones_rerun_and_unknown_flags_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("mzsre_icl_single.json", "mzsre_icl_single.md", "mzsre_icl_single.png", "mzsre_mpn_single.json"):
+        (out / name).write_text("{}")  # MPN's run stopped after its JSON, before its table and plot
     lines = listed_commands(tmp_path, "--calibrate")
-    assert f"skip {tmp_path / 'out' / 'mzsre_icl_single.json'} (exists)" in lines and len(lines) == len(EDITORS)
+    assert f"skip {out / 'mzsre_icl_single.json'} (exists)" in lines and len(lines) == len(EDITORS)
+    assert not any("mzsre_mpn_single" in line and line.startswith("skip") for line in lines)
+    assert [option(line, "--output") for line in lines if "--method mpn" in line] == [
+        str(out / "mzsre_mpn_single.json")
+    ]
     done = subprocess.run(["bash", str(SCRIPT), "--dry-rum"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "unknown argument: --dry-rum" in done.stderr

@@ -43,14 +43,23 @@ def _read_json(path: Path) -> Any:
     return json.loads(raw.decode("utf-8"))
 
 
+def _hidden(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is hidden under ``folder``: a temporary file of an atomic write, or in a hidden folder."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
 def load_runs(folder: str | Path) -> list[dict[str, Any]]:
-    """Every bench result (a JSON, or gzip'd JSON, with ``method``, ``mode`` and ``per_language``) under ``folder``."""
+    """Every bench result (a JSON, or gzip'd JSON, with ``method``, ``mode`` and ``per_language``) under ``folder``.
+
+    Hidden files and folders are skipped: a write that was killed leaves its temporary ``.<name>.json.*.tmp.json``.
+    """
     runs = []
-    paths = sorted([*Path(folder).rglob("*.json"), *Path(folder).rglob("*.json.gz")])
-    for path in paths:
+    folder = Path(folder)
+    paths = sorted([*folder.rglob("*.json"), *folder.rglob("*.json.gz")])
+    for path in (path for path in paths if not _hidden(path, folder)):
         try:
             data = _read_json(path)
-        except (OSError, EOFError, json.JSONDecodeError) as err:
+        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not readable as JSON ({err}); delete it or re-run its bench command.") from err
         if isinstance(data, dict) and {"method", "mode", "per_language", "before"} <= set(data):
             runs.append({**data, "path": str(path)})

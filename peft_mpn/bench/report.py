@@ -186,14 +186,16 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> None:
 
 
 def write_results(results: Mapping[str, Any], output: str | Path) -> dict[str, Path]:
-    """Write ``output`` (JSON) and, with the same stem, the Markdown table (``.md``) and the plot (``.png``)."""
+    """Write ``output`` (JSON) and, with the same stem, the Markdown table (``.md``) and the plot (``.png``).
+
+    The JSON is written last, so its presence means the run's files are complete (a run killed before has no JSON).
+    """
     output = Path(output)
     if output.suffix != ".json":
         raise ValueError(f"The output must be a .json path (the .md and .png go next to it), got {output}.")
     paths = {"json": output, "markdown": output.with_suffix(".md"), "plot": output.with_suffix(".png")}
     text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_text(paths["json"], text)
-    markdown = results_markdown(results)
-    atomic_write_text(paths["markdown"], markdown)
+    atomic_write_text(paths["markdown"], results_markdown(results))
     plot_results(results, paths["plot"])
+    atomic_write_text(paths["json"], text)
     return paths

@@ -19,6 +19,19 @@ class EditRequestError(ValueError):
     """An edit request that cannot be used as given."""
 
 
+#: The fields of a `FactView` that hold text (the target may also be an int label).
+_TEXT_FIELDS = (
+    "prompt",
+    "target",
+    "subject",
+    "true_answer",
+    "locality_prompt",
+    "locality_answer",
+    "portability_question",
+    "portability_answer",
+)
+
+
 @dataclass(frozen=True)
 class FactView:
     """The fact in one language.
@@ -46,13 +59,22 @@ class FactView:
     portability_answer: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.rephrases, str):
+        if isinstance(self.rephrases, (str, bytes, bytearray)):  # one rephrase (bytes are refused in `validate`)
             object.__setattr__(self, "rephrases", (self.rephrases,))
         else:
             object.__setattr__(self, "rephrases", tuple(self.rephrases))
 
     def validate(self, language: str) -> None:
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
+        texts = [(name, getattr(self, name)) for name in _TEXT_FIELDS] + [("rephrase", r) for r in self.rephrases]
+        for name, value in texts:
+            if isinstance(value, (bytes, bytearray)):
+                raise EditRequestError(
+                    f"The {language!r} {name} is {type(value).__name__}, not a str; decode it first "
+                    f"(e.g. {name}.decode('utf-8'))."
+                )
+        if not isinstance(self.prompt, str):
+            raise EditRequestError(f"The {language!r} prompt must be a str, got {type(self.prompt).__name__}.")
+        if not self.prompt.strip():
             raise EditRequestError(f"The {language!r} version has an empty prompt; give the text to edit on.")
         if self.target is None or (isinstance(self.target, str) and not self.target.strip()):
             raise EditRequestError(

@@ -12,7 +12,7 @@ from peft import PeftConfig, PeftModel
 from transformers import PreTrainedModel
 
 from ..tuners import AdapterCompositionError, FFNBlockConfig, NeuronCollisionError
-from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, check_revision, list_edits
+from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, check_adapter_folder, check_revision, list_edits
 
 
 def _revisions(sources: Sequence[Any], revision: str | Sequence[str | None] | None) -> list[str | None]:
@@ -74,7 +74,7 @@ def compose_adapters(
     the union, provided no neuron is edited by two sources (a collision raises `AdapterCompositionError`
     naming the layer, the neurons and both sources). The manifests are merged (each
     record gains `source`) and left on the returned model, so `save_edit` and `push_edit_to_hub` write them
-    without `edits=`.
+    without `edits=`. A local folder without its config or weights file is refused naming the missing file.
 
     Args:
         base_model: the base model the adapters were made for (it is wrapped in place, as by `from_pretrained`).
@@ -103,6 +103,8 @@ def compose_adapters(
                 "double its effect. Give each source once."
             )
         seen[key] = name
+    for source in sources:  # before any loads: peft would look a local folder's missing file up on the Hub
+        check_adapter_folder(source)
     configs = [
         PeftConfig.from_pretrained(str(source), revision=rev, token=token) for source, rev in zip(sources, revisions)
     ]

@@ -15,9 +15,10 @@ from typing import Any
 
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 from ..data.requests import EditRequest
-from ..files import atomic_write_text
+from ..files import atomic_write_text, locked
 
 MANIFEST_NAME = "edits.json"
 """File name of the edit manifest, beside `adapter_config.json`."""
@@ -37,6 +38,40 @@ class EditManifestError(ValueError):
 
 class EditManifestNotFoundError(FileNotFoundError):
     """The adapter has no edit manifest (`edits.json`)."""
+
+
+#: What a record's fields may hold: (check, what it should be). `prompt`, `target` and `edit_language` must be
+#: there; the others may be absent or `None`.
+_FIELD_TYPES = {
+    "prompt": (lambda v: isinstance(v, str), "a str"),
+    "target": (lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "a str or an int label"),
+    "edit_language": (lambda v: isinstance(v, str), "a str"),
+    "case_id": (lambda v: v is None or (isinstance(v, (str, int)) and not isinstance(v, bool)), "a str"),
+    "languages": (
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "a list of str",
+    ),
+    "method": (lambda v: v is None or isinstance(v, str), "a str"),
+    "date": (lambda v: v is None or isinstance(v, str), "a str"),
+    "source": (lambda v: v is None or isinstance(v, str), "a str"),
+}
+_REQUIRED = ("prompt", "target", "edit_language")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list of " + ", ".join(sorted({type(item).__name__ for item in value}) or ["nothing"])
+    return type(value).__name__
+
+
+def _record_problem(record: Any, label: str) -> str | None:
+    """What is wrong with a manifest record, as `"<label> is ..."` (`label` e.g. `"edit #3"`); `None` if nothing."""
+    if not isinstance(record, Mapping):
+        return f"{label} is a {type(record).__name__}, not a record object"
+    for field, (check, expected) in _FIELD_TYPES.items():
+        if (field in record or field in _REQUIRED) and not check(record.get(field)):
+            return f"{label}'s {field} is {_kind(record.get(field))}, not {expected}"
+    return None
 
 
 def _now() -> str:
@@ -64,12 +99,15 @@ def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = N
                 "date": date,
             }
         elif isinstance(edit, Mapping):
-            missing = [key for key in ("prompt", "target", "edit_language") if edit.get(key) in (None, "")]
+            missing = [key for key in _REQUIRED if edit.get(key) in (None, "")]
             if missing:
                 raise EditManifestError(
                     f"Edit #{position} lacks {missing}: give EditRequest objects, or records with at least "
                     "prompt, target and edit_language (as list_edits returns them)."
                 )
+            problem = _record_problem(edit, f"Edit #{position}")
+            if problem:
+                raise EditManifestError(f"{problem}; give EditRequest objects, or records as list_edits returns them.")
             record = {
                 **{key: edit.get(key) for key in RECORD_FIELDS},
                 **{key: value for key, value in edit.items() if key not in RECORD_FIELDS},
@@ -94,17 +132,18 @@ def write_edit_manifest(
         folder: an adapter folder (`save_pretrained` output).
         edits: the edits the adapter holds: `peft_mpn.EditRequest` objects or manifest records.
         method: `"mpn"`, `"t-patcher"`, `"lafn"`...; default: the adapter's PEFT type, lower case.
-        append: keep the records already in the folder's manifest and add these after them.
+        append: keep the records already in the folder's manifest and add these after them. Processes
+            appending to the same manifest take turns (a lock file beside it), so none loses another's records.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise EditManifestError(f"{str(folder)!r} is not a folder; save the adapter there first (save_pretrained).")
-    method = method or _method_of_folder(folder)
-    records = read_edit_manifest(folder) if append and (folder / MANIFEST_NAME).exists() else []
-    records += edit_records(edits, method=method)
-    manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records}
+    new = edit_records(edits, method=method or _method_of_folder(folder))
     path = folder / MANIFEST_NAME
-    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    with locked(path):  # another process appending between the read and the write would lose its records
+        records = read_edit_manifest(folder) if append and path.exists() else []
+        manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records + new}
+        atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -125,10 +164,15 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"No edit manifest at {str(path)!r}. Adapters saved with peft_mpn.hub.save_edit / push_edit_to_hub "
             "carry one; for an adapter saved otherwise, write it with peft_mpn.hub.write_edit_manifest."
         )
+    rewrite = "write it again with peft_mpn.hub.write_edit_manifest (or save the adapter again with save_edit)."
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise EditManifestError(f"{str(path)!r} is not UTF-8 text ({error.reason}); {rewrite}") from error
     except json.JSONDecodeError as error:
-        raise EditManifestError(f"{str(path)!r} is not valid JSON: {error}") from error
+        raise EditManifestError(f"{str(path)!r} is not valid JSON ({error}); {rewrite}") from error
+    except RecursionError as error:
+        raise EditManifestError(f"{str(path)!r} is nested too deeply to be an edit manifest; {rewrite}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise EditManifestError(f'{str(path)!r} is not a peft-mpn edit manifest (no "format": {MANIFEST_FORMAT!r}).')
     version = manifest.get("version", 0)
@@ -142,6 +186,10 @@ def read_edit_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             f"{str(path)!r} has manifest version {manifest['version']}; this peft-mpn reads up to "
             f"{MANIFEST_VERSION}. Upgrade peft-mpn."
         )
+    for position, record in enumerate(manifest["edits"]):
+        problem = _record_problem(record, f"edit #{position}")
+        if problem:
+            raise EditManifestError(f"{str(path)!r} is a damaged edit manifest: {problem}; {rewrite}")
     return list(manifest["edits"])
 
 
@@ -162,6 +210,31 @@ def check_revision(revision: str | None) -> str | None:
             "branch, tag or commit name such as 'main', 'v1' or 'refs/pr/1'."
         )
     return revision
+
+
+def check_adapter_folder(source: str | os.PathLike, subfolder: str | None = None) -> None:
+    """A clear error for a local adapter folder without its config or weights file (else peft asks the Hub).
+
+    Sources that are not local folders (Hub repo ids) pass unchecked.
+
+    Raises:
+        FileNotFoundError: naming the folder, the missing file and how to save the adapter again.
+    """
+    folder = Path(source).expanduser() / (subfolder or "")
+    if not folder.is_dir():
+        return
+    if not (folder / CONFIG_NAME).is_file():
+        inside = sorted(sub.name for sub in folder.iterdir() if (sub / CONFIG_NAME).is_file())
+        where = f" (the adapters {', '.join(inside)} are in subfolders: point at one of them)" if inside else ""
+        raise FileNotFoundError(
+            f"{str(folder)!r} has no {CONFIG_NAME}, so it is not a saved adapter{where}; give the folder "
+            "peft_mpn.hub.save_edit (or save_pretrained) wrote."
+        )
+    if not any((folder / name).is_file() for name in (SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME)):
+        raise FileNotFoundError(
+            f"{str(folder)!r} has {CONFIG_NAME} but no weights file ({SAFETENSORS_WEIGHTS_NAME} or {WEIGHTS_NAME}); "
+            "save the adapter again with peft_mpn.hub.save_edit, or copy its weights file into that folder."
+        )
 
 
 def list_edits(

@@ -13,6 +13,7 @@ from huggingface_hub import CommitInfo, HfApi
 from peft import PeftModel
 from peft.utils import get_peft_model_state_dict
 
+from ..files import locked
 from .card import render_edit_card
 from .manifest import (
     EDITS_ATTRIBUTE,
@@ -103,9 +104,10 @@ def save_edit(
         card.save(staged / "README.md")
         # the manifest and card last: they describe the weights, which must be in place first
         order = sorted(staged.iterdir(), key=lambda p: (p.name in (MANIFEST_NAME, "README.md"), p.name))
-        for path in order:
-            if path.is_file():
-                os.replace(path, folder / path.name)
+        with locked(folder / MANIFEST_NAME):  # not between another process's reading and rewriting the manifest
+            for path in order:
+                if path.is_file():
+                    os.replace(path, folder / path.name)
     return folder
 
 

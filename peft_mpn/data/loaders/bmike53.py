@@ -33,6 +33,7 @@ BMIKE53_LANGUAGES = (
 """The 53 languages of the published zsRE and CounterFact splits (the loader offers whatever files it finds)."""
 BMIKE53_FILE = re.compile(r"^(?P<split>.+?)_test(?:_(?P<lang>[A-Za-z-]+))?\.json(?:\.gz)?$")
 """A BMIKE-53 file name; `lang` is absent in the English-only `<split>_test.json`."""
+_REDOWNLOAD = "re-download the published files (ercong21/MultiKnow, data/BMIKE53/)"
 
 
 def _split_files(directory: Path) -> dict[str, dict[str | None, Path]]:
@@ -86,7 +87,9 @@ def load_bmike53(
     it is a copy of the German file); English comes from the `"en"` record of every file, and the English
     records are checked to agree across files.
 
-    Cases are aligned by `case_id`. A case with no version in some requested language (e.g. 39 zsRE cases
+    Cases are aligned by `case_id`: each language's record is matched to its case by its own `case_id`, so a
+    file whose records of that language are in another order than its English ones still loads aligned (a
+    record without one is refused). A case with no version in some requested language (e.g. 39 zsRE cases
     in Hebrew) is dropped with a warning giving the counts; `strict=True` raises instead.
     """
     root = resolve(path)
@@ -108,6 +111,7 @@ def load_bmike53(
     versions: dict[str, dict[str, dict[str, Any]]] = {lang: {} for lang in langs[1:]}
     for lang, file in to_read:
         seen: set[str] = set()
+        by_case: dict[str, Any] = {}  # this file's `lang` records by their own case_id
         for i, entry in enumerate(read_records(file)):
             en = entry.get("en")
             if not isinstance(en, Mapping) or en.get("case_id") is None:
@@ -131,12 +135,25 @@ def load_bmike53(
                 order[case_id] = None
             if lang is not None and entry.get(lang) is not None:
                 version = entry[lang]
-                if isinstance(version, Mapping) and str(version.get("case_id", case_id)) != case_id:
+                if isinstance(version, Mapping) and version.get("case_id") is None:
                     raise DatasetLayoutError(
-                        f"{where}: the {lang!r} record has case_id {version['case_id']!r}; "
-                        "it must match the English one."
+                        f"{where}: the {lang!r} record has no case_id, so nothing says which fact it translates; "
+                        f"{_REDOWNLOAD}."
                     )
-                versions[lang][case_id] = version
+                own = str(version["case_id"]) if isinstance(version, Mapping) else case_id
+                if own in by_case:
+                    raise DatasetLayoutError(
+                        f"{file.name}: the {lang!r} record of case_id {own} appears twice; {_REDOWNLOAD}."
+                    )
+                by_case[own] = version
+        if lang is not None:
+            strays = [own for own in by_case if own not in seen]
+            if strays:
+                raise DatasetLayoutError(
+                    f"{file.name}: the {lang!r} record(s) of case_id(s) {strays[:5]} have no English record in that "
+                    f"file; {_REDOWNLOAD}."
+                )
+            versions[lang] = by_case
 
     kept = [case_id for case_id in order if all(case_id in found for found in versions.values())]
     missing = {lang: sum(cid not in found for cid in order) for lang, found in versions.items()}

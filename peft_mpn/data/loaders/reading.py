@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import json
 import string
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -90,13 +92,35 @@ def open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8", newline="")
 
 
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Reading `path` inside this turns a damaged file's error into a `DatasetLayoutError` naming it and the fix.
+
+    Truncated or damaged gzip data, text that is not UTF-8, invalid or too deeply nested JSON, and unreadable
+    files are covered; layout errors raised inside pass through.
+    """
+    try:
+        yield
+    except EOFError as err:
+        raise DatasetLayoutError(f"{path} is truncated (its gzip data ends early); re-download it.") from err
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise DatasetLayoutError(f"{path} is a damaged gzip file ({err}); re-download it.") from err
+    except UnicodeDecodeError as err:
+        raise DatasetLayoutError(
+            f"{path} is not UTF-8 text ({err.reason}); re-download it, or save it as UTF-8."
+        ) from err
+    except json.JSONDecodeError as err:
+        raise DatasetLayoutError(f"{path} is not valid JSON ({err}); re-download it.") from err
+    except RecursionError as err:
+        raise DatasetLayoutError(f"{path} is nested too deeply to be read as JSON; re-download it.") from err
+    except OSError as err:
+        raise DatasetLayoutError(f"{path} cannot be read ({err}); check that it is a readable file.") from err
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """A benchmark file: a JSON list of `{language: record}` objects."""
-    try:
-        with open_text(path) as fh:
-            data = json.load(fh)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not readable as JSON ({err}).") from err
+    with readable(path), open_text(path) as fh:
+        data = json.load(fh)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise DatasetLayoutError(
             f"{path}: expected a JSON list of {{language: record}} objects, got {type(data).__name__}."
@@ -107,22 +131,21 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """A JSON Lines file: one object per line (blank lines skipped)."""
     records = []
-    try:
-        with open_text(path) as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DatasetLayoutError(f"{path}, line {number}: not a JSON object ({err}).") from err
-                if not isinstance(record, dict):
-                    raise DatasetLayoutError(
-                        f"{path}, line {number}: expected a JSON object, got {type(record).__name__}."
-                    )
-                records.append(record)
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not readable as UTF-8 JSON Lines ({err}).") from err
+    with readable(path), open_text(path) as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as err:
+                raise DatasetLayoutError(
+                    f"{path}, line {number}: not a JSON object ({err}); re-download the file."
+                ) from err
+            if not isinstance(record, dict):
+                raise DatasetLayoutError(
+                    f"{path}, line {number}: expected a JSON object, got {type(record).__name__}."
+                )
+            records.append(record)
     return records
 
 

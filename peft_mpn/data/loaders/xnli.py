@@ -19,6 +19,7 @@ from .reading import (
     choose_languages,
     open_text,
     ordered_languages,
+    readable,
     resolve,
     select,
 )
@@ -107,7 +108,7 @@ def _tsv_cases(root: Path, languages: Any, split: str, template: str) -> list[Ca
             ) from err
     cases: dict[str, dict[str, FactView]] = {}
     try:
-        with open_text(path) as fh:
+        with readable(path), open_text(path) as fh:
             reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
             missing = [column for column in _COLUMNS if column not in (reader.fieldnames or [])]
             if missing:
@@ -123,8 +124,8 @@ def _tsv_cases(root: Path, languages: Any, split: str, template: str) -> list[Ca
                 if row["language"] in versions:
                     raise DatasetLayoutError(f"{where}: pairID {row['pairID']} appears twice in {row['language']!r}.")
                 versions[row["language"]] = FactView(prompt=text, target=label)
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DatasetLayoutError(f"{path}: not readable as a UTF-8 TSV ({err}).") from err
+    except csv.Error as err:
+        raise DatasetLayoutError(f"{path} is not a readable TSV ({err}); re-download it.") from err
     found = {lang for versions in cases.values() for lang in versions}
     langs = choose_languages(
         languages, ordered_languages(found, XNLI_LANGUAGES, "XNLI", path), "XNLI", path, "use the full XNLI-1.0 file"

@@ -1,0 +1,136 @@
+"""Edit adapters under bad input: damaged `edits.json`, wrong types, parallel appends, folders missing a file."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from peft import get_peft_model
+from tiny import tiny_model
+
+import peft_mpn
+from peft_mpn import MPNConfig
+from peft_mpn.hub import EditManifestError, compose_adapters, list_edits, write_edit_manifest
+
+BASE = "tiny-random/gpt2"
+RECORD = {
+    "case_id": "france",
+    "edit_language": "en",
+    "prompt": "the capital of france is",
+    "target": "lyon",
+    "languages": ["en"],
+    "method": "mpn",
+    "date": "2025-01-01T00:00:00+00:00",
+}
+
+
+def base_model():
+    model = tiny_model("gpt2")
+    model.name_or_path = BASE
+    return model
+
+
+def adapter_folder(folder: Path) -> Path:
+    """A saved MPN adapter (no patches yet) with a manifest of one record."""
+    get_peft_model(base_model(), MPNConfig()).save_pretrained(folder, save_embedding_layers=False)
+    write_edit_manifest(folder, [RECORD])
+    return folder
+
+
+def manifest(edits: object) -> bytes:
+    return json.dumps({"format": "peft-mpn/edits", "version": 1, "edits": edits}).encode()
+
+
+DAMAGED = [
+    (manifest([RECORD]).replace(b"lyon", b"ly\xffon"), "is not UTF-8"),
+    (b"[" * 100_000, "nested too deeply"),
+    (manifest(["france", "river"]), "edit #0 is a str, not a record object"),
+    (manifest([RECORD, {**RECORD, "prompt": 5}]), "edit #1's prompt is int, not a str"),
+    (manifest([{**RECORD, "target": None}]), "edit #0's target is NoneType, not a str or an int label"),
+    (manifest([{**RECORD, "languages": "en"}]), "edit #0's languages is str, not a list of str"),
+]
+
+
+IDS = ["not-utf8", "deep", "strings", "int-prompt", "no-target", "str-languages"]
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED, ids=IDS)
+def test_a_damaged_manifest_is_refused_naming_its_file(tmp_path, content, problem):
+    folder = tmp_path / "edit"
+    folder.mkdir()
+    (folder / "edits.json").write_bytes(content)
+    for read in (list_edits, lambda folder: write_edit_manifest(folder, [RECORD], method="mpn", append=True)):
+        with pytest.raises(EditManifestError) as error:
+            read(folder)
+        message = str(error.value)
+        assert str(folder / "edits.json") in message and problem in message, message
+        assert "write_edit_manifest" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED[2:], ids=IDS[2:])
+def test_compose_adapters_refuses_a_damaged_manifest_naming_its_file(tmp_path, content, problem):
+    good, damaged = adapter_folder(tmp_path / "good"), adapter_folder(tmp_path / "damaged")
+    (damaged / "edits.json").write_bytes(content)
+    with pytest.raises(EditManifestError) as error:
+        compose_adapters(base_model(), [good, damaged])
+    assert str(damaged / "edits.json") in str(error.value) and problem in str(error.value)
+
+
+def test_records_of_the_wrong_type_are_refused_before_they_are_written(tmp_path):
+    folder = adapter_folder(tmp_path / "edit")
+    before = (folder / "edits.json").read_bytes()
+    for record, problem in (
+        ({**RECORD, "prompt": 5}, "Edit #0's prompt is int, not a str"),
+        ({**RECORD, "target": True}, "Edit #0's target is bool, not a str or an int label"),
+        ({**RECORD, "languages": [b"en"]}, "Edit #0's languages is a list of bytes, not a list of str"),
+    ):
+        with pytest.raises(EditManifestError, match=problem):
+            write_edit_manifest(folder, [record], append=True)
+    assert (folder / "edits.json").read_bytes() == before
+
+
+def _append(folder: str, worker: int, count: int) -> None:
+    for i in range(count):
+        write_edit_manifest(folder, [{**RECORD, "case_id": f"{worker}-{i}"}], method="mpn", append=True)
+
+
+def test_appends_from_several_processes_keep_every_record(tmp_path):
+    folder = tmp_path / "edit"
+    folder.mkdir()
+    fork = multiprocessing.get_context("fork")  # the children only append: nothing to import again
+    workers = [fork.Process(target=_append, args=(str(folder), worker, 30)) for worker in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=300)
+    assert [process.exitcode for process in workers] == [0] * 4
+    case_ids = [record["case_id"] for record in list_edits(folder)]
+    assert sorted(case_ids) == sorted(f"{worker}-{i}" for worker in range(4) for i in range(30))
+    for worker in range(4):  # each process's records in the order it appended them
+        assert [c for c in case_ids if c.startswith(f"{worker}-")] == [f"{worker}-{i}" for i in range(30)]
+    assert [path.name for path in folder.iterdir()] == ["edits.json"]  # no lock or temporary file left behind
+
+
+LOADS = {
+    "from_pretrained": lambda folder: peft_mpn.from_pretrained(base_model(), folder),
+    "from_pretrained(str)": lambda folder: peft_mpn.from_pretrained(base_model(), str(folder)),
+    "compose_adapters": lambda folder: compose_adapters(base_model(), [folder.parent / "good", folder]),
+}
+
+
+@pytest.mark.parametrize("load", LOADS.values(), ids=LOADS)
+def test_an_adapter_folder_missing_a_file_says_which_and_how_to_fix_it(tmp_path, load):
+    adapter_folder(tmp_path / "good")
+    folder = adapter_folder(tmp_path / "edit")
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load(folder)
+    message = str(error.value)
+    assert str(folder) in message and "adapter_model.safetensors" in message and "save_edit" in message, message
+    (folder / "adapter_config.json").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        load(folder)
+    message = str(error.value)
+    assert str(folder) in message and "no adapter_config.json" in message and "save_edit" in message, message
