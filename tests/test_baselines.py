@@ -84,7 +84,9 @@ def test_ft_m_trains_the_whole_target_and_ft_l_only_the_prompts_last_position():
 @pytest.mark.parametrize("name", ["ft-l", "ft-m"])
 def test_the_loss_is_the_mean_over_versions_of_each_versions_own_nll(name):
     request = EditRequest.single(
-        "who wrote hamlet", "the sky is", parallel={"de": {"prompt": "die hauptstadt von frankreich", "target": "rome"}}
+        "who wrote hamlet",
+        "the sky is",
+        parallel={"de": {"prompt": "die hauptstadt von frankreich", "target": "rome"}},
     )
     ed = ft_editor(name, "gemma3_text", augment_languages=None, max_steps=1)
     per_version = []
