@@ -13,6 +13,7 @@ from tiny import REPO_ROOT, load_benchmark_script
 
 DOCS = REPO_ROOT / "docs"
 PAGES = sorted(DOCS.rglob("*.md"))
+SNIPPET_PAGES = [*PAGES, REPO_ROOT / "README.md"]  # the README's snippets are checked like the docs' ones
 SNIPPET = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -86,7 +87,7 @@ def _dotted(func: ast.expr, names: dict[str, str]) -> str | None:
     return ".".join([names[func.id], *reversed(parts)])
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(DOCS)))
+@pytest.mark.parametrize("page", SNIPPET_PAGES, ids=lambda page: str(page.relative_to(REPO_ROOT)))
 def test_snippets_compile_and_use_the_current_api(page):
     for code in snippets(page):
         compile(code, str(page), "exec")
