@@ -235,7 +235,8 @@ def test_per_language_patches_give_translated_targets_their_own_neurons():
     request = EditRequest.single(
         "the capital of france is", "lyon", parallel={"de": ("die hauptstadt von frankreich ist", "berlin")}
     )
-    shared = editor("gpt2", augment=["de"])
+    # one shared patch cannot write both answers; keep_unfixed keeps it to show the plan (rollback would drop it)
+    shared = editor("gpt2", augment=["de"], keep_unfixed=True)
     own = editor("gpt2", augment=["de"], patch_plan="per_language")
     assert shared.edit(request).patches_added == 1
     result = own.edit(request)
