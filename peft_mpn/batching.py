@@ -99,16 +99,25 @@ class TargetBatch:
         return positions
 
 
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_token_id: int, min_length: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows right-aligned in one batch: `(input_ids, attention_mask)`, each [B, longest row] (at least
+    `min_length` wide)."""
+    length = max(min_length, *(len(row) for row in rows))
+    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for r, row in enumerate(rows):
+        input_ids[r, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[r, length - len(row) :] = 1
+    return input_ids, attention_mask
+
+
 def collate_targets(encodings: Sequence[TargetEncoding], pad_token_id: int) -> TargetBatch:
-    length = max(len(e.input_ids) for e in encodings)
+    input_ids, attention_mask = left_pad([e.input_ids for e in encodings], pad_token_id)
     width = max(len(e.target_ids) for e in encodings)
-    input_ids = torch.full((len(encodings), length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(encodings), length), dtype=torch.long)
     target_ids = torch.full((len(encodings), width), -100, dtype=torch.long)
     for row, encoding in enumerate(encodings):
-        n = len(encoding.input_ids)
-        input_ids[row, length - n :] = torch.tensor(encoding.input_ids)
-        attention_mask[row, length - n :] = 1
         target_ids[row, width - len(encoding.target_ids) :] = torch.tensor(encoding.target_ids)
     position_ids = left_padded_positions(attention_mask)
     return TargetBatch(input_ids, attention_mask, position_ids, target_ids, list(encodings))

@@ -20,7 +20,7 @@ class EditRequestError(ValueError):
 
 
 #: The fields of a `FactView` that hold text (the target may also be an int label).
-_TEXT_FIELDS = (
+TEXT_FIELDS = (
     "prompt",
     "target",
     "subject",
@@ -65,7 +65,7 @@ class FactView:
             object.__setattr__(self, "rephrases", tuple(self.rephrases))
 
     def validate(self, language: str) -> None:
-        texts = [(name, getattr(self, name)) for name in _TEXT_FIELDS] + [("rephrase", r) for r in self.rephrases]
+        texts = [(name, getattr(self, name)) for name in TEXT_FIELDS] + [("rephrase", r) for r in self.rephrases]
         for name, value in texts:
             if isinstance(value, (bytes, bytearray)):
                 raise EditRequestError(

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..batching import eval_mode, left_padded_positions, pad_token_id
+from ..batching import eval_mode, left_pad, left_padded_positions, pad_token_id
 
 
 @dataclass(frozen=True)
@@ -131,16 +131,6 @@ def line_break_tokens(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return found
 
 
-def _left_pad(rows: Sequence[Sequence[int]], pad: int, device: torch.device) -> dict[str, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        mask[r, width - len(row) :] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-
 def _device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return torch.device("cpu") if parameter is None else parameter.device
@@ -150,7 +140,8 @@ def _decode(
     model: nn.Module, rows: Sequence[Sequence[int]], steps: int, pad: int, stops: list[int]
 ) -> list[list[int]]:
     """Greedy tokens after each row (left-padded), `steps` at most, a row finished at any of `stops`."""
-    inputs = _left_pad(rows, pad, _device(model))
+    device = _device(model)
+    inputs = {name: tensor.to(device) for name, tensor in zip(("input_ids", "attention_mask"), left_pad(rows, pad))}
     generate = getattr(model, "generate", None)
     if callable(generate):
         output = generate(

@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..requests import EditRequest, EditRequestError
+from ..requests import TEXT_FIELDS, EditRequest, EditRequestError
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-_TEXT_FIELDS = (
-    "subject",
-    "true_answer",
-    "locality_prompt",
-    "locality_answer",
-    "portability_question",
-    "portability_answer",
-)
+#: The optional text fields of a view (every text field but the prompt and the target, typed apart).
+_TEXT_FIELDS = tuple(name for name in TEXT_FIELDS if name not in ("prompt", "target"))
 
 
 def requests_to_dataset(requests: Sequence[EditRequest]) -> Dataset:

@@ -33,7 +33,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ...batching import left_padded_positions, pad_token_id, takes_logits_to_keep
+from ...batching import left_pad, left_padded_positions, pad_token_id, takes_logits_to_keep
 from .config import ICLEditorConfig
 
 
@@ -135,12 +135,8 @@ class InContextModel(nn.Module):
             # The row's own <bos> gives way to the context's; the context's last token then predicts what it did.
             own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
             joined.append(context + own)
-        width = max(length, *(len(ids) for ids in joined))  # at least the input's width (over-padded inputs)
-        ids = torch.full((len(joined), width), self._pad, dtype=torch.long, device=input_ids.device)
-        mask = torch.zeros_like(ids)
-        for r, row in enumerate(joined):
-            ids[r, width - len(row) :] = torch.tensor(row)
-            mask[r, width - len(row) :] = 1
+        ids, mask = left_pad(joined, self._pad, min_length=length)  # at least the input's width (over-padded inputs)
+        ids, mask = ids.to(input_ids.device), mask.to(input_ids.device)
         inputs = {
             "input_ids": ids,
             "attention_mask": mask,

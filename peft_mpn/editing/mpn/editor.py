@@ -271,11 +271,7 @@ class MPNEditor(Editor):
             d = self.layer.hidden_size
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
         keys, bias, noise, amplifier = init_patches(plan, self.config, self._generator)
-        every = torch.arange(len(rows.request))
-        extra = [
-            t for t in (self._after_answer(batch, h, every), self._neighbours(requests, rows, every)) if t is not None
-        ]
-        silent = torch.cat(extra) if extra else None
+        silent = self._edit_silent(requests, rows, batch, h, torch.arange(len(rows.request)))
         return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, silent)
 
     def _train(self, requests: list[EditRequest]) -> EditResult:
@@ -312,9 +308,7 @@ class MPNEditor(Editor):
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        memory = self._silent_vectors(
-            self._after_answer(batch, h, trained_rows), self._neighbours(requests, rows, trained_rows)
-        )
+        memory = self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows))
         best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
@@ -433,11 +427,17 @@ class MPNEditor(Editor):
             h = capture_ffn_inputs(self.model, self.layer, inputs)
         return h[torch.arange(len(h)), self._decision_index(inputs["attention_mask"])].float()
 
-    def _silent_vectors(self, *extra: torch.Tensor | None) -> torch.Tensor | None:
-        """Where the patches must stay silent: the memory bank, plus `extra` (this edit's after-answer inputs and
-        neighbour questions)."""
-        parts = [t for t in (self.memory.vectors, *extra) if t is not None]
-        return torch.cat(parts) if parts else None
+    def _edit_silent(
+        self, requests: list[EditRequest], rows: EditRows, batch: Any, h: torch.Tensor, trained: torch.Tensor
+    ) -> torch.Tensor | None:
+        """This edit's own FFN inputs where its patches must stay silent: after each trained answer, and on the
+        neighbour questions of each trained version (None when there are none)."""
+        parts = [self._after_answer(batch, h, trained), self._neighbours(requests, rows, trained)]
+        return _joined(parts)
+
+    def _silent_vectors(self, extra: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the patches must stay silent: the memory bank, plus `extra` (from `_edit_silent`)."""
+        return _joined([self.memory.vectors, extra])
 
     def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
@@ -468,3 +468,9 @@ class MPNEditor(Editor):
     def trainer_objective(self, requests: Sequence[EditRequest]) -> MPNTrainerObjective:
         """Plan and add patches for `requests`; `EditTrainer` then trains them with T-Patcher's losses."""
         return MPNTrainerObjective(self, requests)
+
+
+def _joined(parts: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
+    """The rows of the tensors in `parts` that are not None, stacked (None when all are)."""
+    present = [part for part in parts if part is not None]
+    return torch.cat(present) if present else None
