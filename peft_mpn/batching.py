@@ -183,11 +183,42 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode, then every module's own training flag back (``model.train(flag)`` would reset them all)."""
+    """Eval mode, then every module's own training flag back (``model.train(flag)`` would reset them all).
+
+    Inside, the output layer also reads a contiguous input (`contiguous_output_head`).
+    """
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        yield
+        with contiguous_output_head(model):
+            yield
     finally:
         for m, mode in modes.items():
             m.training = mode
+
+
+def _contiguous_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+@contextmanager
+def contiguous_output_head(model: nn.Module) -> Iterator[None]:
+    """Feed the output layer a contiguous input while inside.
+
+    Causal LMs apply the output layer to ``hidden[:, -k:]`` (``logits_to_keep``; 1 in every `generate()` step), a
+    strided view that `torch.nn.functional.linear` on CPU multiplies batch by batch against the whole weight: with
+    Gemma 3's 262k vocabulary that was 3-4x slower than on the same rows made contiguous (measured on 2 cores).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    getter = getattr(base, "get_output_embeddings", None)
+    head = getter() if callable(getter) else None
+    if not isinstance(head, nn.Module):
+        yield
+        return
+    handle = head.register_forward_pre_hook(_contiguous_input)
+    try:
+        yield
+    finally:
+        handle.remove()

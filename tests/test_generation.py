@@ -27,8 +27,8 @@ def tokenizer():
     return make_tokenizer()
 
 
-def edited(tokenizer, silent_after_answer: int) -> MPNEditor:
-    config = MPNEditorConfig(silent_after_answer=silent_after_answer, augment_languages=[])
+def edited(tokenizer, silent_after_answer: int, **config_fields) -> MPNEditor:
+    config = MPNEditorConfig(silent_after_answer=silent_after_answer, augment_languages=[], **config_fields)
     editor = MPNEditor(tiny_model("qwen2"), tokenizer, config, unrelated_texts=UNRELATED, progress=False)
     assert editor.edit(EditRequest.single(PROMPT, TARGET)).success
     return editor
@@ -74,7 +74,7 @@ def test_generation_is_the_same_batched_and_one_prompt_at_a_time(tokenizer):
 
 
 def test_teacher_forcing_misses_a_repeating_answer_that_generation_catches_and_the_fix_prevents(tokenizer):
-    original = edited(tokenizer, silent_after_answer=0)  # Transformer-Patcher's training
+    original = edited(tokenizer, silent_after_answer=0, warm_start=False)  # Transformer-Patcher's training
     (score,) = score_targets(original.model, tokenizer, [(PROMPT, TARGET)])
     assert score.predicted == score.target  # teacher-forced: perfect
     settings = GenerationSettings()
@@ -184,3 +184,21 @@ def test_prompt_formats_apply_to_every_prompt_and_refuse_bad_templates():
     assert (custom.edit.prompt, custom.edit.target) == ("Question: x Answer:", "y.")
     with pytest.raises(EditRequestError, match="after"):
         fact().with_prompt_format("{answer} {prompt}")
+
+
+def test_the_output_layer_reads_a_contiguous_input_and_computes_the_same_logits(tokenizer):
+    from peft_mpn.batching import contiguous_output_head
+
+    model = tiny_model("llama")
+    head = model.get_output_embeddings()
+    seen = []
+    handle = head.register_forward_hook(lambda module, args, output: seen.append(args[0].is_contiguous()))
+    inputs = tokenizer(["the capital of france is", "who wrote hamlet"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        plain = model(**inputs, logits_to_keep=2).logits
+        with contiguous_output_head(model):
+            fast = model(**inputs, logits_to_keep=2).logits
+    handle.remove()
+    assert seen == [False, True]  # `hidden[:, -2:]` is a strided view; inside, the head gets it contiguous
+    assert torch.equal(plain, fast)
+    assert head._forward_pre_hooks == {}  # nothing left on the model afterwards

@@ -45,20 +45,19 @@ def patch_losses(
     `keys`/`bias` are the patches' current tensors (row `p` belongs to `patches[p]`); `memory` holds the memory
     bank's vectors (None: the memory losses are zero and the peak is -inf).
     """
-    activation_terms, memory_terms = [], []
-    memory_pre = None if memory is None else memory.to(keys.device) @ keys.T + bias  # [N, P]
+    activation_terms, anchor_means = [], []
     for p, patch in enumerate(patches):
         # every anchor of the patch (FFN inputs are fixed, so this costs no forward pass)
         pre = patch.anchors.to(keys.device) @ keys[p] + bias[p]
         k = min(config.activation_topk, len(pre))
         activation_terms.append(torch.exp(-pre).topk(k).values.mean())
-        if memory_pre is not None:
-            k = min(config.memory_topk, len(memory_pre))
-            m = memory_pre[:, p]
-            relative = torch.exp((m - pre.mean() + config.memory_margin).clamp(max=60)).topk(k).values.mean()
-            absolute = torch.exp((m + config.memory_margin).clamp(max=60)).topk(k).values.mean()
-            memory_terms.append(relative + absolute)
+        anchor_means.append(pre.mean())
     activation = torch.stack(activation_terms)
-    memory_loss = torch.stack(memory_terms) if memory_terms else torch.zeros(len(patches), device=keys.device)
-    peak = float("-inf") if memory_pre is None else memory_pre.max().item()
-    return activation, memory_loss, peak
+    if memory is None:
+        return activation, torch.zeros(len(patches), device=keys.device), float("-inf")
+    memory_pre = memory.to(keys.device) @ keys.T + bias  # [N, P]
+    # exp is increasing, so the k largest terms are those of the k highest pre-activations: one topk for all patches
+    top = memory_pre.topk(min(config.memory_topk, len(memory_pre)), dim=0).values  # [k, P]
+    relative = torch.exp((top - torch.stack(anchor_means) + config.memory_margin).clamp(max=60)).mean(0)
+    absolute = torch.exp((top + config.memory_margin).clamp(max=60)).mean(0)
+    return activation, relative + absolute, top[0].max().item()
