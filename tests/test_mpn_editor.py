@@ -288,7 +288,8 @@ def test_an_edit_that_does_not_hold_is_rolled_back_and_the_adapter_is_unchanged(
     editor = MPNEditor(tiny_model("llama"), tokenizer, MPNEditorConfig(augment_languages=[]), progress=False)
     assert editor.edit(EditRequest.single("the capital of france is", "lyon")).success  # an earlier edit
     before = {name: tensor.clone() for name, tensor in editor.model.state_dict().items()}
-    editor.config.max_steps = 1  # too few steps for the next edit to hold
+    editor.config.max_steps = 1  # too few steps for the next edit to hold from T-Patcher's random start
+    editor.config.warm_start = False
     result = editor.edit(EditRequest.single("who wrote hamlet", "rome"))
     assert result.status == "unfixed" and result.patches_added == 0
     after = editor.model.state_dict()

@@ -28,11 +28,11 @@ def neighbour_answers(model, tokenizer) -> list[tuple[int, ...]]:
     return [score.predicted for score in score_targets(model, tokenizer, pairs)]
 
 
-def edit_france(neighbour_negatives: int) -> tuple[list, list, MPNEditor]:
+def edit_france(neighbour_negatives: int, **config_fields) -> tuple[list, list, MPNEditor]:
     tokenizer = make_tokenizer()
     model = tiny_model("llama", seed=1)
     before = neighbour_answers(model, tokenizer)
-    config = MPNEditorConfig(neighbour_negatives=neighbour_negatives, augment_languages=[])
+    config = MPNEditorConfig(neighbour_negatives=neighbour_negatives, augment_languages=[], **config_fields)
     editor = MPNEditor(model, tokenizer, config, progress=False)
     editor.add_unrelated_from_requests([capital("germany", "berlin"), capital("italy", "rome")])
     assert editor.edit(capital("france", "lyon")).success
@@ -40,7 +40,7 @@ def edit_france(neighbour_negatives: int) -> tuple[list, list, MPNEditor]:
 
 
 def test_without_neighbours_the_patch_fires_on_the_same_question_about_other_subjects():
-    before, after, _ = edit_france(neighbour_negatives=0)
+    before, after, _ = edit_france(neighbour_negatives=0, warm_start=False)
     assert before != after  # Transformer-Patcher's training: "the capital of germany is" changes too
 
 

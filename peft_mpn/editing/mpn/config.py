@@ -58,6 +58,15 @@ class MPNEditorConfig(EditorConfig):
             "both are trained, so a large a makes the value move fast."
         },
     )
+    warm_start: bool = field(
+        default=True,
+        metadata={
+            "help": "Start each patch in closed form: a key that separates its edit from the memory bank and the "
+            "edit's own silent inputs (Fisher's discriminant, pre-activation +margin on the edit, -margin on the "
+            "most activated silent input), and a value along the edit loss's gradient, scaled by a line search. "
+            "False: Transformer-Patcher's start (key q/||q||², value z ⊙ a with random z)."
+        },
+    )
     # losses
     label_smoothing: float = field(
         default=0.1, metadata={"min": 0, "below": 1, "help": "ε of the label-smoothed NLL edit loss."}

@@ -34,6 +34,7 @@ from .memory import MemoryBank
 from .neighbours import SubjectPool, neighbour_prompts
 from .objective import MPNTrainerObjective
 from .planning import EditRows, PatchPlan, PlannedPatch, init_patches, plan_patches, sample_rows
+from .warm_start import descent_values, discriminative_keys
 
 logger = logging.getLogger(__name__)
 
@@ -300,15 +301,19 @@ class MPNEditor(Editor):
         if not plan:
             return EditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 
-        keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
-        params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
-        optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        memory_weight = self.memory_weight
         if self.memory.vectors is None:
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
         memory = self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows))
+        keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
+        if config.warm_start:
+            keys, bias, values = self._warm_start(plan, memory, batch, cache, trained_rows, vocab)
+            noise = values / amplifier if config.amplifier_init != 0 else values
+            amplifier = amplifier if config.amplifier_init != 0 else torch.ones_like(amplifier)
+        params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
+        optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        memory_weight = self.memory_weight
         best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
@@ -387,6 +392,30 @@ class MPNEditor(Editor):
         self.subjects.add_edits(requests)  # later edits keep silent on this fact's questions
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
         return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
+
+    def _warm_start(
+        self,
+        plan: list[PlannedPatch],
+        silent: torch.Tensor | None,
+        batch: Any,
+        cache: PrefixCache | None,
+        rows: torch.Tensor,
+        vocab: CandidateVocabulary | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`(keys, bias, values)` in closed form (see `warm_start`): discriminative keys, descent values."""
+        keys, bias = discriminative_keys(plan, silent, self.config.memory_margin)
+        targets = self._targets(batch, rows, vocab)
+        zero = torch.zeros_like(keys, requires_grad=True)
+        with self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, zero)):
+            loss = self.edit_loss(self._forward(batch, cache, rows, vocab), targets)
+        (gradient,) = torch.autograd.grad(loss, zero)
+
+        def try_values(values: torch.Tensor) -> tuple[float, bool]:
+            with torch.no_grad(), self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, values)):
+                logits = self._forward(batch, cache, rows, vocab)
+            return self.edit_loss(logits, targets).item(), bool(self._correct(logits, targets).all())
+
+        return keys.clone(), bias.clone(), descent_values(plan, gradient, try_values)
 
     def _after_answer(self, batch: Any, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
         """The FFN inputs from the last token of each trained answer on, as the model (without the new patches)
