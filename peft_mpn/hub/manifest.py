@@ -18,7 +18,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 from ..data.requests import EditRequest
-from ..files import atomic_write_text, locked
+from ..files import atomic_write_text, locked, recover_folder
 
 MANIFEST_NAME = "edits.json"
 """File name of the edit manifest, beside `adapter_config.json`."""
@@ -220,6 +220,7 @@ def check_adapter_folder(source: str | os.PathLike, subfolder: str | None = None
     Raises:
         FileNotFoundError: naming the folder, the missing file and how to save the adapter again.
     """
+    recover_folder(source)  # a save killed while swapping folders left the old one aside
     folder = Path(source).expanduser() / (subfolder or "")
     if not folder.is_dir():
         return
@@ -251,6 +252,7 @@ def list_edits(
         token: Hub token for private repos (default: the logged-in one).
     """
     check_revision(revision)
+    recover_folder(path_or_repo_id)  # a save killed while swapping folders left the old one aside
     if Path(path_or_repo_id).exists():
         return read_edit_manifest(path_or_repo_id)
     try:
