@@ -7,12 +7,19 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+import torch
 from peft import get_peft_model
-from tiny import tiny_model
+from tiny import logits, sample_inputs, tiny_model
 
 import peft_mpn
-from peft_mpn import MPNConfig
-from peft_mpn.hub import EditManifestError, compose_adapters, list_edits, write_edit_manifest
+from peft_mpn import LAFNConfig, MPNConfig
+from peft_mpn.hub import (
+    AdapterCompositionError,
+    EditManifestError,
+    compose_adapters,
+    list_edits,
+    write_edit_manifest,
+)
 
 BASE = "tiny-random/gpt2"
 RECORD = {
@@ -134,3 +141,27 @@ def test_an_adapter_folder_missing_a_file_says_which_and_how_to_fix_it(tmp_path,
         load(folder)
     message = str(error.value)
     assert str(folder) in message and "no adapter_config.json" in message and "save_edit" in message, message
+
+
+def test_compose_adapters_failing_on_a_later_source_leaves_the_base_model_as_it_was(tmp_path):
+    for name, neurons, seed in (("first", {0: [3, 17]}, 1), ("second", {2: [5]}, 2)):
+        torch.manual_seed(seed)
+        model = get_peft_model(base_model(), LAFNConfig(neurons=neurons, init_lafn_weights=False))
+        model.save_pretrained(tmp_path / name, save_embedding_layers=False)
+        write_edit_manifest(tmp_path / name, [{**RECORD, "case_id": name}])
+    (tmp_path / "second" / "adapter_model.safetensors").write_bytes(b"not safetensors")  # damaged weights
+    base = base_model()
+    inputs = sample_inputs("gpt2")
+    before = logits(base, inputs)
+    with pytest.raises(AdapterCompositionError) as error:
+        compose_adapters(base, [tmp_path / "first", tmp_path / "second"])
+    message = str(error.value)
+    assert str(tmp_path / "second") in message and "as it was" in message, message
+    # the first adapter is neither attached nor active: the caller's model computes and trains as before
+    assert torch.equal(logits(base, inputs), before)
+    assert not hasattr(base, "peft_config") and all(param.requires_grad for param in base.parameters())
+    assert type(base.transformer.h[0].mlp) is type(base_model().transformer.h[0].mlp)
+    alone = compose_adapters(base, [tmp_path / "first"])  # and it takes an adapter as a fresh model does
+    reference = compose_adapters(base_model(), [tmp_path / "first"])
+    assert torch.equal(logits(alone, inputs), logits(reference, inputs))
+    assert not torch.equal(logits(alone, inputs), before)
