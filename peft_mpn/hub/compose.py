@@ -14,7 +14,14 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..tuners import AdapterCompositionError, FFNBlockConfig, NeuronCollisionError
-from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, check_adapter_folder, check_revision, list_edits
+from .manifest import (
+    EDITS_ATTRIBUTE,
+    EditManifestNotFoundError,
+    check_adapter_folder,
+    check_revision,
+    list_edits,
+    revision_errors,
+)
 
 
 def _revisions(sources: Sequence[Any], revision: str | Sequence[str | None] | None) -> list[str | None]:
@@ -132,9 +139,10 @@ def compose_adapters(
         seen[key] = name
     for source in sources:  # before any loads: peft would look a local folder's missing file up on the Hub
         check_adapter_folder(source)
-    configs = [
-        PeftConfig.from_pretrained(str(source), revision=rev, token=token) for source, rev in zip(sources, revisions)
-    ]
+    configs = []
+    for source, rev in zip(sources, revisions):
+        with revision_errors(source, rev):
+            configs.append(PeftConfig.from_pretrained(str(source), revision=rev, token=token))
     types = {str(config.peft_type.value) for config in configs}
     if len(types) > 1:
         described = ", ".join(f"{name}: {config.peft_type.value}" for name, config in zip(names, configs))
