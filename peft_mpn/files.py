@@ -214,6 +214,8 @@ def replace_folder(
     ``folder`` is untouched and the staging folder removed. Returns ``folder``.
     """
     folder = Path(folder)
+    if folder.is_symlink():  # replace what it points to; the link stays
+        folder = Path(os.path.realpath(folder))
     folder.parent.mkdir(parents=True, exist_ok=True)
     with locked(folder):
         _recover(folder)

@@ -121,3 +121,12 @@ def test_a_save_keeps_other_files_and_removes_temporary_folders_of_old_killed_sa
     assert sorted(path.name for path in tmp_path.iterdir()) == [".edit.settings", "edit"]
     assert (folder / "notes.txt").read_text() == "mine" and (folder / "plots" / "loss.png").read_bytes() == b"png"
     assert {name: data for name, data in files(folder).items() if name != "notes.txt"} == saves["new_files"]
+
+
+def test_a_save_through_a_symlink_replaces_the_folder_it_points_to(saves, tmp_path):
+    real = tmp_path / "real"
+    save_edit(saves["old"], real, [record("old")])
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    save_edit(saves["new"], tmp_path / "link", [record("new")])
+    assert (tmp_path / "link").is_symlink() and files(real) == saves["new_files"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["link", "real"]
