@@ -103,12 +103,14 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
 def _leftovers(folder: Path, pattern: str) -> list[Path]:
     """Folders beside `folder` named ``.<name>.<pattern>`` (`replace_folder`'s own), least recently renamed first."""
     name = re.compile(re.escape(f".{folder.name}.") + pattern)
-    found = [
-        path
-        for path in folder.parent.iterdir()
-        if name.fullmatch(path.name) and path.is_dir() and not path.is_symlink()
-    ]
-    return sorted(found, key=lambda path: path.stat().st_ctime)
+    found = []
+    for path in folder.parent.iterdir():
+        if name.fullmatch(path.name) and not path.is_symlink():
+            try:
+                found.append((path.stat().st_ctime, path))
+            except FileNotFoundError:  # removed meanwhile by the replacement that left it
+                continue
+    return [path for _, path in sorted(found) if path.is_dir()]
 
 
 _OLD = r"old-[0-9a-f]{12}"
