@@ -58,6 +58,58 @@ def encode_target(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str) 
     return TargetEncoding(tuple(prompt_ids) + tuple(target_ids), len(prompt_ids))
 
 
+def position_limit(model: nn.Module) -> int | None:
+    """How many positions `model` reads: its config's ``max_position_embeddings`` (None when it has none).
+
+    Models whose position ids start after the padding index (RoBERTa, XLM-R) read that many fewer.
+    """
+    base = getattr(model, "get_base_model", lambda: model)()
+    limit = getattr(getattr(base, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        return None
+    for name, module in base.named_modules():
+        offset = getattr(module, "padding_idx", None) if name.endswith("position_embeddings") else None
+        if isinstance(module, nn.Embedding) and offset is not None:
+            return min(limit, module.num_embeddings - offset - 1)
+    return limit
+
+
+def short_repr(text: str, keep: int = 60) -> str:
+    """``repr(text)``, cut after `keep` characters: for messages about inputs that may be very long."""
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}… ({len(text)} characters)"
+
+
+def check_length(limit: int | None, length: int, what: str, fix: str) -> None:
+    """A clear error, before the model sees it, for an input of `length` tokens past the model's `limit`
+    (`position_limit`): `what` it is, and `fix`, how to make it fit. Past the limit, a model with a position table
+    fails deep inside torch (an IndexError) and one with rotary positions reads positions it was never trained on."""
+    if limit is not None and length > limit:
+        raise EditRequestError(
+            f"{what} is {length} tokens long, but the model reads at most {limit} positions (its config's "
+            f"max_position_embeddings). {fix}"
+        )
+
+
+def encode_targets(
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str, str]]
+) -> list[TargetEncoding]:
+    """`encode_target` for each (prompt, target), each checked to fit in `model` (`check_length`): the one place
+    editors and judging encode what they train or score, so a too-long case is refused before any training."""
+    limit = position_limit(model)
+    encodings = []
+    for prompt, target in pairs:
+        encoding = encode_target(tokenizer, prompt, target)
+        check_length(
+            limit,
+            len(encoding.input_ids),
+            f"The prompt {short_repr(prompt)} with its target {short_repr(target)} ({encoding.prompt_length} + "
+            f"{len(encoding.target_ids)} tokens)",
+            "Shorten the prompt or the target so that both fit, or leave this case out.",
+        )
+        encodings.append(encoding)
+    return encodings
+
+
 @dataclass
 class TargetBatch:
     """Left-padded sequences: every target ends one token before the end, so one logits window covers all."""

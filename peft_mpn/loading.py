@@ -8,7 +8,7 @@ from typing import Any
 from peft import PeftModel
 from transformers import PreTrainedModel
 
-from .hub.manifest import check_adapter_folder, check_revision
+from .hub.manifest import check_adapter_folder, check_revision, revision_errors
 
 
 def from_pretrained(
@@ -22,8 +22,12 @@ def from_pretrained(
 
     Importing this module has registered the plugin's PEFT types, so this works in a process that never wrote
     ``import peft_mpn`` itself. A local folder without ``adapter_config.json`` or the weights file is refused
-    naming the missing file (``PeftModel.from_pretrained`` would look for it on the Hub).
+    naming the missing file (``PeftModel.from_pretrained`` would look for it on the Hub), and a Hub
+    ``revision`` that does not exist is named as such (not as a missing ``adapter_config.json``).
     """
     check_revision(kwargs.get("revision"))
     check_adapter_folder(adapter, kwargs.get("subfolder"))
-    return PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs)
+    with revision_errors(adapter, kwargs.get("revision")):
+        return PeftModel.from_pretrained(
+            model, adapter, adapter_name=adapter_name, is_trainable=is_trainable, **kwargs
+        )

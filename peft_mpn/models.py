@@ -13,6 +13,7 @@ Cache location: the ``cache_dir`` argument, else ``$PEFT_MPN_CACHE``, else
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -78,6 +79,10 @@ def resolve_model_path(
       hash of its first 4 MiB.
     - anything else (a local folder or a Hub id): returned unchanged.
 
+    A cached conversion whose files no longer match what the conversion wrote (one deleted or
+    truncated) is converted again, with a warning naming it; temporary folders of conversions that
+    were killed are removed.
+
     Raises:
         ModelResolutionError: the ``models`` extra is missing, the ``.gguf`` file does not exist, or
             the conversion failed. No partial cache folder is left behind.
@@ -108,7 +113,8 @@ def load_model(
     (``AutoModelForSequenceClassification``); extra ``kwargs`` go to the model's
     ``from_pretrained``. The tokenizer gets ``pad_token = eos_token`` if it has none, the model is
     returned in eval mode, and ``model.name_or_path`` is the resolved path (so adapters saved from
-    it record a meaningful ``base_model_name_or_path``).
+    it record a meaningful ``base_model_name_or_path``). A cached conversion that fails to load is named in
+    the `ModelResolutionError`, with how to have it converted again.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -119,10 +125,19 @@ def load_model(
     if task not in auto_classes:
         raise ValueError(f"Unknown task {task!r}; expected one of {_TASKS}.")
     path = resolve_model_path(name_or_path, cache_dir=cache_dir, progress=progress)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = auto_classes[task].from_pretrained(path, dtype=dtype, **kwargs)
+    except Exception as exc:
+        if not _is_complete(Path(path)):  # not a conversion of ours
+            raise
+        raise ModelResolutionError(
+            f"Loading the cached model conversion {path} failed ({type(exc).__name__}: {exc}). If that folder is "
+            f"damaged (a disk error, an interrupted copy), delete it (rm -r '{path}'): the next load converts the "
+            "model again."
+        ) from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = auto_classes[task].from_pretrained(path, dtype=dtype, **kwargs)
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.config.name_or_path = path
@@ -182,9 +197,60 @@ def _is_complete(folder: Path) -> bool:
     return (folder / COMPLETE_MARKER).is_file()
 
 
+def _damage(folder: Path) -> str | None:
+    """What is wrong with a finished conversion in `folder` (None: nothing seen): its marker lists every file it
+    wrote with its size, so a file deleted, truncated or half-overwritten since is found without reading it."""
+    try:
+        info = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"its {COMPLETE_MARKER} cannot be read ({type(exc).__name__}: {exc})"
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict):  # written by peft-mpn 0.1.0, without the list: the essentials at least
+        if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+            return "it has no config.json or no *.safetensors weights"
+        return None
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, not the {size} it was written with"
+    return None
+
+
+def _usable(target: Path) -> bool:
+    """Whether `target` is a finished, undamaged conversion; a damaged one is reported and converted again."""
+    if not _is_complete(target):
+        return False
+    problem = _damage(target)
+    if problem is not None:
+        logger.warning("The cached model conversion %s is damaged (%s): converting it again.", target, problem)
+        return False
+    _remove_stale_temps(target, wait=False)
+    return True
+
+
+def _remove_stale_temps(target: Path, *, wait: bool = True) -> None:
+    """Remove the temporary folders (``.<name>.tmp-*``) that killed conversions of `target` left beside it.
+
+    A live conversion holds the lock beside `target` while its temporary folder exists, so holding that lock,
+    every one found is stale. `wait=False`: only if the lock is free now (not under way) and something is there.
+    """
+    stale = list(target.parent.glob(f".{glob.escape(target.name)}.tmp-*"))
+    if not stale:
+        return
+    if wait:  # the caller holds the lock
+        for folder in stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError), _file_lock(target.parent / f".{target.name}.lock", wait=False) as held:
+        if held:
+            _remove_stale_temps(target)
+
+
 def _resolve_default(cache_root: Path, progress: bool) -> Path:
     target = cache_root / "models" / _DEFAULT_FOLDER
-    if _is_complete(target):
+    if _usable(target):
         return target
     _import_default_package()  # fail fast, before any work, if the extra is missing
     _check_gguf_reader()
@@ -208,7 +274,7 @@ def _gguf_cache_key(gguf_path: Path) -> str:
 
 def _resolve_gguf_file(gguf_path: Path, cache_root: Path, progress: bool) -> Path:
     target = cache_root / "gguf" / f"{gguf_path.stem}-{_gguf_cache_key(gguf_path)}"
-    if _is_complete(target):
+    if _usable(target):
         return target
     _check_gguf_reader()
 
@@ -220,17 +286,24 @@ def _resolve_gguf_file(gguf_path: Path, cache_root: Path, progress: bool) -> Pat
 
 
 @contextlib.contextmanager
-def _file_lock(lock_path: Path) -> Iterator[None]:
-    """Exclusive advisory lock (POSIX ``flock``, released if the process dies); no-op elsewhere."""
+def _file_lock(lock_path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Exclusive advisory lock (POSIX ``flock``, released if the process dies); no-op elsewhere.
+
+    Yields whether it is held: with ``wait=False`` it is not taken (False) when another process holds it.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: tolerate the race, the marker check after rename settles it
-        yield
+        yield wait
         return
     with lock_path.open("a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
@@ -267,8 +340,9 @@ def _materialise(target: Path, build: Any, description: str, progress: bool) -> 
             "Set PEFT_MPN_CACHE (or pass cache_dir=) to a writable location."
         ) from exc
     with _file_lock(parent / f".{target.name}.lock"):
-        if _is_complete(target):  # another process finished while we waited
+        if _is_complete(target) and _damage(target) is None:  # another process finished while we waited
             return target
+        _remove_stale_temps(target)
         message = f"peft_mpn: converting {description} once (~1 min); caching it at {target}"
         if progress:
             print(message, file=sys.stderr, flush=True)
@@ -286,11 +360,16 @@ def _materialise(target: Path, build: Any, description: str, progress: bool) -> 
                 import transformers
 
                 info["transformers"] = transformers.__version__
+            info["files"] = {
+                path.relative_to(out_dir).as_posix(): path.stat().st_size
+                for path in sorted(out_dir.rglob("*"))
+                if path.is_file()
+            }
             (out_dir / COMPLETE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
             if target.exists():
-                if _is_complete(target):  # lost a race (no lock available): keep the winner
+                if _is_complete(target) and _damage(target) is None:  # lost a race (no lock): keep the winner
                     return target
-                shutil.rmtree(target)  # an incomplete leftover inside our own cache namespace
+                shutil.rmtree(target)  # an incomplete or damaged leftover inside our own cache namespace
             os.replace(out_dir, target)
         except ModelResolutionError:
             raise

@@ -11,6 +11,7 @@ the JSON shapes, headers and error codes of huggingface.co (``X-Error-Code``, ``
   path) and ``POST /api/models/{repo}/commit/{rev}`` (NDJSON, base64 inline files, deletions)
 - ``POST /api/models/{repo}/branch/{branch}`` (create a branch)
 - ``GET /api/models/{repo}/tree/{rev}[/{path}]`` (list files, ``recursive``)
+- ``GET /api/models/{repo}/refs`` (the branches; no tags)
 - ``GET``/``HEAD /{repo}/resolve/{rev}/{path}``: small files directly (``ETag`` = git blob id); ``*.safetensors``
   the way the Hub serves LFS files: a 302 to a CDN URL (``http://localhost:{port}/cdn/{sha256}``, another host
   name for the client) with ``X-Linked-Etag`` and ``X-Linked-Size``
@@ -183,6 +184,8 @@ class FakeHub:
                     return self.create_commit(repo, rest[1], body, token)
                 if method == "POST" and rest[:1] == ["branch"] and len(rest) == 2:
                     return self.create_branch(repo, rest[1], json.loads(body or b"{}"), token)
+                if method == "GET" and rest == ["refs"]:
+                    return self.refs(repo)
                 if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
                     recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
                     return self.tree(repo, rest[1], "/".join(rest[2:]), recursive)
@@ -231,6 +234,13 @@ class FakeHub:
                 "siblings": [{"rfilename": path} for path in sorted(commit.files)],
             },
         )
+
+    def refs(self, repo: Repo) -> tuple:
+        branches = [
+            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
+            for name, oid in sorted(repo.branches.items())
+        ]
+        return 200, {}, {"branches": branches, "converts": [], "tags": [], "pullRequests": []}
 
     def preupload(self, repo: Repo, revision: str, payload: dict, token: str | None) -> tuple:
         self._write_access(token)

@@ -280,6 +280,22 @@ def test_bizsre(tmp_path: Path) -> None:
         load_bizsre(path, ["de"])
 
 
+@pytest.mark.parametrize("empty", ["", "   ", None])
+def test_an_empty_target_is_named_with_its_file_and_case(tmp_path: Path, empty) -> None:
+    rows = [{"en": zsre_record(i, "en"), "zh": zsre_record(i, "zh")} for i in range(3)]
+    rows[1]["zh"]["alt"] = empty
+    write(tmp_path / "bizsre_test.json", rows)
+    with pytest.raises(DatasetLayoutError) as err:
+        load_bizsre(tmp_path)
+    message = str(err.value)
+    assert message.startswith("bizsre_test.json, case 1, 'zh': the record's 'alt'"), message
+    assert f"'alt' (the new answer) is empty ({empty!r})" in message and "no 'alt'" not in message, message
+    del rows[1]["zh"]["alt"]
+    write(tmp_path / "bizsre_test.json", rows)
+    with pytest.raises(DatasetLayoutError, match=r"case 1, 'zh': the record has no 'alt' \(fields: "):
+        load_bizsre(tmp_path)
+
+
 # --------------------------------------------------------------------------------------------- generic
 
 

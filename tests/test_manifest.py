@@ -1,4 +1,5 @@
-"""Edit adapters under bad input: damaged `edits.json`, wrong types, parallel appends, folders missing a file."""
+"""Edit adapters under bad input: damaged `edits.json`, wrong types, parallel appends, folders missing a file, a
+source that fails to load while composing, a Hub revision that does not exist."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+import torch
+from hub_server import FakeHub
 from peft import get_peft_model
-from tiny import tiny_model
+from tiny import logits, run_fresh, sample_inputs, tiny_model
 
 import peft_mpn
-from peft_mpn import MPNConfig
-from peft_mpn.hub import EditManifestError, compose_adapters, list_edits, write_edit_manifest
+from peft_mpn import LAFNConfig, MPNConfig
+from peft_mpn.hub import (
+    AdapterCompositionError,
+    EditManifestError,
+    compose_adapters,
+    list_edits,
+    write_edit_manifest,
+)
 
 BASE = "tiny-random/gpt2"
 RECORD = {
@@ -134,3 +143,68 @@ def test_an_adapter_folder_missing_a_file_says_which_and_how_to_fix_it(tmp_path,
         load(folder)
     message = str(error.value)
     assert str(folder) in message and "no adapter_config.json" in message and "save_edit" in message, message
+
+
+def test_compose_adapters_failing_on_a_later_source_leaves_the_base_model_as_it_was(tmp_path):
+    for name, neurons, seed in (("first", {0: [3, 17]}, 1), ("second", {2: [5]}, 2)):
+        torch.manual_seed(seed)
+        model = get_peft_model(base_model(), LAFNConfig(neurons=neurons, init_lafn_weights=False))
+        model.save_pretrained(tmp_path / name, save_embedding_layers=False)
+        write_edit_manifest(tmp_path / name, [{**RECORD, "case_id": name}])
+    (tmp_path / "second" / "adapter_model.safetensors").write_bytes(b"not safetensors")  # damaged weights
+    base = base_model()
+    inputs = sample_inputs("gpt2")
+    before = logits(base, inputs)
+    with pytest.raises(AdapterCompositionError) as error:
+        compose_adapters(base, [tmp_path / "first", tmp_path / "second"])
+    message = str(error.value)
+    assert str(tmp_path / "second") in message and "as it was" in message, message
+    # the first adapter is neither attached nor active: the caller's model computes and trains as before
+    assert torch.equal(logits(base, inputs), before)
+    assert not hasattr(base, "peft_config") and all(param.requires_grad for param in base.parameters())
+    assert type(base.transformer.h[0].mlp) is type(base_model().transformer.h[0].mlp)
+    alone = compose_adapters(base, [tmp_path / "first"])  # and it takes an adapter as a fresh model does
+    reference = compose_adapters(base_model(), [tmp_path / "first"])
+    assert torch.equal(logits(alone, inputs), logits(reference, inputs))
+    assert not torch.equal(logits(alone, inputs), before)
+
+
+MISSING_REVISION = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import peft_mpn
+from huggingface_hub import list_repo_refs
+from peft import get_peft_model
+from peft_mpn import MPNConfig
+from peft_mpn.hub import compose_adapters, list_edits, push_edit_to_hub
+from test_manifest import RECORD, base_model
+
+push_edit_to_hub(get_peft_model(base_model(), MPNConfig()), "tester/edit", edits=[RECORD], revision="v1")
+loads = {
+    "from_pretrained": lambda: peft_mpn.from_pretrained(base_model(), "tester/edit", revision="v2"),
+    "compose_adapters": lambda: compose_adapters(base_model(), ["tester/edit"], revision="v2"),
+    "list_edits": lambda: list_edits("tester/edit", revision="v2"),
+}
+result = {}
+for name, load in loads.items():
+    try:
+        load()
+        result[name] = "loaded"
+    except Exception as error:
+        result[name] = str(error)
+result["refs"] = [ref.name for ref in list_repo_refs("tester/edit").branches]  # what the message says to run
+print(json.dumps(result))
+"""
+
+
+def test_a_hub_revision_that_does_not_exist_is_named_with_how_to_list_them(tmp_path):
+    hub = FakeHub(tokens={"hf_test"}).start()
+    online = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path), "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test"}
+    try:
+        result = run_fresh(MISSING_REVISION, env={**online, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    finally:
+        hub.stop()
+    assert result.pop("refs") == ["main", "v1"]
+    for load, message in result.items():
+        assert "Revision 'v2' does not exist in the Hub repo 'tester/edit'" in message, (load, message)
+        assert "list_repo_refs('tester/edit')" in message and "adapter_config.json" not in message, (load, message)

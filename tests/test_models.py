@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -267,6 +270,76 @@ def test_load_model_default_uses_converted_folder(cache: Path, fake_conversion: 
 def test_load_model_rejects_unknown_task(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown task"):
         load_model(tmp_path, task="seq2seq")
+
+
+# --------------------------------------------------------------------------- damaged caches, killed conversions
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "truncated weights": lambda folder: _truncate(folder / "model.safetensors"),
+    "deleted tokenizer": lambda folder: (folder / "tokenizer.json").unlink(),
+    "unreadable marker": lambda folder: (folder / COMPLETE_MARKER).write_text('{"source": '),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE)
+def test_a_damaged_cached_conversion_is_named_and_converted_again(
+    damage, cache: Path, fake_conversion: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = Path(resolve_model_path(progress=False))
+    damage(path)
+    with caplog.at_level("WARNING", logger="peft_mpn.models"):
+        model, _ = load_model(progress=False)
+    assert len(fake_conversion) == 2
+    assert f"{path} is damaged" in caplog.text and "converting it again" in caplog.text
+    assert model.name_or_path == str(path)
+    assert _leftovers(path.parent) == [path.name]
+
+
+def test_a_cached_conversion_that_fails_to_load_says_which_folder_and_how_to_fix_it(
+    cache: Path, fake_conversion: list[Path]
+) -> None:
+    path = Path(resolve_model_path(progress=False))
+    weights = path / "model.safetensors"
+    weights.write_bytes(b"\0" * weights.stat().st_size)  # damaged in place, same size: only loading finds it
+    with pytest.raises(ModelResolutionError) as error:
+        load_model(progress=False)
+    message = str(error.value)
+    assert str(path) in message and "delete it" in message and "converts the model again" in message, message
+    shutil.rmtree(path)  # the fix it names
+    model, _ = load_model(progress=False)
+    assert len(fake_conversion) == 2 and model.name_or_path == str(path)
+
+
+def test_the_temporary_folder_of_a_killed_conversion_is_removed_on_the_next_run(
+    cache: Path, fake_conversion: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(gguf_path: Path, out_dir: Path) -> None:
+        (out_dir / "config.json").write_text("{}")
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up runs
+
+    with monkeypatch.context() as patch:
+        patch.setattr(models, "_convert_gguf", killed)
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            try:
+                resolve_model_path(progress=False)
+            finally:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+    parent = cache / "models"
+    assert [name for name in _leftovers(parent) if ".tmp-" in name]  # what the kill left
+    path = Path(resolve_model_path(progress=False))
+    assert _leftovers(parent) == [path.name]
+    # one left while another process had finished the conversion: removed when the cache is next used
+    (parent / f".{path.name}.tmp-killed").mkdir()
+    assert Path(resolve_model_path(progress=False)) == path
+    assert _leftovers(parent) == [path.name] and len(fake_conversion) == 1
 
 
 # --------------------------------------------------------------------------- integration

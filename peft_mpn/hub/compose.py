@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from peft import PeftConfig, PeftModel
+from torch import nn
 from transformers import PreTrainedModel
 
 from ..tuners import AdapterCompositionError, FFNBlockConfig, NeuronCollisionError
-from .manifest import EDITS_ATTRIBUTE, EditManifestNotFoundError, check_adapter_folder, check_revision, list_edits
+from .manifest import (
+    EDITS_ATTRIBUTE,
+    EditManifestNotFoundError,
+    check_adapter_folder,
+    check_revision,
+    list_edits,
+    revision_errors,
+)
 
 
 def _revisions(sources: Sequence[Any], revision: str | Sequence[str | None] | None) -> list[str | None]:
@@ -58,6 +67,29 @@ def _check_composable(configs: list[FFNBlockConfig], names: list[str]) -> None:
             )
 
 
+@contextmanager
+def _undone_on_failure(model: nn.Module) -> Iterator[None]:
+    """Put `model` back as it was if the block raises: its submodules (loading wraps them in adapter layers), which
+    parameters train, train/eval modes, and the attributes loading adds (`peft_config`)."""
+    children = [(module, dict(module._modules)) for module in model.modules()]
+    trainable = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    modes = [(module, module.training) for module in model.modules()]
+    attributes = set(vars(model))
+    try:
+        yield
+    except BaseException:
+        for module, kept in children:
+            module._modules.clear()
+            module._modules.update(kept)
+        for parameter, requires_grad in trainable:
+            parameter.requires_grad_(requires_grad)
+        for module, training in modes:
+            module.training = training
+        for name in set(vars(model)) - attributes:
+            delattr(model, name)
+        raise
+
+
 def compose_adapters(
     base_model: PreTrainedModel,
     sources: Sequence[str | os.PathLike],
@@ -75,6 +107,8 @@ def compose_adapters(
     naming the layer, the neurons and both sources). The manifests are merged (each
     record gains `source`) and left on the returned model, so `save_edit` and `push_edit_to_hub` write them
     without `edits=`. A local folder without its config or weights file is refused naming the missing file.
+    Composing is all or nothing: if a source fails to load, `AdapterCompositionError` names it and `base_model`
+    is left as it was, with no adapter attached.
 
     Args:
         base_model: the base model the adapters were made for (it is wrapped in place, as by `from_pretrained`).
@@ -105,9 +139,10 @@ def compose_adapters(
         seen[key] = name
     for source in sources:  # before any loads: peft would look a local folder's missing file up on the Hub
         check_adapter_folder(source)
-    configs = [
-        PeftConfig.from_pretrained(str(source), revision=rev, token=token) for source, rev in zip(sources, revisions)
-    ]
+    configs = []
+    for source, rev in zip(sources, revisions):
+        with revision_errors(source, rev):
+            configs.append(PeftConfig.from_pretrained(str(source), revision=rev, token=token))
     types = {str(config.peft_type.value) for config in configs}
     if len(types) > 1:
         described = ", ".join(f"{name}: {config.peft_type.value}" for name, config in zip(names, configs))
@@ -139,16 +174,25 @@ def compose_adapters(
             found = []
         records += [{**record, "source": record.get("source") or str(source)} for record in found]
 
-    model = PeftModel.from_pretrained(
-        base_model, str(sources[0]), adapter_name=adapter_name, revision=revisions[0], token=token
-    )
-    for position, (source, rev) in enumerate(zip(sources[1:], revisions[1:]), start=1):
-        incoming = f"{adapter_name}__compose_{position}"
-        model.load_adapter(str(source), adapter_name=incoming, revision=rev, token=token)
-        try:
-            model.base_model.absorb_adapter(incoming, adapter_name)
-        finally:
-            model.delete_adapter(incoming)
+    loading = names[0]
+    try:
+        with _undone_on_failure(base_model):
+            model = PeftModel.from_pretrained(
+                base_model, str(sources[0]), adapter_name=adapter_name, revision=revisions[0], token=token
+            )
+            for position, (source, rev) in enumerate(zip(sources[1:], revisions[1:]), start=1):
+                loading = names[position]
+                incoming = f"{adapter_name}__compose_{position}"
+                model.load_adapter(str(source), adapter_name=incoming, revision=rev, token=token)
+                try:
+                    model.base_model.absorb_adapter(incoming, adapter_name)
+                finally:
+                    model.delete_adapter(incoming)
+    except Exception as error:
+        raise AdapterCompositionError(
+            f"Could not load {loading} ({type(error).__name__}: {error}); nothing was composed and the base model "
+            "is left as it was (no adapter attached). Fix or remove that source and compose again."
+        ) from error
     model.set_adapter(adapter_name)
     setattr(model, EDITS_ATTRIBUTE, records)
     return model

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
 from ..data.requests import EditRequest
-from ..files import atomic_write_text, locked
+from ..files import atomic_write_text, locked, recover_folder
 
 MANIFEST_NAME = "edits.json"
 """File name of the edit manifest, beside `adapter_config.json`."""
@@ -212,6 +213,33 @@ def check_revision(revision: str | None) -> str | None:
     return revision
 
 
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@contextmanager
+def revision_errors(repo_id: str | os.PathLike, revision: str | None) -> Iterator[None]:
+    """Say so when a Hub lookup of `repo_id` fails because `revision` does not exist, naming it and how to list
+    the ones that do (`PeftModel.from_pretrained` reports it as "Can't find 'adapter_config.json'")."""
+    try:
+        yield
+    except Exception as error:
+        if not _caused_by(error, RevisionNotFoundError):
+            raise
+        repo = str(repo_id)
+        raise ValueError(
+            f"Revision {revision or 'main'!r} does not exist in the Hub repo {repo!r}: no branch, tag or commit has "
+            f"that name. List its branches and tags with huggingface_hub.list_repo_refs({repo!r}), or leave "
+            "revision out to load main."
+        ) from error
+
+
 def check_adapter_folder(source: str | os.PathLike, subfolder: str | None = None) -> None:
     """A clear error for a local adapter folder without its config or weights file (else peft asks the Hub).
 
@@ -220,6 +248,7 @@ def check_adapter_folder(source: str | os.PathLike, subfolder: str | None = None
     Raises:
         FileNotFoundError: naming the folder, the missing file and how to save the adapter again.
     """
+    recover_folder(source)  # a save killed while swapping folders left the old one aside
     folder = Path(source).expanduser() / (subfolder or "")
     if not folder.is_dir():
         return
@@ -251,10 +280,12 @@ def list_edits(
         token: Hub token for private repos (default: the logged-in one).
     """
     check_revision(revision)
+    recover_folder(path_or_repo_id)  # a save killed while swapping folders left the old one aside
     if Path(path_or_repo_id).exists():
         return read_edit_manifest(path_or_repo_id)
     try:
-        local = hf_hub_download(str(path_or_repo_id), MANIFEST_NAME, revision=revision, token=token)
+        with revision_errors(path_or_repo_id, revision):
+            local = hf_hub_download(str(path_or_repo_id), MANIFEST_NAME, revision=revision, token=token)
     except EntryNotFoundError as error:
         raise EditManifestNotFoundError(
             f"{path_or_repo_id!r} (revision {revision or 'main'}) has no {MANIFEST_NAME}: it was not pushed with "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,9 +13,9 @@ from typing import Any
 import torch
 from huggingface_hub import CommitInfo, HfApi
 from peft import PeftModel
-from peft.utils import get_peft_model_state_dict
+from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, get_peft_model_state_dict
 
-from ..files import locked
+from ..files import replace_folder
 from .card import render_edit_card
 from .manifest import (
     EDITS_ATTRIBUTE,
@@ -68,8 +70,10 @@ def save_edit(
 ) -> Path:
     """Save an edit adapter to `folder`: the adapter, its manifest (`edits.json`) and its card (`README.md`).
 
-    Everything is written to a temporary folder first and then moved into `folder` file by file, so a failed
-    save leaves what `folder` held before untouched.
+    The new folder is written beside `folder` and then swapped in whole (`peft_mpn.files.replace_folder`):
+    `folder` holds either everything it held before or the complete new save, even if the process is killed
+    midway (the next save or load puts a folder a killed swap left aside back, and removes what killed saves left).
+    Files in `folder` that a save does not write are kept.
 
     Args:
         model: the edited `peft.PeftModel` (e.g. `editor.model`).
@@ -87,28 +91,61 @@ def save_edit(
     _check_finite(model, adapter_name)
     records = edit_records(_edits_for(model, edits), method=method or _method_of(model, adapter_name))
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{folder.name}.") as temporary:
+    card = render_edit_card(
+        method=_method_of(model, adapter_name),
+        edits=records,
+        base_model=model.peft_config[adapter_name].base_model_name_or_path,
+        metrics=metrics,
+        repo_id=repo_id,
+        revision=revision,
+    )
+
+    def build(staging: Path) -> None:
+        raw = staging / ".save_pretrained"
         # edit adapters never touch the embeddings; "auto" would look the base model up on the Hub to check
-        model.save_pretrained(temporary, selected_adapters=[adapter_name], save_embedding_layers=False)
-        staged = Path(temporary) / adapter_name if adapter_name != "default" else Path(temporary)
-        write_edit_manifest(staged, records, method=method)
-        card = render_edit_card(
-            method=_method_of(model, adapter_name),
-            edits=records,
-            base_model=model.peft_config[adapter_name].base_model_name_or_path,
-            metrics=metrics,
-            repo_id=repo_id,
-            revision=revision,
-        )
-        card.save(staged / "README.md")
-        # the manifest and card last: they describe the weights, which must be in place first
-        order = sorted(staged.iterdir(), key=lambda p: (p.name in (MANIFEST_NAME, "README.md"), p.name))
-        with locked(folder / MANIFEST_NAME):  # not between another process's reading and rewriting the manifest
-            for path in order:
-                if path.is_file():
-                    os.replace(path, folder / path.name)
-    return folder
+        model.save_pretrained(raw, selected_adapters=[adapter_name], save_embedding_layers=False)
+        for path in (raw / adapter_name if adapter_name != "default" else raw).iterdir():
+            os.replace(path, staging / path.name)
+        shutil.rmtree(raw)
+        write_edit_manifest(staging, records, method=method)
+        card.save(staging / "README.md")
+
+    if folder.parent.is_dir():
+        _remove_legacy_staging(folder)
+    # the whole folder at once, not between another process's reading and rewriting the manifest (hold=)
+    return replace_folder(folder, build, drop=(SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME), hold=MANIFEST_NAME)
+
+
+#: What a save writes into an adapter folder: a temporary folder of an old, killed save held nothing else.
+_SAVED_NAMES = {
+    CONFIG_NAME,
+    SAFETENSORS_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    MANIFEST_NAME,
+    "README.md",
+    f".{MANIFEST_NAME}.lock",
+}
+
+
+def _only_saved_files(folder: Path, depth: int = 1) -> bool:
+    """Whether `folder` holds nothing but what a save writes (in adapter-named subfolders `depth` deep at most)."""
+    for entry in folder.iterdir():
+        if entry.is_symlink():
+            return False
+        if entry.is_dir() and not (depth and _only_saved_files(entry, depth - 1)):
+            return False
+        if not entry.is_dir() and entry.name not in _SAVED_NAMES:
+            return False
+    return True
+
+
+def _remove_legacy_staging(folder: Path) -> None:
+    """Remove the temporary folders (``.<name>.XXXXXXXX``) that killed saves of peft-mpn 0.1.0 left beside `folder`
+    (they moved files out of one file by file); only those holding nothing but adapter files."""
+    pattern = re.compile(re.escape(f".{folder.name}.") + r"[a-z0-9_]{8}")
+    for path in folder.parent.iterdir():
+        if pattern.fullmatch(path.name) and path.is_dir() and not path.is_symlink() and _only_saved_files(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def push_edit_to_hub(

@@ -32,7 +32,15 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..batching import eval_mode, left_pad, left_padded_positions, pad_token_id
+from ..batching import (
+    check_length,
+    eval_mode,
+    left_pad,
+    left_padded_positions,
+    pad_token_id,
+    position_limit,
+    short_repr,
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,15 @@ def generate_greedy(
     if len(budgets) != len(prompts):
         raise ValueError(f"{len(budgets)} token budgets for {len(prompts)} prompts.")
     encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    limit = position_limit(model)
+    for prompt, ids, budget in zip(prompts, encoded, budgets):
+        check_length(
+            limit,
+            len(ids) + budget,
+            f"The prompt {short_repr(prompt)} ({len(ids)} tokens) with the {budget} tokens generated after it",
+            "Shorten the prompt or the target: an answer may take the target's length plus "
+            "GenerationSettings.stop_slack tokens, an unrelated prompt's continuation locality_tokens.",
+        )
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), budgets[i]))
     out: list[tuple[int, ...]] = [()] * len(encoded)
     pad = pad_token_id(tokenizer)

@@ -178,14 +178,21 @@ def record_text(record: Mapping[str, Any], key: str) -> str | None:
 def record_view(record: Any, where: str) -> FactView:
     """One language's record (MzsRE, Bi-ZsRE or BMIKE-53 fields) as a [`FactView`][peft_mpn.FactView].
 
-    `where` names the record in the error raised when it is not an object or has no `src`/`alt`.
+    `where` names the record (file, case) in the error raised when it is not an object, or has no `src`/`alt` or
+    an empty one.
     """
     if not isinstance(record, Mapping):
         raise DatasetLayoutError(f"{where}: expected a record object, got {type(record).__name__}.")
     prompt, target = record_text(record, "src"), record_text(record, "alt")
-    for key, value in (("src", prompt), ("alt", target)):
-        if value is None:
+    for key, value, meaning in (("src", prompt, "the question"), ("alt", target, "the new answer")):
+        if value is not None:
+            continue
+        if key not in record:
             raise DatasetLayoutError(f"{where}: the record has no {key!r} (fields: {sorted(record)}).")
+        raise DatasetLayoutError(
+            f"{where}: the record's {key!r} ({meaning}) is empty ({record[key]!r}); write it into the file, or "
+            "leave this case out."
+        )
     locality = record_text(record, "loc")
     if locality is not None and locality.startswith(_NQ_PREFIX):
         locality = locality[len(_NQ_PREFIX) :].strip() or None

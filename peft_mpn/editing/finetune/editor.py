@@ -35,7 +35,7 @@ from ...batching import (
     TargetBatch,
     collate_targets,
     decision_logits,
-    encode_target,
+    encode_targets,
     pad_token_id,
     takes_logits_to_keep,
 )
@@ -134,7 +134,8 @@ class FTEditor(Editor):
             for language in [request.edit_language, *self.augmentation_versions(request, augment)]
         ]
         languages = list(dict.fromkeys(language for language, _ in rows))
-        batch = collate_targets([encode_target(self.tokenizer, v.prompt, v.target) for _, v in rows], self._pad)
+        pairs = [(view.prompt, view.target) for _, view in rows]
+        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad)
         with frozen(self.model):
             steps, losses, correct = self._train(batch)
         fixed = fixed_languages(correct, [language for language, _ in rows])

@@ -59,9 +59,14 @@ class ICLEditor(Editor):
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         check_generation_requests(requests, "In-context editing")
         start = time.perf_counter()
+        stored = len(self.model.facts)
         for request in requests:
             self.model.add_fact(request.edit.prompt, request.edit.target)
-        correct = self._holds(requests)
+        try:
+            correct = self._holds(requests)
+        except BaseException:  # e.g. a fact too long for the model: the editor stays as it was
+            self.model.clear(keep=stored)
+            raise
         languages = list(dict.fromkeys(request.edit_language for request in requests))
         return EditResult(
             [request.case_id for request in requests],

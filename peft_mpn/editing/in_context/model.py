@@ -33,7 +33,14 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from ...batching import left_pad, left_padded_positions, pad_token_id, takes_logits_to_keep
+from ...batching import (
+    check_length,
+    left_pad,
+    left_padded_positions,
+    pad_token_id,
+    position_limit,
+    takes_logits_to_keep,
+)
 from .config import ICLEditorConfig
 
 
@@ -58,6 +65,7 @@ class InContextModel(nn.Module):
         self._special = frozenset(tokenizer.all_special_ids)
         self._pad = pad_token_id(tokenizer)
         self._keeps_logits = takes_logits_to_keep(model)
+        self._limit = position_limit(model)
         self._contexts: dict[tuple[int, ...], list[int]] = {}
 
     @property
@@ -77,8 +85,9 @@ class InContextModel(nn.Module):
         text = self.settings.template.format(prompt=prompt, target=target)
         self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
 
-    def clear(self) -> None:
-        self.facts.clear()
+    def clear(self, keep: int = 0) -> None:
+        """Forget the stored facts after the first `keep` (default: all of them)."""
+        del self.facts[keep:]
         self._contexts.clear()
 
     def retrieve(self, tokens: Sequence[int]) -> list[int]:
@@ -134,6 +143,14 @@ class InContextModel(nn.Module):
             context = self.context_ids(self.retrieve(row))
             # The row's own <bos> gives way to the context's; the context's last token then predicts what it did.
             own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
+            check_length(
+                self._limit,
+                len(context) + len(own),
+                f"An input with the stored facts in front ({len(own)} tokens of its own, {len(context)} of "
+                "demonstrations)",
+                "Shorten the prompt or the target, or the demonstrations (a shorter ICLEditorConfig.template, "
+                "a smaller num_demonstrations).",
+            )
             joined.append(context + own)
         ids, mask = left_pad(joined, self._pad, min_length=length)  # at least the input's width (over-padded inputs)
         ids, mask = ids.to(input_ids.device), mask.to(input_ids.device)

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ...batching import (
     collate_targets,
-    encode_target,
+    encode_targets,
     left_padded_positions,
     pad_token_id,
     takes_logits_to_keep,
@@ -146,7 +146,8 @@ class LAFNEditor(Editor):
         ]
         languages = list(dict.fromkeys(lang for _, _, lang in rows))
         case_ids = [r.case_id for r in requests]
-        batch = collate_targets([encode_target(self.tokenizer, p, t) for p, t, _ in rows], self._pad)
+        pairs = [(prompt, target) for prompt, target, _ in rows]
+        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad)
         if self._all_correct(batch):
             return LAFNEditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 

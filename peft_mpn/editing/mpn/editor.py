@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ...batching import (
     TargetBatch,
     collate_targets,
-    encode_target,
+    encode_targets,
     left_padded_positions,
     pad_token_id,
     takes_logits_to_keep,
@@ -203,7 +203,7 @@ class MPNEditor(Editor):
             batch = self._encode_texts(prompts)
             batch["labels"] = torch.tensor(targets, dtype=torch.long)
             return rows, batch
-        encodings = [encode_target(self.tokenizer, p, t) for p, t in zip(prompts, targets)]
+        encodings = encode_targets(self.model, self.tokenizer, list(zip(prompts, targets)))
         return rows, collate_targets(encodings, self._pad)
 
     def _model_inputs(self, batch: Any, rows: torch.Tensor | None) -> dict[str, torch.Tensor]:
