@@ -9,7 +9,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
 from .config import FFNBlockConfig
-from .ffn import FFNSpec, activation_name, ffn_spec
+from .ffn import FFNSpec, activation_name, align_ffn_widths, ffn_spec
 
 
 class FFNBlockTuner(BaseTuner):
@@ -62,6 +62,22 @@ class FFNBlockTuner(BaseTuner):
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         # peft's version assumes a Linear (`.weight`); these tuners wrap whole FFN blocks.
         setattr(parent, child_name, new_module)
+
+    def _unload_and_optionally_merge(
+        self,
+        merge: bool = True,
+        progressbar: bool = False,
+        safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        model = super()._unload_and_optionally_merge(
+            merge=merge, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
+        )
+        if merge:
+            # A merge may have widened some FFNs (MPN appends its patches as neurons): the config must say so, or
+            # the merged model's own save_pretrained folder does not load back.
+            align_ffn_widths(model)
+        return model
 
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         for name, param in model.named_parameters():

@@ -1,0 +1,45 @@
+"""peft's generic tuner checks of merging, unloading and disabling, for MPN and LAFN on tiny Llama, GPT-2 and BERT.
+
+The equivalents of ``PeftCommonTester._test_merge_layers*``, ``_test_safe_merge``, ``_test_unload_adapter``,
+``_test_disable_adapter`` and ``_test_mixed_adapter_batches`` in peft's ``tests/testing_common.py``; the save, load
+and training checks are in ``test_peft_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conformance_tiny import CASES, base_model, inputs, output, peft_model, skip_unless_mergeable
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from peft_mpn.tuners.ffn import ffn_blocks, ffn_spec, ffn_width
+
+
+# -- merge, unmerge, merge_and_unload ---------------------------------------------------------------------------
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_merge_layers_and_the_merged_model_saves_and_loads_back(tuner, arch, tmp_path):
+    skip_unless_mergeable(tuner, arch)
+    model = peft_model(tuner, arch)
+    batch = inputs(arch)
+    adapted = output(model, batch)
+    model.merge_adapter()
+    merged = output(model, batch)
+    model.unmerge_adapter()
+    unmerged = output(model, batch)
+
+    plain = model.merge_and_unload()
+    assert not any(isinstance(module, BaseTunerLayer) for module in plain.modules())
+    assert not hasattr(plain, "peft_config")
+    merged_unloaded = output(plain, batch)
+    for result in (merged, unmerged, merged_unloaded):
+        torch.testing.assert_close(result, adapted, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(merged_unloaded, output(base_model(arch), batch), atol=1e-10, rtol=1e-10)
+
+    # The merged model is a plain transformers model: its own save_pretrained folder loads back, same outputs.
+    # (An MPN merge widens the FFNs it patched, 64 -> 66; every FFN and the config's width field follow.)
+    widths = {ffn_width(down) for down in ffn_blocks(plain).downs.values()}
+    assert widths == {66 if tuner == "mpn" else 64}
+    assert getattr(plain.config, ffn_spec(plain).width_key) == widths.pop()
+    plain.save_pretrained(tmp_path)
+    reloaded = type(plain).from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(output(reloaded, batch), merged_unloaded, atol=1e-6, rtol=1e-6)
