@@ -77,6 +77,16 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         """The model width d (the FFN's input and output width)."""
         return model_width(self.down_proj)
 
+    def adapter_device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where and in which dtype new adapter weights are made: the down projection's device and float dtype.
+
+        As with peft's own layers, `PeftModel` then upcasts float16/bfloat16 adapter weights to float32 unless it
+        is given `autocast_adapter_dtype=False`.
+        """
+        weight = self.down_proj.weight
+        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        return weight.device, dtype
+
     # -- forward ---------------------------------------------------------------------------------------------
     def _ffn_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
         """The FFN input `h` among the arguments of the wrapped block's forward."""

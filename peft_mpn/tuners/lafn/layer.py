@@ -68,10 +68,10 @@ class LAFNLayer(FFNBlockLayer):
             )
 
     def _new_deltas(self, n: int, random: bool, scale: float) -> torch.Tensor:
-        device = self.down_proj.weight.device
+        device, dtype = self.adapter_device_and_dtype()
         if random:
-            return torch.randn(n, self.hidden_size, device=device) * scale
-        return torch.zeros(n, self.hidden_size, device=device)
+            return (torch.randn(n, self.hidden_size, device=device) * scale).to(dtype)
+        return torch.zeros(n, self.hidden_size, device=device, dtype=dtype)
 
     def update_layer(self, adapter_name: str, config: LAFNConfig, **kwargs: Any) -> None:
         indices = config.neurons.get(self.layer_index)

@@ -87,16 +87,18 @@ class MPNLayer(FFNBlockLayer):
             )
         if config.activation not in ACT2FN:
             raise ValueError(f"Unknown activation {config.activation!r}; use a transformers ACT2FN name.")
-        weight = self.down_proj.weight
         shape = (config.num_patches, hidden_size)
         if config.init_patches or config.num_patches == 0:
             keys, values = torch.zeros(shape), torch.zeros(shape)
         else:
             keys, values = torch.randn(shape) / hidden_size**0.5, torch.randn(shape)
         bias = torch.zeros(config.num_patches)
-        self.mpn_keys[adapter_name] = nn.Parameter(keys.to(weight.device))
-        self.mpn_bias[adapter_name] = nn.Parameter(bias.to(weight.device))
-        self.mpn_values[adapter_name] = nn.Parameter(values.to(weight.device))
+        # Like peft's layers: the base weights' device and float dtype; peft then upcasts to float32 unless
+        # autocast_adapter_dtype=False.
+        device, dtype = self.adapter_device_and_dtype()
+        self.mpn_keys[adapter_name] = nn.Parameter(keys.to(device, dtype))
+        self.mpn_bias[adapter_name] = nn.Parameter(bias.to(device, dtype))
+        self.mpn_values[adapter_name] = nn.Parameter(values.to(device, dtype))
         self.mpn_activation[adapter_name] = config.activation
         self.set_adapter(self.active_adapters)
 

@@ -1,0 +1,63 @@
+"""peft's generic tuner checks of saving, loading, adapters, training and dtypes, for MPN and LAFN.
+
+The equivalents of peft's ``PeftCommonTester`` checks (peft's ``tests/testing_common.py``) and of the dtype checks
+of its custom-model tests, run on tiny Llama, GPT-2 and BERT (``conformance_tiny.CASES``); the merge, unload and
+disable checks are in ``test_peft_conformance_merge.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conformance_tiny import CASES, PREFIX, adapter_parameters, base_model, inputs, make_config
+from peft import PeftModel, get_peft_model
+
+
+# -- dtypes ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+@pytest.mark.parametrize(
+    ("dtype", "autocast"), [(torch.bfloat16, True), (torch.bfloat16, False), (torch.float16, False)]
+)
+def test_adapter_dtype_follows_autocast_adapter_dtype(tuner, arch, dtype, autocast, tmp_path):
+    """Adapter weights in the model's dtype, upcast to float32 unless autocast_adapter_dtype=False (as peft's)."""
+    expected = torch.float32 if autocast else dtype
+    first_layer_only = {"neurons": {0: [3, 17, 40]}} if tuner == "lafn" else {}
+    config = make_config(tuner, arch, **first_layer_only)
+    model = get_peft_model(base_model(arch, dtype), config, autocast_adapter_dtype=autocast)
+    if tuner == "lafn":
+        model.base_model.add_neurons(-1, [1, 5])  # a new LAFN layer takes the dtype of the adapter's other deltas
+    model.add_adapter("other", make_config(tuner, arch), autocast_adapter_dtype=autocast)
+    params = adapter_parameters(model, tuner)
+    assert params and {p.dtype for p in params.values()} == {expected}
+    model.save_pretrained(tmp_path)
+
+    for low_cpu_mem_usage in (False, True):
+        loaded = PeftModel.from_pretrained(
+            base_model(arch, dtype), tmp_path, autocast_adapter_dtype=autocast, low_cpu_mem_usage=low_cpu_mem_usage
+        )
+        loaded.load_adapter(
+            tmp_path / "other", "other", autocast_adapter_dtype=autocast, low_cpu_mem_usage=low_cpu_mem_usage
+        )
+        loaded_params = adapter_parameters(loaded, tuner)
+        assert loaded_params.keys() == params.keys()
+        assert {p.dtype for p in loaded_params.values()} == {expected}
+        assert all(torch.equal(loaded_params[k], params[k]) for k in params)
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_forward_and_merge_without_autocast(tuner, arch, dtype):
+    batch = inputs(arch)
+    model = get_peft_model(base_model(arch, dtype), make_config(tuner, arch), autocast_adapter_dtype=False).eval()
+    assert {p.dtype for n, p in model.named_parameters() if PREFIX[tuner] in n} == {dtype}
+    with torch.no_grad():
+        adapted = model(**batch).logits
+        assert adapted.dtype == dtype and torch.isfinite(adapted).all()
+        if (tuner, arch) == ("mpn", "llama"):
+            return  # MPN cannot merge into a gated FFN
+        for safe_merge in (False, True):
+            model.merge_adapter(safe_merge=safe_merge)
+            model(**batch)
+            model.unmerge_adapter()
+            torch.testing.assert_close(model(**batch).logits, adapted, atol=0, rtol=0)
+        model.merge_and_unload()(**batch)
