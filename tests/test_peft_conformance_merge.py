@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conformance_tiny import CASES, base_model, inputs, output, peft_model, skip_unless_mergeable
+from conformance_tiny import (
+    CASES,
+    base_model,
+    first_scores,
+    inputs,
+    is_decoder,
+    output,
+    peft_model,
+    skip_unless_mergeable,
+)
 from peft.tuners.tuners_utils import BaseTunerLayer
 
 from peft_mpn.tuners.ffn import ffn_blocks, ffn_spec, ffn_width
@@ -43,3 +52,37 @@ def test_merge_layers_and_the_merged_model_saves_and_loads_back(tuner, arch, tmp
     plain.save_pretrained(tmp_path)
     reloaded = type(plain).from_pretrained(tmp_path).eval()
     torch.testing.assert_close(output(reloaded, batch), merged_unloaded, atol=1e-6, rtol=1e-6)
+
+
+# -- disable_adapter ------------------------------------------------------------------------------------------
+def _compared_output(model: torch.nn.Module, arch: str) -> torch.Tensor:
+    """What peft's disable test compares: the first generated token's scores (decoders), else the logits."""
+    batch = inputs(arch)
+    return first_scores(model, batch) if is_decoder(arch) else output(model, batch)
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_disable_adapter(tuner, arch):
+    before = _compared_output(base_model(arch), arch)
+    model = peft_model(tuner, arch)
+    adapted = _compared_output(model, arch)
+    assert not torch.allclose(before, adapted)
+    with model.disable_adapter():
+        torch.testing.assert_close(_compared_output(model, arch), before, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(_compared_output(model, arch), adapted, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_disable_adapter_after_merge_adapter_is_the_base_model(tuner, arch):
+    """Disabling a merged adapter unmerges it (as LoRA does): every disabled forward is the base model's."""
+    skip_unless_mergeable(tuner, arch)
+    batch = inputs(arch)
+    before = output(base_model(arch), batch)
+    model = peft_model(tuner, arch)
+    adapted = output(model, batch)
+    model.merge_adapter()
+    with model.disable_adapter():
+        for _ in range(2):  # the first disabled forward too
+            torch.testing.assert_close(output(model, batch), before, atol=1e-6, rtol=1e-6)
+    assert not any(module.merged for module in model.modules() if isinstance(module, BaseTunerLayer))
+    torch.testing.assert_close(output(model, batch), adapted, atol=1e-5, rtol=1e-5)

@@ -77,6 +77,18 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         """The model width d (the FFN's input and output width)."""
         return model_width(self.down_proj)
 
+    def enable_adapters(self, enabled: bool) -> None:
+        """Enable or disable the adapters (peft's switch); disabling a merged adapter unmerges it at once.
+
+        peft's LoRA unmerges when its first disabled forward runs; these layers unmerge when disabled, because on
+        BERT-likes the FFN's up projection runs (merged) before the wrapped block does, so a forward would first
+        see a merged up projection (a wider one for MPN) and an unmerged down projection. As with LoRA, the
+        adapter stays unmerged when it is enabled again.
+        """
+        if not enabled and self.merged:
+            self.unmerge()
+        super().enable_adapters(enabled)
+
     def adapter_device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Where and in which dtype new adapter weights are made: the down projection's device and float dtype.
 
