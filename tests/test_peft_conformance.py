@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conformance_tiny import CASES, PREFIX, adapter_parameters, base_model, inputs, make_config
+from conformance_tiny import (
+    CASES,
+    PREFIX,
+    adapter_parameters,
+    base_model,
+    inputs,
+    make_config,
+    output,
+    peft_model,
+)
 from peft import PeftModel, get_peft_model
+from peft.utils import ModulesToSaveWrapper
+from safetensors.torch import load_file
 
 
 # -- dtypes ------------------------------------------------------------------------------------------------------
@@ -61,3 +72,34 @@ def test_half_precision_forward_and_merge_without_autocast(tuner, arch, dtype):
             model.unmerge_adapter()
             torch.testing.assert_close(model(**batch).logits, adapted, atol=0, rtol=0)
         model.merge_and_unload()(**batch)
+
+
+# -- modules_to_save -------------------------------------------------------------------------------------------
+#: a module of each tiny model to save with the adapter; BERT's SEQ_CLS task type adds its classifier by itself
+EXTRA_MODULE = {"llama": "model.norm", "gpt2": "ln_f", "bert": "classifier"}
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_modules_to_save_are_trained_and_saved_with_the_adapter(tuner, arch, tmp_path):
+    batch = inputs(arch)
+    name = EXTRA_MODULE[arch]
+    model = peft_model(tuner, arch, **({} if arch == "bert" else {"modules_to_save": [name]}))
+    assert name in model.peft_config["default"].modules_to_save
+    wrappers = {key: m for key, m in model.named_modules() if isinstance(m, ModulesToSaveWrapper)}
+    assert len(wrappers) == 1 and next(iter(wrappers)).endswith(name)
+
+    model(**batch).logits.sum().backward()
+    trained = {key for key, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert any(".modules_to_save.default." in key for key in trained)
+    assert all(PREFIX[tuner] in key or ".modules_to_save.default." in key for key in trained)
+
+    wrapper = next(iter(wrappers.values()))
+    with torch.no_grad():  # a trained head: no longer the base model's
+        for param in wrapper.modules_to_save["default"].parameters():
+            param.add_(0.5)
+    expected = output(model, batch)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert any(f"{name}." in key for key in saved)
+    loaded = PeftModel.from_pretrained(base_model(arch), tmp_path)
+    torch.testing.assert_close(output(loaded, batch), expected, atol=1e-6, rtol=1e-6)

@@ -79,11 +79,6 @@ class FFNBlockTuner(BaseTuner):
             align_ffn_widths(model)
         return model
 
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if self.prefix not in name:
-                param.requires_grad = False
-
     def resolve_adapter(self, adapter_name: str | None = None) -> str:
         """`adapter_name` checked to exist, or the single active adapter."""
         if adapter_name is not None:
