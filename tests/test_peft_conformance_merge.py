@@ -11,6 +11,7 @@ import pytest
 import torch
 from conformance_tiny import (
     CASES,
+    PREFIX,
     base_model,
     first_scores,
     inputs,
@@ -20,6 +21,7 @@ from conformance_tiny import (
     skip_unless_mergeable,
 )
 from peft.tuners.tuners_utils import BaseTunerLayer
+from tiny import HIDDEN
 
 from peft_mpn.tuners.ffn import ffn_blocks, ffn_spec, ffn_width
 
@@ -86,3 +88,33 @@ def test_disable_adapter_after_merge_adapter_is_the_base_model(tuner, arch):
             torch.testing.assert_close(output(model, batch), before, atol=1e-6, rtol=1e-6)
     assert not any(module.merged for module in model.modules() if isinstance(module, BaseTunerLayer))
     torch.testing.assert_close(output(model, batch), adapted, atol=1e-5, rtol=1e-5)
+
+
+# -- safe_merge -------------------------------------------------------------------------------------------------
+BROKEN = "NaNs detected in the merged weights. The adapter default seems to be broken"
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+@pytest.mark.parametrize("bad", [torch.nan, torch.inf])
+def test_safe_merge_of_a_broken_adapter_raises_peft_s_error_and_changes_nothing(tuner, arch, bad):
+    skip_unless_mergeable(tuner, arch)
+    batch = inputs(arch)
+    model = peft_model(tuner, arch)
+    for name, param in model.named_parameters():
+        if PREFIX[tuner] in name:
+            param.data[0] = bad
+    weights = {k: v.clone() for k, v in model.get_base_model().state_dict().items()}
+    for merge in (model.merge_adapter, model.merge_and_unload):
+        with pytest.raises(ValueError, match=BROKEN):
+            merge(safe_merge=True)
+    after = model.get_base_model().state_dict()
+    assert after.keys() == weights.keys()
+    assert all(torch.equal(after[k], weights[k]) for k in weights if torch.isfinite(weights[k]).all())
+    assert not any(module.merged for module in model.modules() if isinstance(module, BaseTunerLayer))
+    output(model, batch)  # still an adapter model that runs
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_layers_report_in_and_out_features(tuner, arch):
+    layers = [m for m in peft_model(tuner, arch).modules() if isinstance(m, BaseTunerLayer)]
+    assert layers and all((layer.in_features, layer.out_features) == (HIDDEN, HIDDEN) for layer in layers)

@@ -99,6 +99,21 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
         return weight.device, dtype
 
+    @property
+    def in_features(self) -> int:
+        """What peft's layers call their input width: the wrapped FFN block maps d -> d."""
+        return self.hidden_size
+
+    @property
+    def out_features(self) -> int:
+        """What peft's layers call their output width: the model width d."""
+        return self.hidden_size
+
+    @staticmethod
+    def broken_adapter_error(adapter_name: str) -> ValueError:
+        """The error `merge(safe_merge=True)` raises for non-finite merged weights: peft's own message."""
+        return ValueError(f"NaNs detected in the merged weights. The adapter {adapter_name} seems to be broken")
+
     # -- forward ---------------------------------------------------------------------------------------------
     def _ffn_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
         """The FFN input `h` among the arguments of the wrapped block's forward."""

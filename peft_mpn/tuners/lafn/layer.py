@@ -175,20 +175,29 @@ class LAFNLayer(FFNBlockLayer):
             targets.append((self.gate_proj, False, self.lafn_gate[adapter_name]))
         return [(proj, neuron_dim(proj, down=is_down), delta) for proj, is_down, delta in targets]
 
+    @staticmethod
+    def _oriented(delta: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+        """A neuron-major `[n, d]` delta laid out like a weight whose neurons are along `dim`, in `dtype`."""
+        return (delta.detach() if dim == 0 else delta.detach().T).to(dtype)
+
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Add the deltas into the located rows/columns of the base weights (restored exactly by `unmerge`)."""
         names = [n for n in check_adapters_to_merge(self, adapter_names) if n in self.lafn_down]
         for name in names:
             self.check_mergeable(name)
-            if safe_merge and not all(torch.isfinite(d).all() for _, _, d in self._merge_targets(name)):
-                raise ValueError(f"NaNs or infs in LAFN adapter {name!r}; not merging.")
+            if safe_merge:  # every merged row checked before any weight changes
+                idx = self.lafn_indices[name]
+                for proj, dim, delta in self._merge_targets(name):
+                    merged = proj.weight.data.index_select(dim, idx) + self._oriented(delta, dim, proj.weight.dtype)
+                    if not torch.isfinite(merged).all():
+                        raise self.broken_adapter_error(name)
         for name in names:
             idx = self.lafn_indices[name]
             backup = []
             for proj, dim, delta in self._merge_targets(name):
                 weight = proj.weight.data
                 backup.append((proj, dim, weight.index_select(dim, idx).clone()))
-                weight.index_add_(dim, idx, (delta.detach() if dim == 0 else delta.detach().T).to(weight.dtype))
+                weight.index_add_(dim, idx, self._oriented(delta, dim, weight.dtype))
             self._merge_backup[name] = backup
             self.merged_adapters.append(name)
 

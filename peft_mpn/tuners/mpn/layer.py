@@ -203,9 +203,10 @@ class MPNLayer(FFNBlockLayer):
             self._check_mergeable(name)
             patches = self.patches(name)
             tensors = (patches.keys, patches.bias, patches.values)
-            if safe_merge and not all(torch.isfinite(t).all() for t in tensors):
-                raise ValueError(f"NaNs or infs in adapter {name!r}; not merging.")
+            # The merged neurons are the patches themselves, in the FFN's dtype.
             keys, bias, values = (t.detach().to(self.up_proj.weight.dtype) for t in tensors)
+            if safe_merge and not all(torch.isfinite(t).all() for t in (keys, bias, values)):
+                raise self.broken_adapter_error(name)
             append_neurons(self.up_proj, keys, down=False, bias=bias)
             append_neurons(self.down_proj, values, down=True)
             self.merged_adapters.append(name)
