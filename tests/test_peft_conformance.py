@@ -103,3 +103,40 @@ def test_modules_to_save_are_trained_and_saved_with_the_adapter(tuner, arch, tmp
     assert any(f"{name}." in key for key in saved)
     loaded = PeftModel.from_pretrained(base_model(arch), tmp_path)
     torch.testing.assert_close(output(loaded, batch), expected, atol=1e-6, rtol=1e-6)
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+def _backward(model: torch.nn.Module, arch: str) -> None:
+    (model(**inputs(arch)).logits ** 2).sum().backward()
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_training_gradients_reach_the_adapter_only(tuner, arch):
+    model = peft_model(tuner, arch, modules_to_save=None, task_type=None).train()
+    _backward(model, arch)
+    for name, param in model.named_parameters():
+        if PREFIX[tuner] in name:
+            assert param.requires_grad and param.grad is not None and param.grad.abs().sum() > 0, name
+        else:
+            assert param.grad is None, name
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_identity_init_is_the_base_model_and_every_adapter_weight_trains(tuner, arch):
+    """Like LoRA's B = 0: the model is unchanged, yet it trains: MPN's values (LoRA's B) get a gradient at once,
+    the keys and biases (LoRA's A) from the first step on; LAFN's zero deltas all get one at once."""
+    identity = {"init_patches": True} if tuner == "mpn" else {"init_lafn_weights": True}
+    model = peft_model(tuner, arch, **identity)
+    assert torch.equal(output(model, inputs(arch)), output(base_model(arch), inputs(arch)))
+    model.train()
+    params = adapter_parameters(model, tuner)
+    assert params and all(p.numel() > 0 for p in params.values())
+
+    _backward(model, arch)
+    moved = {name for name, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved == {name for name in params if tuner == "lafn" or "mpn_values" in name}
+    torch.optim.SGD(params.values(), lr=0.1).step()
+    model.zero_grad()
+    _backward(model, arch)
+    for name, param in params.items():
+        assert param.grad.abs().sum() > 0, name

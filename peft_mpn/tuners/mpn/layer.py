@@ -88,10 +88,9 @@ class MPNLayer(FFNBlockLayer):
         if config.activation not in ACT2FN:
             raise ValueError(f"Unknown activation {config.activation!r}; use a transformers ACT2FN name.")
         shape = (config.num_patches, hidden_size)
-        if config.init_patches or config.num_patches == 0:
-            keys, values = torch.zeros(shape), torch.zeros(shape)
-        else:
-            keys, values = torch.randn(shape) / hidden_size**0.5, torch.randn(shape)
+        # Random keys either way: with zero keys and values a patch's output and every gradient are exactly zero.
+        keys = torch.randn(shape) / hidden_size**0.5
+        values = torch.zeros(shape) if config.init_patches else torch.randn(shape)
         bias = torch.zeros(config.num_patches)
         # Like peft's layers: the base weights' device and float dtype; peft then upcasts to float32 unless
         # autocast_adapter_dtype=False.
