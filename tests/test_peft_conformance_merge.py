@@ -11,11 +11,15 @@ import pytest
 import torch
 from conformance_tiny import (
     CASES,
+    MERGE_REFUSED,
     PREFIX,
+    adapter_parameters,
     base_model,
     first_scores,
+    generate_kwargs,
     inputs,
     is_decoder,
+    make_config,
     output,
     peft_model,
     skip_unless_mergeable,
@@ -118,3 +122,73 @@ def test_safe_merge_of_a_broken_adapter_raises_peft_s_error_and_changes_nothing(
 def test_layers_report_in_and_out_features(tuner, arch):
     layers = [m for m in peft_model(tuner, arch).modules() if isinstance(m, BaseTunerLayer)]
     assert layers and all((layer.in_features, layer.out_features) == (HIDDEN, HIDDEN) for layer in layers)
+
+
+# -- mixed adapter batches --------------------------------------------------------------------------------------
+ROTATION = ("__base__", "adapter0", "adapter1")
+
+
+def _two_adapters(tuner: str, arch: str, scale: float = 1.0):
+    model = peft_model(tuner, arch, seed=0, adapter_name="adapter0")
+    torch.manual_seed(1)
+    model.add_adapter("adapter1", make_config(tuner, arch))
+    with torch.no_grad():
+        for param in adapter_parameters(model, tuner).values():
+            param.mul_(scale)
+    return model.eval()
+
+
+def _each_alone(model, run):
+    """`run(model)` with the adapters disabled, then with adapter0, then adapter1 active."""
+    with model.disable_adapter():
+        results = [run(model)]
+    for name in ROTATION[1:]:
+        model.set_adapter(name)
+        results.append(run(model))
+    return results
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_mixed_adapter_batches(tuner, arch):
+    model = _two_adapters(tuner, arch)
+    batch = inputs(arch, repeat=3)
+    names = [ROTATION[i % 3] for i in range(len(batch["input_ids"]))]
+    runs = {"logits": lambda m, b: output(m, b)}
+    if is_decoder(arch):
+        runs["first generated scores"] = first_scores
+    for what, run in runs.items():
+        alone = _each_alone(model, lambda m, run=run: run(m, batch))
+        for i in range(3):
+            for j in range(i):
+                assert not torch.allclose(alone[i], alone[j], atol=1e-4, rtol=1e-4), (what, i, j)
+        mixed = run(model, {**batch, "adapter_names": names})
+        for i in range(3):
+            torch.testing.assert_close(mixed[i::3], alone[i][i::3], atol=1e-4, rtol=1e-4, msg=f"{what} {ROTATION[i]}")
+
+
+@pytest.mark.parametrize(("tuner", "arch"), [case for case in CASES if is_decoder(case.values[1])])
+def test_generate_with_mixed_adapter_batches_and_beam_search(tuner, arch):
+    model = _two_adapters(tuner, arch, scale=10.0)  # strong adapters, so that each generates its own text
+    batch = inputs(arch, repeat=3)
+    kwargs = generate_kwargs(batch, max_new_tokens=5, num_beams=3)
+    alone = _each_alone(model, lambda m: m.generate(**kwargs))
+    assert len({tuple(map(tuple, result.tolist())) for result in alone}) == 3
+    mixed = model.generate(**kwargs, adapter_names=[ROTATION[i % 3] for i in range(len(batch["input_ids"]))])
+    for i in range(3):
+        assert torch.equal(mixed[i::3], alone[i][i::3]), ROTATION[i]
+
+
+@pytest.mark.parametrize(("tuner", "arch"), [CASES[1], CASES[5]])
+def test_mixed_adapter_batches_refusals(tuner, arch):
+    model = _two_adapters(tuner, arch)
+    batch = inputs(arch)
+    with pytest.raises(ValueError, match="non-existing adapter"):
+        model(**batch, adapter_names=["adapter0", "nope"])
+    with pytest.raises(ValueError, match="Length of `adapter_names`"):
+        model(**batch, adapter_names=["adapter0"])
+    with pytest.raises(ValueError, match="training mode"):
+        model.train()(**batch, adapter_names=["adapter0", "adapter1"])
+    if (tuner, arch) not in MERGE_REFUSED:
+        model.eval().merge_adapter()
+        with pytest.raises(ValueError, match="merged adapters"):
+            model(**batch, adapter_names=["adapter0", "adapter1"])

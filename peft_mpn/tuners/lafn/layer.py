@@ -150,6 +150,10 @@ class LAFNLayer(FFNBlockLayer):
             delta = delta * fires.unsqueeze(-1).to(delta.dtype)
         return delta
 
+    def _adapter_terms(self, adapter_name: str) -> list[str]:
+        """`[adapter_name]` if it has deltas in this layer."""
+        return [adapter_name] if adapter_name in self.lafn_down else []
+
     def _active_terms(self) -> list[str]:
         """The active adapters of this layer that are not merged."""
         return [n for n in self.active_adapters if n in self.lafn_down and n not in self.merged_adapters]

@@ -146,12 +146,18 @@ class MPNLayer(FFNBlockLayer):
         return h.to(patches.keys.dtype) @ patches.keys.T + patches.bias
 
     # -- forward / merge -------------------------------------------------------------------------------------
+    def _adapter_terms(self, adapter_name: str) -> list[tuple[PatchSet, nn.Module]]:
+        """(patches, activation) of `adapter_name` if it has patches in this layer."""
+        if adapter_name in self.mpn_keys and self.num_patches(adapter_name) > 0:
+            return [(self.patches(adapter_name), self.activation(adapter_name))]
+        return []
+
     def _active_terms(self) -> list[tuple[PatchSet, nn.Module]]:
         """(patches, activation) of every active, unmerged adapter with patches, and of `extra_patches`."""
         sets = []
         for name in self.active_adapters:
-            if name in self.mpn_keys and self.num_patches(name) > 0 and name not in self.merged_adapters:
-                sets.append((self.patches(name), self.activation(name)))
+            if name not in self.merged_adapters:
+                sets += self._adapter_terms(name)
         if self._extra is not None and self._extra[0] in self.mpn_keys:
             sets.append((self._extra[1], self.activation(self._extra[0])))
         return sets
