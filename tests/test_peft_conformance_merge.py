@@ -7,6 +7,8 @@ and training checks are in ``test_peft_conformance.py``.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conformance_tiny import (
@@ -24,7 +26,9 @@ from conformance_tiny import (
     peft_model,
     skip_unless_mergeable,
 )
+from peft import convert_to_lora, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
+from safetensors.torch import save_file
 from tiny import HIDDEN
 
 from peft_mpn.tuners.ffn import ffn_blocks, ffn_spec, ffn_width
@@ -192,3 +196,108 @@ def test_mixed_adapter_batches_refusals(tuner, arch):
         model.eval().merge_adapter()
         with pytest.raises(ValueError, match="merged adapters"):
             model(**batch, adapter_names=["adapter0", "adapter1"])
+
+
+# -- more merging -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_merge_layers_fp16(tuner, arch):
+    skip_unless_mergeable(tuner, arch)
+    model = get_peft_model(base_model(arch, torch.float16), make_config(tuner, arch)).eval()
+    merged = model.merge_and_unload()  # float32 adapter weights merge into float16 ones
+    assert {p.dtype for p in merged.parameters()} == {torch.float16}
+    output(merged, inputs(arch))
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_merge_layers_multi(tuner, arch):
+    skip_unless_mergeable(tuner, arch)
+    batch = inputs(arch)
+    model = _two_adapters(tuner, arch)
+    model.set_adapter("adapter0")
+    first = output(model, batch)
+    model.set_adapter("adapter1")
+    second = output(model, batch)
+    assert not torch.allclose(first, second, atol=1e-3, rtol=1e-3)
+    copies = [copy.deepcopy(model) for _ in range(2)]
+    both = output(model.merge_and_unload(adapter_names=["adapter1", "adapter0"]), batch)
+    assert not torch.allclose(both, first, atol=1e-3) and not torch.allclose(both, second, atol=1e-3)
+    # Patches are neurons of their own: both merged = both active (LAFN's deltas share neurons; peft lets one
+    # adapter at a time be active in a modules_to_save copy, such as BERT's SEQ_CLS classifier).
+    if tuner == "mpn" and is_decoder(arch):
+        copies[0].base_model.set_adapter(["adapter0", "adapter1"])
+        torch.testing.assert_close(both, output(copies[0], batch), atol=1e-4, rtol=1e-4)
+        copies[0].base_model.set_adapter("adapter0")
+    for names, expected in ((["adapter1"], second), (["adapter0"], first)):
+        torch.testing.assert_close(output(copies.pop().merge_and_unload(adapter_names=names), batch), expected)
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_merge_adapter_is_idempotent(tuner, arch):
+    skip_unless_mergeable(tuner, arch)
+    model = peft_model(tuner, arch)
+    model.merge_adapter()
+    merged = output(model, inputs(arch))
+    with pytest.warns(UserWarning, match="All adapters are already merged, nothing to do"):
+        model.merge_adapter()
+    torch.testing.assert_close(output(model, inputs(arch)), merged, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_safe_merge(tuner, arch, tmp_path):
+    skip_unless_mergeable(tuner, arch)
+    batch = inputs(arch)
+    base = output(base_model(arch), batch)
+    model = peft_model(tuner, arch)
+    adapted = output(model, batch)
+    assert not torch.allclose(base, adapted, atol=1e-6, rtol=1e-6)
+    merged = model.merge_and_unload(safe_merge=True)
+    torch.testing.assert_close(output(merged, batch), adapted, atol=1e-5, rtol=1e-5)
+    state = merged.state_dict()
+    torch.save(state, tmp_path / "model.bin")
+    once = {}  # tied weights (GPT-2's lm_head and wte) are one tensor, which safetensors wants saved once
+    for key, tensor in state.items():
+        once.setdefault(tensor.data_ptr(), (key, tensor))
+    save_file(dict(once.values()), tmp_path / "model.safetensors")  # needs contiguous tensors
+
+
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_unload_is_the_base_model(tuner, arch):
+    batch = inputs(arch)
+    base = base_model(arch)
+    count = len(base.state_dict())
+    reference = output(base, batch)
+    model = get_peft_model(base, make_config(tuner, arch)).eval()
+    assert not torch.allclose(output(model, batch), reference, atol=1e-10, rtol=1e-10)
+    plain = model.unload()
+    assert not any(isinstance(module, BaseTunerLayer) for module in plain.modules())
+    assert not hasattr(plain, "peft_config") and len(plain.state_dict()) == count
+    torch.testing.assert_close(output(plain, batch), reference, atol=1e-6, rtol=1e-6)
+
+
+# -- what does not apply ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("tuner", "arch"), CASES)
+def test_lora_conversion_is_refused(tuner, arch):
+    """peft's check runs only where `supports_lora_conversion()`: an MPN patch is a new neuron, not a weight delta
+    of the layer it wraps, and both tuners wrap whole FFN blocks, not the Linear layers a LoRA adapter targets."""
+    model = peft_model(tuner, arch)
+    assert not model.supports_lora_conversion()
+    with pytest.raises(TypeError, match="do not support LoRA conversion"):
+        convert_to_lora(model, rank=4)
+
+
+NOT_APPLICABLE = {
+    "_test_weighted_combination_of_adapters": (
+        "add_weighted_adapter is LoRA's and IA3's API (peft runs the check for those only); MPN and LAFN adapters "
+        "combine with absorb_adapter / peft_mpn.hub.compose_adapters (tests/test_compose_tuners.py)"
+    ),
+    "_test_adding_multiple_adapters_with_bias_raises": (
+        "MPNConfig and LAFNConfig have no `bias` option (peft skips configs without one)"
+    ),
+    "_test_training_prompt_learning_tasks": "MPN and LAFN are not prompt-learning methods",
+    "_test_generate_pos_args(raises_err=True)": "only for encoder-decoder models, which have no FFN_SPECS row",
+}
+
+
+@pytest.mark.parametrize("check", NOT_APPLICABLE)
+def test_not_applicable(check):
+    pytest.skip(NOT_APPLICABLE[check])
