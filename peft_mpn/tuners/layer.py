@@ -20,8 +20,9 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
     what the active adapters contribute, so the addition sits inside the FFN, before any
     dropout, residual connection or LayerNorm of the block, and no FFN code is duplicated.
 
-    Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the two steps of the
-    hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters) and
+    Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the steps of the
+    hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters),
+    `_adapter_terms(name)` (what one adapter adds, for the rows of a mixed adapter batch) and
     `_down_delta(terms, h, a)` (what they add, from the FFN input `h` and the down projection's input `a`).
 
     Args:
