@@ -63,3 +63,12 @@ def test_lafn_absorb_adapter_collision_changes_nothing():
         model.base_model.absorb_adapter("other", "default")
     assert model.base_model.neuron_sets("default") == {1: [2, 4]}
     assert torch.equal(logits(model, inputs), before)
+
+
+def test_an_adapter_with_modules_to_save_is_not_absorbed_into_another():
+    """Its own trained copies of whole modules (a classifier head) would be dropped by the composition."""
+    MPNConfig(modules_to_save=["classifier"]).composable_with(MPNConfig())  # the kept adapter may have them
+    with pytest.raises(AdapterCompositionError, match=r"'b' saves its own copy .*modules_to_save=\['score'\]"):
+        LAFNConfig(neurons={0: [1]}).composable_with(
+            LAFNConfig(neurons={1: [1]}, modules_to_save=["score"]), names=("'a'", "'b'")
+        )

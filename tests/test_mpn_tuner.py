@@ -148,7 +148,7 @@ def test_fresh_and_zero_patches_reproduce_the_base_model(arch):
     assert fresh.peft_config["default"].num_patches == 0
     assert torch.equal(logits(fresh, inputs), reference)
 
-    zeros, _, _ = adapted(arch, num_patches=4)  # init_patches=True: zero keys, biases and values
+    zeros, _, _ = adapted(arch, num_patches=4)  # init_patches=True: random keys, zero biases and values
     assert all(layer.num_patches("default") == 4 for layer in zeros.base_model.patch_layers().values())
     assert torch.equal(logits(zeros, inputs), reference)
 

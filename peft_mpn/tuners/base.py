@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
+from peft.utils import AuxiliaryTrainingWrapper
 from torch import nn
 
 from .config import FFNBlockConfig
-from .ffn import FFNSpec, activation_name, ffn_spec
+from .ffn import FFNSpec, activation_name, align_ffn_widths, ffn_spec
 
 
 class FFNBlockTuner(BaseTuner):
@@ -63,10 +66,54 @@ class FFNBlockTuner(BaseTuner):
         # peft's version assumes a Linear (`.weight`); these tuners wrap whole FFN blocks.
         setattr(parent, child_name, new_module)
 
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if self.prefix not in name:
-                param.requires_grad = False
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """peft's mixed adapter batches: `adapter_names=[...]` (one per row) given to the PeftModel's forward or
+        generate reaches every tuner layer and `modules_to_save` copy, as with LoRA."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            yield
+            return
+        if self.training:
+            raise ValueError("Cannot pass `adapter_names` when the model is in training mode.")
+        if isinstance(adapter_names, str) or not all(isinstance(name, str) for name in adapter_names):
+            raise TypeError(f"Got adapter names {adapter_names!r}, expected a list of str (one per batch row).")
+        unknown = sorted({name for name in adapter_names if name != "__base__"} - set(self.peft_config))
+        if unknown:
+            raise ValueError(f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}")
+        # generate repeats every row num_beams (or num_return_sequences) times
+        repeat = max(int(kwargs.get("num_beams") or 1), int(kwargs.get("num_return_sequences") or 1))
+        names = [name for name in adapter_names for _ in range(repeat)]
+
+        def pass_adapter_names(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            return args, {**kwargs, "adapter_names": names}
+
+        handles = [
+            module.register_forward_pre_hook(pass_adapter_names, with_kwargs=True)
+            for module in self.model.modules()
+            if isinstance(module, (self.tuner_layer_cls, AuxiliaryTrainingWrapper))
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _unload_and_optionally_merge(
+        self,
+        merge: bool = True,
+        progressbar: bool = False,
+        safe_merge: bool = False,
+        adapter_names: list[str] | None = None,
+    ) -> nn.Module:
+        model = super()._unload_and_optionally_merge(
+            merge=merge, progressbar=progressbar, safe_merge=safe_merge, adapter_names=adapter_names
+        )
+        if merge:
+            # A merge may have widened some FFNs (MPN appends its patches as neurons): the config must say so, or
+            # the merged model's own save_pretrained folder does not load back.
+            align_ffn_widths(model)
+        return model
 
     def resolve_adapter(self, adapter_name: str | None = None) -> str:
         """`adapter_name` checked to exist, or the single active adapter."""

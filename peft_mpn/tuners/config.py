@@ -66,6 +66,16 @@ class FFNBlockConfig(PeftConfig):
             )
         },
     )
+    modules_to_save: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Modules besides the adapter layers to train and save with the adapter (names, suffix match), as in "
+                "peft's own configs: e.g. a classifier head, which starts random. With task_type='SEQ_CLS' peft adds "
+                "the classifier ('classifier' / 'score') by itself."
+            )
+        },
+    )
     hidden_size: int | None = field(
         default=None,
         metadata={
@@ -85,12 +95,15 @@ class FFNBlockConfig(PeftConfig):
             self.target_modules = list(self.target_modules)
         if isinstance(self.exclude_modules, (set, tuple)):
             self.exclude_modules = list(self.exclude_modules)
+        if isinstance(self.modules_to_save, (set, tuple)):
+            self.modules_to_save = list(self.modules_to_save)
 
     def composable_with(self, other: PeftConfig, *, names: tuple[str, str] = ("this adapter", "the other")) -> None:
         """Check that the adapter `other` configures can be combined with this one; raise if not.
 
         The one rule both `absorb_adapter` (`MPNModel`, `LAFNModel`) and `peft_mpn.hub.compose_adapters`
-        apply: the same method, and the same value of every field in `composable_fields`.
+        apply: the same method, the same value of every field in `composable_fields`, and no `modules_to_save` in
+        `other` (the adapter absorbed into this one: its own copies of those modules would be lost).
 
         Args:
             other: the other adapter's config.
@@ -104,6 +117,12 @@ class FFNBlockConfig(PeftConfig):
             raise AdapterCompositionError(
                 f"Cannot compose {ours} ({self.peft_type.value}) with {theirs} ({other.peft_type.value}): adapters "
                 "of different methods do not combine into one."
+            )
+        if other.modules_to_save:
+            raise AdapterCompositionError(
+                f"Cannot compose {theirs} into {ours}: {theirs} saves its own copy of whole modules "
+                f"(modules_to_save={other.modules_to_save!r}), and the composed adapter keeps only {ours}'s. "
+                "Only adapters without modules_to_save are composed into another."
             )
         for name, why in self.composable_fields.items():
             mine, yours = getattr(self, name), getattr(other, name)

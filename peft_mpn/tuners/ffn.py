@@ -6,8 +6,9 @@ and its output contains the FFN output. What an adapter adds goes to the output 
 inside the FFN, before any dropout, residual or LayerNorm.
 
 The weight-orientation helpers at the end (`neuron_dim`, `neuron_rows`, `ffn_width`, `model_width`,
-`append_neurons`, `drop_neurons`) are the one place that knows GPT-2's `Conv1D` stores its weight as
-`[in, out]` where `nn.Linear` stores `[out, in]`.
+`append_neurons`, `drop_neurons`, `align_ffn_widths`) are the one place that knows GPT-2's `Conv1D` stores its
+weight as `[in, out]` where `nn.Linear` stores `[out, in]`; `width_key` is the one place that knows which config
+field holds the FFN width.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FFNSpec:
     down_proj: str  # output projection (F -> d), relative to a block
     gate_proj: str | None = None  # gate projection of gated FFNs, relative to a block
     activation_keys: tuple[str, ...] = ("hidden_act",)  # model-config attributes naming the activation
+    width_key: str = "intermediate_size"  # model-config attribute holding the FFN width (number of neurons)
     exclude: tuple[str, ...] = ()  # modules whose name ends like `block` but are not the FFN
     encoder: bool = False  # bidirectional encoder: a classifier decides at the first ([CLS]) position
 
@@ -88,6 +90,7 @@ _GPT2 = FFNSpec(
     up_proj="mlp.c_fc",
     down_proj="mlp.c_proj",
     activation_keys=("activation_function",),
+    width_key="n_inner",
 )
 
 #: model_type -> where its FFN is. Add an architecture by adding a row.
@@ -203,12 +206,17 @@ def _block_stack(model: nn.Module, spec: FFNSpec) -> nn.ModuleList:
     )
 
 
+def _innermost(block: nn.Module, path: str, layer: int) -> nn.Module:
+    """The innermost module of `block` at `path` (relative to a block), under any adapter wrappers."""
+    matches = [(name, m) for name, m in block.named_modules() if name and _strip_wrappers(name) == path]
+    if not matches:
+        raise UnsupportedArchitectureError(f"Layer {layer} has no FFN projection {path!r}.")
+    return max(matches, key=lambda item: item[0].count("."))[1]
+
+
 def _down_projection(block: nn.Module, spec: FFNSpec, layer: int) -> nn.Module:
     """The innermost module that is the block's down projection (under any adapter wrappers)."""
-    matches = [(name, m) for name, m in block.named_modules() if name and _strip_wrappers(name) == spec.down_proj]
-    if not matches:
-        raise UnsupportedArchitectureError(f"Layer {layer} has no down projection {spec.down_proj!r}.")
-    return max(matches, key=lambda item: item[0].count("."))[1]
+    return _innermost(block, spec.down_proj, layer)
 
 
 @dataclass
@@ -289,7 +297,7 @@ def _count_attribute(proj: nn.Module, down: bool) -> str:
 
 
 def append_neurons(proj: nn.Module, rows: torch.Tensor, *, down: bool, bias: torch.Tensor | None = None) -> None:
-    """Widen `proj` by `len(rows)` neurons with the neuron-major `[n, d]` weights `rows` (frozen).
+    """Widen `proj` by `len(rows)` neurons with the neuron-major `[n, d]` weights `rows` (trainable as `proj` was).
 
     Args:
         proj: an FFN projection, `nn.Linear` or `Conv1D`; its weight (and bias) are replaced.
@@ -299,10 +307,10 @@ def append_neurons(proj: nn.Module, rows: torch.Tensor, *, down: bool, bias: tor
     """
     dim = neuron_dim(proj, down=down)
     proj.weight = nn.Parameter(
-        torch.cat([proj.weight.data, rows if dim == 0 else rows.T], dim=dim), requires_grad=False
+        torch.cat([proj.weight.data, rows if dim == 0 else rows.T], dim=dim), requires_grad=proj.weight.requires_grad
     )
     if bias is not None:
-        proj.bias = nn.Parameter(torch.cat([proj.bias.data, bias]), requires_grad=False)
+        proj.bias = nn.Parameter(torch.cat([proj.bias.data, bias]), requires_grad=proj.bias.requires_grad)
     attribute = _count_attribute(proj, down)
     setattr(proj, attribute, getattr(proj, attribute) + len(rows))
 
@@ -313,8 +321,36 @@ def drop_neurons(proj: nn.Module, count: int, *, down: bool) -> None:
         return
     weight = proj.weight.data
     kept = weight[:-count] if neuron_dim(proj, down=down) == 0 else weight[:, :-count]
-    proj.weight = nn.Parameter(kept.clone(), requires_grad=False)
+    proj.weight = nn.Parameter(kept.clone(), requires_grad=proj.weight.requires_grad)
     if not down and proj.bias is not None:
-        proj.bias = nn.Parameter(proj.bias.data[:-count].clone(), requires_grad=False)
+        proj.bias = nn.Parameter(proj.bias.data[:-count].clone(), requires_grad=proj.bias.requires_grad)
     attribute = _count_attribute(proj, down)
     setattr(proj, attribute, getattr(proj, attribute) - count)
+
+
+def align_ffn_widths(model: nn.Module) -> int:
+    """Give every FFN of the transformers `model` the widest one's width and record it in the model config.
+
+    An MPN merge widens the FFNs it patched (64 -> 66), but a transformers config holds one FFN width for every
+    layer (`FFNSpec.width_key`: `intermediate_size`, GPT-2's `n_inner`), so the merged model's own
+    `save_pretrained` folder would not load back. The narrower FFNs get inert neurons (zero input weights, bias
+    and output weights: they add exactly zero), then the config field is set. Returns the common width.
+    """
+    spec = ffn_spec(model)
+    stack = _block_stack(model, spec)
+    downs = {layer: _down_projection(block, spec, layer) for layer, block in enumerate(stack)}
+    width = max(ffn_width(down) for down in downs.values())
+    for layer, down in downs.items():
+        missing = width - ffn_width(down)
+        if missing == 0:
+            continue
+        zeros = down.weight.new_zeros(missing, model_width(down))
+        for path in (spec.up_proj, spec.gate_proj):
+            if path is not None:
+                proj = _innermost(stack[layer], path, layer)
+                bias = None if getattr(proj, "bias", None) is None else proj.bias.new_zeros(missing)
+                append_neurons(proj, zeros, down=False, bias=bias)
+        append_neurons(down, zeros, down=True)
+    if getattr(model.config, spec.width_key, None) != width:
+        setattr(model.config, spec.width_key, width)
+    return width

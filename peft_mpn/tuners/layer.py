@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -20,8 +20,9 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
     what the active adapters contribute, so the addition sits inside the FFN, before any
     dropout, residual connection or LayerNorm of the block, and no FFN code is duplicated.
 
-    Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the two steps of the
-    hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters) and
+    Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the steps of the
+    hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters),
+    `_adapter_terms(name)` (what one adapter adds, for the rows of a mixed adapter batch) and
     `_down_delta(terms, h, a)` (what they add, from the FFN input `h` and the down projection's input `a`).
 
     Args:
@@ -77,12 +78,53 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         """The model width d (the FFN's input and output width)."""
         return model_width(self.down_proj)
 
+    def enable_adapters(self, enabled: bool) -> None:
+        """Enable or disable the adapters (peft's switch); disabling a merged adapter unmerges it at once.
+
+        peft's LoRA unmerges when its first disabled forward runs; these layers unmerge when disabled, because on
+        BERT-likes the FFN's up projection runs (merged) before the wrapped block does, so a forward would first
+        see a merged up projection (a wider one for MPN) and an unmerged down projection. As with LoRA, the
+        adapter stays unmerged when it is enabled again.
+        """
+        if not enabled and self.merged:
+            self.unmerge()
+        super().enable_adapters(enabled)
+
+    def adapter_device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where and in which dtype new adapter weights are made: the down projection's device and float dtype.
+
+        As with peft's own layers, `PeftModel` then upcasts float16/bfloat16 adapter weights to float32 unless it
+        is given `autocast_adapter_dtype=False`.
+        """
+        weight = self.down_proj.weight
+        dtype = weight.dtype if weight.dtype.is_floating_point else torch.float32
+        return weight.device, dtype
+
+    @property
+    def in_features(self) -> int:
+        """What peft's layers call their input width: the wrapped FFN block maps d -> d."""
+        return self.hidden_size
+
+    @property
+    def out_features(self) -> int:
+        """What peft's layers call their output width: the model width d."""
+        return self.hidden_size
+
+    @staticmethod
+    def broken_adapter_error(adapter_name: str) -> ValueError:
+        """The error `merge(safe_merge=True)` raises for non-finite merged weights: peft's own message."""
+        return ValueError(f"NaNs detected in the merged weights. The adapter {adapter_name} seems to be broken")
+
     # -- forward ---------------------------------------------------------------------------------------------
     def _ffn_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
         """The FFN input `h` among the arguments of the wrapped block's forward."""
         if len(args) > self.spec.input_arg:
             return args[self.spec.input_arg]
         return kwargs[self.spec.input_kwarg]
+
+    @abstractmethod
+    def _adapter_terms(self, adapter_name: str) -> Sequence[Any]:
+        """What adapter `adapter_name` adds to the FFN output of this layer; empty: nothing (or not here)."""
 
     @abstractmethod
     def _active_terms(self) -> Sequence[Any]:
@@ -92,22 +134,65 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
     def _down_delta(self, terms: Sequence[Any], h: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
         """What `terms` add to the down projection's output, from the FFN input `h` and the down input `a`."""
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def forward(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
+        """The wrapped block's forward, plus what the adapters add to its down projection's output.
+
+        `adapter_names` (one adapter name, or `"__base__"`, per batch row) is peft's mixed-batch argument:
+        `FFNBlockTuner` passes it here when it is given to the `PeftModel`'s forward or generate.
+        """
         if self.disable_adapters:
             if self.merged:
                 self.unmerge()
             return self.base_layer(*args, **kwargs)
+        if adapter_names is not None:
+            return self._mixed_batch_forward(list(adapter_names), args, kwargs)
         terms = self._active_terms()
         if not terms:
             return self.base_layer(*args, **kwargs)
+        return self._forward_adding(lambda h, a: self._down_delta(terms, h, a), args, kwargs)
+
+    def _forward_adding(self, delta: Callable[..., torch.Tensor | None], args: tuple, kwargs: dict) -> Any:
+        """Run the wrapped block with `delta(h, a)` added to its down projection's output."""
         h = self._ffn_input(args, kwargs)
 
         def add_delta(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-            delta = self._down_delta(terms, h, inputs[0])
-            return output if delta is None else output + delta.to(output.dtype)
+            added = delta(h, inputs[0])
+            return output if added is None else output + added.to(output.dtype)
 
         handle = self.down_proj.register_forward_hook(add_delta)
         try:
             return self.base_layer(*args, **kwargs)
         finally:
             handle.remove()
+
+    def _mixed_batch_forward(self, adapter_names: list[str], args: tuple, kwargs: dict) -> Any:
+        """Each batch row with the adapter `adapter_names` names for it (`"__base__"`: none), as peft's LoRA does."""
+        h = self._ffn_input(args, kwargs)
+        if len(adapter_names) != len(h):
+            raise ValueError(
+                "Length of `adapter_names` should be the same as the number of inputs, but got "
+                f"{len(adapter_names)} and {len(h)} respectively."
+            )
+        if self.merged:
+            raise ValueError(
+                "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first."
+            )
+        groups = []
+        for name in dict.fromkeys(adapter_names):
+            terms = [] if name == "__base__" else self._adapter_terms(name)
+            if terms:
+                rows = torch.tensor([i for i, n in enumerate(adapter_names) if n == name], device=h.device)
+                groups.append((rows, terms))
+        if not groups:
+            return self.base_layer(*args, **kwargs)
+
+        def mixed_delta(h: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
+            delta = None
+            for rows, terms in groups:
+                part = self._down_delta(terms, h[rows], a[rows])
+                if part is not None:
+                    delta = part.new_zeros((*a.shape[:-1], part.shape[-1])) if delta is None else delta
+                    delta = delta.index_copy(0, rows, part.to(delta.dtype))
+            return delta
+
+        return self._forward_adding(mixed_delta, args, kwargs)

@@ -68,10 +68,10 @@ class LAFNLayer(FFNBlockLayer):
             )
 
     def _new_deltas(self, n: int, random: bool, scale: float) -> torch.Tensor:
-        device = self.down_proj.weight.device
+        device, dtype = self.adapter_device_and_dtype()
         if random:
-            return torch.randn(n, self.hidden_size, device=device) * scale
-        return torch.zeros(n, self.hidden_size, device=device)
+            return (torch.randn(n, self.hidden_size, device=device) * scale).to(dtype)
+        return torch.zeros(n, self.hidden_size, device=device, dtype=dtype)
 
     def update_layer(self, adapter_name: str, config: LAFNConfig, **kwargs: Any) -> None:
         indices = config.neurons.get(self.layer_index)
@@ -150,6 +150,10 @@ class LAFNLayer(FFNBlockLayer):
             delta = delta * fires.unsqueeze(-1).to(delta.dtype)
         return delta
 
+    def _adapter_terms(self, adapter_name: str) -> list[str]:
+        """`[adapter_name]` if it has deltas in this layer."""
+        return [adapter_name] if adapter_name in self.lafn_down else []
+
     def _active_terms(self) -> list[str]:
         """The active adapters of this layer that are not merged."""
         return [n for n in self.active_adapters if n in self.lafn_down and n not in self.merged_adapters]
@@ -175,20 +179,29 @@ class LAFNLayer(FFNBlockLayer):
             targets.append((self.gate_proj, False, self.lafn_gate[adapter_name]))
         return [(proj, neuron_dim(proj, down=is_down), delta) for proj, is_down, delta in targets]
 
+    @staticmethod
+    def _oriented(delta: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+        """A neuron-major `[n, d]` delta laid out like a weight whose neurons are along `dim`, in `dtype`."""
+        return (delta.detach() if dim == 0 else delta.detach().T).to(dtype)
+
     def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
         """Add the deltas into the located rows/columns of the base weights (restored exactly by `unmerge`)."""
         names = [n for n in check_adapters_to_merge(self, adapter_names) if n in self.lafn_down]
         for name in names:
             self.check_mergeable(name)
-            if safe_merge and not all(torch.isfinite(d).all() for _, _, d in self._merge_targets(name)):
-                raise ValueError(f"NaNs or infs in LAFN adapter {name!r}; not merging.")
+            if safe_merge:  # every merged row checked before any weight changes
+                idx = self.lafn_indices[name]
+                for proj, dim, delta in self._merge_targets(name):
+                    merged = proj.weight.data.index_select(dim, idx) + self._oriented(delta, dim, proj.weight.dtype)
+                    if not torch.isfinite(merged).all():
+                        raise self.broken_adapter_error(name)
         for name in names:
             idx = self.lafn_indices[name]
             backup = []
             for proj, dim, delta in self._merge_targets(name):
                 weight = proj.weight.data
                 backup.append((proj, dim, weight.index_select(dim, idx).clone()))
-                weight.index_add_(dim, idx, (delta.detach() if dim == 0 else delta.detach().T).to(weight.dtype))
+                weight.index_add_(dim, idx, self._oriented(delta, dim, weight.dtype))
             self._merge_backup[name] = backup
             self.merged_adapters.append(name)
 

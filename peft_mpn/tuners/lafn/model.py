@@ -214,7 +214,8 @@ class LAFNModel(FFNBlockTuner):
             return result
 
         # A new layer for this adapter: zero deltas, trainable like the adapter's other deltas.
-        trainable = any(p.requires_grad for p in self.delta_parameters(adapter_name))
+        existing = self.delta_parameters(adapter_name)
+        trainable = any(p.requires_grad for p in existing)
         init = config.init_lafn_weights
         config.neurons[layer_index] = result.added
         config.init_lafn_weights = True
@@ -231,7 +232,9 @@ class LAFNModel(FFNBlockTuner):
         layer.set_adapter(self.active_adapters)
         for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate):
             if adapter_name in store:
-                store[adapter_name].requires_grad_(trainable)
+                # The adapter's other deltas set the dtype (float32 when peft autocast them, else the model's).
+                delta = store[adapter_name].to(existing[0].dtype) if existing else store[adapter_name]
+                store[adapter_name] = nn.Parameter(delta.detach(), requires_grad=trainable)
         if key not in self.targeted_module_names:
             self.targeted_module_names.append(key)
         return result

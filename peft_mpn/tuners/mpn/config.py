@@ -61,8 +61,10 @@ class MPNConfig(FFNBlockConfig):
         default=True,
         metadata={
             "help": (
-                "Create the patch tensors empty (True) or, with num_patches > 0, random (False, for tests). "
-                "Loading overwrites them with the saved values either way."
+                "How patches are made when num_patches > 0. True: the identity, like LoRA's B = 0: zero values and "
+                "biases, so the model is unchanged, but small random keys, so the patches' values get a gradient "
+                "(all-zero patches would get none). False: random keys and values (for tests). Loading overwrites "
+                "them with the saved values either way."
             )
         },
     )

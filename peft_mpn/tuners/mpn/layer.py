@@ -87,16 +87,17 @@ class MPNLayer(FFNBlockLayer):
             )
         if config.activation not in ACT2FN:
             raise ValueError(f"Unknown activation {config.activation!r}; use a transformers ACT2FN name.")
-        weight = self.down_proj.weight
         shape = (config.num_patches, hidden_size)
-        if config.init_patches or config.num_patches == 0:
-            keys, values = torch.zeros(shape), torch.zeros(shape)
-        else:
-            keys, values = torch.randn(shape) / hidden_size**0.5, torch.randn(shape)
+        # Random keys either way: with zero keys and values a patch's output and every gradient are exactly zero.
+        keys = torch.randn(shape) / hidden_size**0.5
+        values = torch.zeros(shape) if config.init_patches else torch.randn(shape)
         bias = torch.zeros(config.num_patches)
-        self.mpn_keys[adapter_name] = nn.Parameter(keys.to(weight.device))
-        self.mpn_bias[adapter_name] = nn.Parameter(bias.to(weight.device))
-        self.mpn_values[adapter_name] = nn.Parameter(values.to(weight.device))
+        # Like peft's layers: the base weights' device and float dtype; peft then upcasts to float32 unless
+        # autocast_adapter_dtype=False.
+        device, dtype = self.adapter_device_and_dtype()
+        self.mpn_keys[adapter_name] = nn.Parameter(keys.to(device, dtype))
+        self.mpn_bias[adapter_name] = nn.Parameter(bias.to(device, dtype))
+        self.mpn_values[adapter_name] = nn.Parameter(values.to(device, dtype))
         self.mpn_activation[adapter_name] = config.activation
         self.set_adapter(self.active_adapters)
 
@@ -145,12 +146,18 @@ class MPNLayer(FFNBlockLayer):
         return h.to(patches.keys.dtype) @ patches.keys.T + patches.bias
 
     # -- forward / merge -------------------------------------------------------------------------------------
+    def _adapter_terms(self, adapter_name: str) -> list[tuple[PatchSet, nn.Module]]:
+        """(patches, activation) of `adapter_name` if it has patches in this layer."""
+        if adapter_name in self.mpn_keys and self.num_patches(adapter_name) > 0:
+            return [(self.patches(adapter_name), self.activation(adapter_name))]
+        return []
+
     def _active_terms(self) -> list[tuple[PatchSet, nn.Module]]:
         """(patches, activation) of every active, unmerged adapter with patches, and of `extra_patches`."""
         sets = []
         for name in self.active_adapters:
-            if name in self.mpn_keys and self.num_patches(name) > 0 and name not in self.merged_adapters:
-                sets.append((self.patches(name), self.activation(name)))
+            if name not in self.merged_adapters:
+                sets += self._adapter_terms(name)
         if self._extra is not None and self._extra[0] in self.mpn_keys:
             sets.append((self._extra[1], self.activation(self._extra[0])))
         return sets
@@ -201,9 +208,10 @@ class MPNLayer(FFNBlockLayer):
             self._check_mergeable(name)
             patches = self.patches(name)
             tensors = (patches.keys, patches.bias, patches.values)
-            if safe_merge and not all(torch.isfinite(t).all() for t in tensors):
-                raise ValueError(f"NaNs or infs in adapter {name!r}; not merging.")
+            # The merged neurons are the patches themselves, in the FFN's dtype.
             keys, bias, values = (t.detach().to(self.up_proj.weight.dtype) for t in tensors)
+            if safe_merge and not all(torch.isfinite(t).all() for t in (keys, bias, values)):
+                raise self.broken_adapter_error(name)
             append_neurons(self.up_proj, keys, down=False, bias=bias)
             append_neurons(self.down_proj, values, down=True)
             self.merged_adapters.append(name)
