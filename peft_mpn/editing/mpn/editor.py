@@ -29,6 +29,7 @@ from ..base import Editor, EditResult, unrelated_strings
 from ..common import CandidateVocabulary, frozen
 from ..prefix import PrefixCache, capture_ffn_inputs
 from . import losses
+from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
 from .memory import MemoryBank
 from .neighbours import SubjectPool, neighbour_prompts
@@ -417,27 +418,6 @@ class MPNEditor(Editor):
 
         return keys.clone(), bias.clone(), descent_values(plan, gradient, try_values)
 
-    def _after_answer(self, batch: Any, h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
-        """The FFN inputs from the last token of each trained answer on, as the model (without the new patches)
-        continues it (`silent_after_answer` positions; None when off or for classifiers)."""
-        steps = self.config.silent_after_answer
-        if not steps or not isinstance(batch, TargetBatch):
-            return None
-        after = [h[rows, -1]]  # left-padded: every row's answer ends at the last position
-        if steps > 1:
-            inputs = batch.model_inputs(rows)
-            with torch.no_grad(), self.layer.record_inputs() as recorded:
-                self.model.generate(
-                    input_ids=inputs["input_ids"],
-                    attention_mask=inputs["attention_mask"],
-                    max_new_tokens=steps,
-                    do_sample=False,
-                    num_beams=1,
-                    pad_token_id=self._pad,
-                )
-            after += [step[:, -1].float() for step in recorded[1:]]  # each generated token, fed back in
-        return torch.cat(after)
-
     def _neighbours(self, requests: list[EditRequest], rows: EditRows, trained: torch.Tensor) -> torch.Tensor | None:
         """The FFN inputs where neighbour questions (the trained prompts about other subjects) are answered."""
         if self.is_classifier or not self.config.neighbour_negatives:
@@ -461,7 +441,11 @@ class MPNEditor(Editor):
     ) -> torch.Tensor | None:
         """This edit's own FFN inputs where its patches must stay silent: after each trained answer, and on the
         neighbour questions of each trained version (None when there are none)."""
-        parts = [self._after_answer(batch, h, trained), self._neighbours(requests, rows, trained)]
+        after = None
+        if isinstance(batch, TargetBatch):
+            steps = self.config.silent_after_answer
+            after = after_answer_inputs(self.model, self.layer, batch, h, trained, steps, self._pad)
+        parts = [after, self._neighbours(requests, rows, trained)]
         return _joined(parts)
 
     def _silent_vectors(self, extra: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,0 +1,36 @@
+"""Where an edit's patches must stay silent once its answer is written: the answer's end and what follows it."""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftModel
+
+from ...batching import TargetBatch
+from ...tuners.mpn import MPNLayer
+
+
+def after_answer_inputs(
+    model: PeftModel, layer: MPNLayer, batch: TargetBatch, h: torch.Tensor, rows: torch.Tensor, steps: int, pad: int
+) -> torch.Tensor | None:
+    """The FFN inputs at `layer` from the last token of each answer in `rows` on, as `model` (without the new
+    patches) continues it greedily: `steps` positions per row (None when `steps` is 0).
+
+    A patch that still fires there makes `generate()` repeat the new answer or drift after it, which teacher
+    forcing on the answer tokens cannot see.
+    """
+    if not steps:
+        return None
+    after = [h[rows, -1]]  # left-padded: every row's answer ends at the last position
+    if steps > 1:
+        inputs = batch.model_inputs(rows)
+        with torch.no_grad(), layer.record_inputs() as recorded:
+            model.generate(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                max_new_tokens=steps,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=pad,
+            )
+        after += [step[:, -1].float() for step in recorded[1:]]  # each generated token, fed back in
+    return torch.cat(after)
