@@ -108,7 +108,11 @@ class MPNEditorConfig(EditorConfig):
     # memory bank
     memory_size: int = field(
         default=20000,
-        metadata={"min": 1, "help": "Most FFN inputs of unrelated text kept in the memory bank (subsampled)."},
+        metadata={
+            "min": 1,
+            "help": "Most FFN inputs of unrelated text kept in the memory bank (subsampled), and most inputs of past "
+            "edits (a uniform sample of all of them once a stream outgrows it).",
+        },
     )
     memory_batch_size: int = field(default=16, metadata={"min": 1, "help": "Batch size when encoding memory texts."})
     add_edits_to_memory: bool = field(

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+logger = logging.getLogger(__name__)
 
 
 class MemoryBank:
     """FFN inputs at the patched layer: a bounded sample of unrelated text, plus the inputs of past edits.
 
+    Both parts are bounded, so a stream of edits neither outgrows RAM nor slows every later edit's memory loss:
+    unrelated text beyond `max_size` is subsampled uniformly, and past edits' inputs beyond `max_edit_size` are
+    kept as a uniform sample of all of them (reservoir sampling; said once in the log when it starts).
+
     Args:
-        max_size: most unrelated-text vectors kept (a uniform random subsample beyond that).
-        seed: seed of that subsample.
+        max_size: most unrelated-text vectors kept.
+        seed: seed of the subsamples.
+        max_edit_size: most past-edit vectors kept (default: `max_size`).
     """
 
-    def __init__(self, max_size: int = 20000, seed: int = 0) -> None:
+    def __init__(self, max_size: int = 20000, seed: int = 0, max_edit_size: int | None = None) -> None:
         self.max_size = max_size
+        self.max_edit_size = max_size if max_edit_size is None else max_edit_size
         self._generator = torch.Generator().manual_seed(seed)
         self._unrelated: torch.Tensor | None = None
-        self._edits: list[torch.Tensor] = []
+        self._edits: torch.Tensor | None = None
+        self._edit_vectors_seen = 0
         self._joined: torch.Tensor | None = None
 
     def add_unrelated(self, vectors: torch.Tensor) -> None:
@@ -30,18 +41,51 @@ class MemoryBank:
         self._joined = None
 
     def add_edit(self, vectors: torch.Tensor) -> None:
-        self._edits.append(vectors.detach().reshape(-1, vectors.shape[-1]).float())
+        """Keep an edit's FFN inputs; beyond `max_edit_size`, each vector seen so far stays with equal chance."""
+        vectors = vectors.detach().reshape(-1, vectors.shape[-1]).float()
+        kept = vectors if self._edits is None else torch.cat([self._edits, vectors])
+        seen_before, self._edit_vectors_seen = self._edit_vectors_seen, self._edit_vectors_seen + len(vectors)
+        if len(kept) > self.max_edit_size:
+            if seen_before <= self.max_edit_size:  # this edit crosses the bound
+                logger.info(
+                    "The memory bank holds %d vectors of past edits (max_edit_size): from now on it keeps a uniform "
+                    "sample of them, so later patches are checked against a sample of the earlier edits' inputs.",
+                    self.max_edit_size,
+                )
+            kept = self._reservoir(kept, seen_before)
+        self._edits = kept
         self._joined = None
+
+    def _reservoir(self, kept: torch.Tensor, seen_before: int) -> torch.Tensor:
+        """Algorithm R over the new rows of `kept` (after its first `min(seen_before, max_edit_size)` rows)."""
+        old = min(seen_before, self.max_edit_size)
+        sample, new = kept[:old].clone(), kept[old:]
+        fill = self.max_edit_size - len(sample)
+        if fill > 0:
+            sample, new = torch.cat([sample, new[:fill]]), new[fill:]
+            seen_before += fill
+        positions = torch.arange(seen_before + 1, seen_before + len(new) + 1)
+        slots = (torch.rand(len(new), generator=self._generator) * positions).long()
+        for row, slot in zip(new, slots.tolist()):
+            if slot < self.max_edit_size:
+                sample[slot] = row
+        return sample
 
     def clear_edits(self) -> None:
         """Forget the inputs of past edits (keep the unrelated text)."""
-        self._edits = []
+        self._edits = None
+        self._edit_vectors_seen = 0
         self._joined = None
+
+    @property
+    def edit_vectors_seen(self) -> int:
+        """How many past-edit vectors were added since the last `clear_edits` (kept or not)."""
+        return self._edit_vectors_seen
 
     @property
     def vectors(self) -> torch.Tensor | None:
         if self._joined is None:
-            parts = ([self._unrelated] if self._unrelated is not None else []) + self._edits
+            parts = [part for part in (self._unrelated, self._edits) if part is not None]
             self._joined = torch.cat(parts) if parts else None
         return self._joined
 
