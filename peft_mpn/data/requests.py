@@ -8,6 +8,7 @@ metric judges predictions on them.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -250,3 +251,11 @@ def _as_view(version: FactView | Mapping[str, Any] | tuple[str, Target], languag
 
 
 __all__ = ["EditRequest", "EditRequestError", "FactView", "Target"]
+
+
+def fact_key(edit_language: str, prompt: str) -> tuple[str, str]:
+    """What makes two edits the same fact: the edit language and its prompt (Unicode form, case and spacing aside).
+
+    A later edit of the same fact replaces the earlier one (in `MPNEditor` and in the edit manifest).
+    """
+    return str(edit_language), " ".join(unicodedata.normalize("NFKC", str(prompt)).casefold().split())

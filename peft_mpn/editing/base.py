@@ -33,7 +33,8 @@ class EditResult:
 
     `status`: `"edited"` (the edit holds in every trained language), `"skipped"` (it already held: nothing was
     changed), `"unfixed"` (trained, but some trained language still gets it wrong) or `"collided"` (LAFN: every
-    neuron the edit needed belongs to an earlier edit).
+    neuron the edit needed belongs to an earlier edit). `replaced`: the case ids of earlier edits of the same fact
+    (same edit language and prompt) that this one replaced (MPN: their patches are gone).
     """
 
     case_ids: list[str | None]
@@ -44,6 +45,7 @@ class EditResult:
     languages: list[str] = field(default_factory=list)
     fixed_languages: list[str] = field(default_factory=list)
     losses: dict[str, float] = field(default_factory=dict)
+    replaced: list[str | None] = field(default_factory=list)  # case ids of earlier edits of the same fact
 
     @property
     def success(self) -> bool:

@@ -18,7 +18,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 
-from ..data.requests import EditRequest
+from ..data.requests import EditRequest, fact_key
 from ..files import atomic_write_text, locked, recover_folder
 
 MANIFEST_NAME = "edits.json"
@@ -124,6 +124,21 @@ def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = N
     return records
 
 
+def mark_superseded(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`records` with `"superseded_by"` (the later record's case id, or its position) on every record whose fact
+    (edit language and prompt, Unicode, case and spacing aside) a later record edits again: the later one wins."""
+    latest = {fact_key(record["edit_language"], record["prompt"]): position for position, record in enumerate(records)}
+    marked = []
+    for position, record in enumerate(records):
+        last = latest[fact_key(record["edit_language"], record["prompt"])]
+        record = {key: value for key, value in record.items() if key != "superseded_by"}
+        if last != position:
+            later = records[last].get("case_id")
+            record["superseded_by"] = later if later is not None else f"#{last}"
+        marked.append(record)
+    return marked
+
+
 def write_edit_manifest(
     folder: str | os.PathLike, edits: Iterable[EditLike], *, method: str | None = None, append: bool = False
 ) -> Path:
@@ -143,7 +158,7 @@ def write_edit_manifest(
     path = folder / MANIFEST_NAME
     with locked(path):  # another process appending between the read and the write would lose its records
         records = read_edit_manifest(folder) if append and path.exists() else []
-        manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": records + new}
+        manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "edits": mark_superseded(records + new)}
         atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return path
 

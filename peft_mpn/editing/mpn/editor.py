@@ -31,10 +31,21 @@ from ..prefix import PrefixCache, capture_ffn_inputs
 from . import losses
 from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
+from .history import EditHistory
 from .memory import MemoryBank
 from .neighbours import SubjectPool, neighbour_prompts
 from .objective import MPNTrainerObjective
-from .planning import EditRows, PatchPlan, PlannedPatch, init_patches, plan_patches, sample_rows
+from .planning import (
+    EditRows,
+    PatchPlan,
+    PlannedPatch,
+    apart_from_anchors,
+    correct_tokens,
+    init_patches,
+    joined_rows,
+    plan_patches,
+    sample_rows,
+)
 from .warm_start import descent_values, discriminative_keys
 
 logger = logging.getLogger(__name__)
@@ -103,6 +114,7 @@ class MPNEditor(Editor):
         self.is_encoder = ffn_spec(base).encoder
         self.memory = memory if memory is not None else MemoryBank(self.config.memory_size, self.config.seed)
         self.subjects = SubjectPool()
+        self.history = EditHistory()
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._keeps_logits = takes_logits_to_keep(base)
         self._pad = pad_token_id(tokenizer)
@@ -160,6 +172,7 @@ class MPNEditor(Editor):
         self.tuner.clear_patches(self.adapter_name)
         self.memory.clear_edits()
         self.subjects.clear_edits()
+        self.history.clear()
 
     # -- editing ---------------------------------------------------------------------------------------------
     def _progress_postfix(self) -> dict[str, Any]:
@@ -178,7 +191,16 @@ class MPNEditor(Editor):
                 )
         start = time.perf_counter()
         with frozen(self.model):
+            # a later edit of the same fact replaces the earlier one: it trains without the earlier patches
+            earlier, replaced = self.history.earlier_versions(list(requests))
+            set_aside = self.tuner.drop_patches(earlier, self.adapter_name) if earlier else None
             result = self._train(list(requests))
+            if set_aside is not None and result.patches_added == 0 and result.status != "skipped":
+                self.tuner.restore_patches(set_aside, self.adapter_name)  # rolled back: the earlier edit stays
+            elif set_aside is not None:
+                if result.status == "skipped":  # right without the earlier patches: nothing left to record
+                    self.history.replace(list(requests), [0] * len(requests))
+                result.replaced = replaced
         result.seconds = time.perf_counter() - start
         return result
 
@@ -241,14 +263,6 @@ class MPNEditor(Editor):
             return targets if vocab is None else vocab.map(targets)
         return batch["labels"] if rows is None else batch["labels"][rows]
 
-    @staticmethod
-    def _correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-row, per-token correctness ([B, T]; True on padding) or per-row ([B, 1]) for classifiers."""
-        predictions = logits.argmax(-1)
-        if targets.dim() == 1:
-            return (predictions == targets).unsqueeze(-1)
-        return (predictions == targets) | (targets == -100)
-
     def _decision_positions(self, batch: Any) -> torch.Tensor:
         """[B, T] positions in the padded batch whose FFN inputs the patches read (-1 for padding)."""
         if isinstance(batch, TargetBatch):
@@ -266,7 +280,7 @@ class MPNEditor(Editor):
         requests = list(requests)
         rows, batch = self._encode_rows(requests)
         with frozen(self.model), torch.no_grad(), self.layer.record_inputs() as recorded:
-            correct = self._correct(self._forward(batch, None, None), self._targets(batch, None))
+            correct = correct_tokens(self._forward(batch, None, None), self._targets(batch, None))
         h = recorded[0].float()
         plan, skipped = plan_patches(len(requests), rows, correct, self._decision_positions(batch), h, self.config)
         if not plan:
@@ -290,7 +304,7 @@ class MPNEditor(Editor):
             )
         with torch.no_grad():
             full_logits = self._forward(batch, cache, None)
-            correct = self._correct(full_logits, self._targets(batch, None))
+            correct = correct_tokens(full_logits, self._targets(batch, None))
         vocab = None
         if isinstance(batch, TargetBatch) and config.vocab_candidates is not None:
             vocab = CandidateVocabulary(batch.target_ids, full_logits, config.vocab_candidates)
@@ -306,7 +320,9 @@ class MPNEditor(Editor):
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        memory = self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows))
+        memory = apart_from_anchors(
+            self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows)), plan
+        )
         keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
         if config.warm_start:
             keys, bias, values = self._warm_start(plan, memory, batch, cache, trained_rows, vocab)
@@ -344,13 +360,13 @@ class MPNEditor(Editor):
             memory_settled = memory is None or silent or since_best >= config.patience
             # The full check (every trained version, whole vocabulary) runs only when this step's batch is fixed
             # and the memory has settled: it is the one pass over the full output layer.
-            if memory_settled and bool(self._correct(logits.detach(), targets).all()):
+            if memory_settled and bool(correct_tokens(logits.detach(), targets).all()):
                 with (
                     torch.no_grad(),
                     self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, noise * amplifier)),
                 ):
                     check_logits = self._forward(batch, cache, trained_rows)
-                    fixed = self._correct(check_logits, self._targets(batch, trained_rows))
+                    fixed = correct_tokens(check_logits, self._targets(batch, trained_rows))
                 if vocab is not None:
                     vocab.extend(check_logits)
                 if bool(fixed.all()):
@@ -367,7 +383,7 @@ class MPNEditor(Editor):
                 )
                 return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], loss_values)
             with self.layer.extra_patches(self.adapter_name, final):
-                correct = self._correct(self._forward(batch, cache, None), self._targets(batch, None))
+                correct = correct_tokens(self._forward(batch, cache, None), self._targets(batch, None))
         fixed_languages = [
             lang
             for lang in languages
@@ -388,6 +404,7 @@ class MPNEditor(Editor):
             return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, fixed_languages, loss_values)
         with torch.no_grad():
             self.tuner.add_patches(self.layer_name, final, self.adapter_name)
+        self.history.replace(requests, [sum(p.request == i for p in plan) for i in range(len(requests))])
         if config.add_edits_to_memory:
             self.memory.add_edit(self._edit_memory(batch, h))
         self.subjects.add_edits(requests)  # later edits keep silent on this fact's questions
@@ -414,7 +431,7 @@ class MPNEditor(Editor):
         def try_values(values: torch.Tensor) -> tuple[float, bool]:
             with torch.no_grad(), self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, values)):
                 logits = self._forward(batch, cache, rows, vocab)
-            return self.edit_loss(logits, targets).item(), bool(self._correct(logits, targets).all())
+            return self.edit_loss(logits, targets).item(), bool(correct_tokens(logits, targets).all())
 
         return keys.clone(), bias.clone(), descent_values(plan, gradient, try_values)
 
@@ -446,11 +463,11 @@ class MPNEditor(Editor):
             steps = self.config.silent_after_answer
             after = after_answer_inputs(self.model, self.layer, batch, h, trained, steps, self._pad)
         parts = [after, self._neighbours(requests, rows, trained)]
-        return _joined(parts)
+        return joined_rows(parts)
 
     def _silent_vectors(self, extra: torch.Tensor | None) -> torch.Tensor | None:
         """Where the patches must stay silent: the memory bank, plus `extra` (from `_edit_silent`)."""
-        return _joined([self.memory.vectors, extra])
+        return joined_rows([self.memory.vectors, extra])
 
     def _edit_memory(self, batch: Any, h: torch.Tensor) -> torch.Tensor:
         mask = batch.attention_mask if isinstance(batch, TargetBatch) else batch["attention_mask"]
@@ -481,9 +498,3 @@ class MPNEditor(Editor):
     def trainer_objective(self, requests: Sequence[EditRequest]) -> MPNTrainerObjective:
         """Plan and add patches for `requests`; `EditTrainer` then trains them with T-Patcher's losses."""
         return MPNTrainerObjective(self, requests)
-
-
-def _joined(parts: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
-    """The rows of the tensors in `parts` that are not None, stacked (None when all are)."""
-    present = [part for part in parts if part is not None]
-    return torch.cat(present) if present else None

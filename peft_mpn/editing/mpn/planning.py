@@ -158,3 +158,33 @@ def sample_rows(
             chosen.extend(edit)
         chosen.extend(parallel)
     return torch.tensor(sorted(chosen))
+
+
+def apart_from_anchors(
+    silent: torch.Tensor | None, patches: list[PlannedPatch], threshold: float = 0.999
+) -> torch.Tensor | None:
+    """`silent` without the inputs that are (nearly: cosine ≥ `threshold`) one of the patches' anchors.
+
+    An input cannot be both where a patch must fire and where it must stay silent; this happens when a fact is
+    edited again (the earlier edit's inputs are in the memory bank), and the new edit wins.
+    """
+    if silent is None or not patches:
+        return silent
+    anchors = torch.nn.functional.normalize(torch.cat([patch.anchors for patch in patches]).float(), dim=-1)
+    similarity = torch.nn.functional.normalize(silent.float(), dim=-1) @ anchors.T
+    keep = similarity.max(-1).values < threshold
+    return silent if bool(keep.all()) else silent[keep]
+
+
+def correct_tokens(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row, per-token correctness ([B, T]; True on padding) or per-row ([B, 1]) for classifiers ([B] targets)."""
+    predictions = logits.argmax(-1)
+    if targets.dim() == 1:
+        return (predictions == targets).unsqueeze(-1)
+    return (predictions == targets) | (targets == -100)
+
+
+def joined_rows(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The rows of the tensors in `parts` that are not None, stacked (None when all are)."""
+    present = [part for part in parts if part is not None]
+    return torch.cat(present) if present else None

@@ -113,6 +113,16 @@ class MPNLayer(FFNBlockLayer):
             joined = torch.cat([old.detach(), new.detach().to(device=old.device, dtype=old.dtype)])
             store[adapter_name] = nn.Parameter(joined, requires_grad=old.requires_grad)
 
+    def set_patches(self, adapter_name: str, patches: PatchSet) -> None:
+        """Replace `adapter_name`'s patches with (a copy of) `patches`; their trainability stays as it was."""
+        if self.merged:
+            raise RuntimeError("Unmerge the adapter before replacing its patches.")
+        for names, new in zip(self.adapter_layer_names, (patches.keys, patches.bias, patches.values)):
+            store = getattr(self, names)
+            old = store[adapter_name]
+            copy = new.detach().to(device=old.device, dtype=old.dtype).clone()
+            store[adapter_name] = nn.Parameter(copy, requires_grad=old.requires_grad)
+
     def clear_patches(self, adapter_name: str) -> None:
         if self.merged:
             raise RuntimeError("Unmerge the adapter before clearing its patches.")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..base import FFNBlockTuner
@@ -70,6 +72,30 @@ class MPNModel(FFNBlockTuner):
         for layer in self.patch_layers(adapter_name).values():
             layer.clear_patches(adapter_name)
         self.peft_config[adapter_name].num_patches = 0
+
+    def drop_patches(self, indices: Sequence[int], adapter_name: str | None = None) -> dict[str, PatchSet]:
+        """Remove the patches at `indices` (from every layer of `adapter_name`).
+
+        Returns every layer's patches as they were before, for `restore_patches`.
+        """
+        adapter_name = self.resolve_adapter(adapter_name)
+        before = {}
+        for name, layer in self.patch_layers(adapter_name).items():
+            patches = layer.patches(adapter_name)
+            before[name] = PatchSet(*(t.detach().clone() for t in (patches.keys, patches.bias, patches.values)))
+            keep = torch.ones(len(patches), dtype=torch.bool)
+            keep[list(indices)] = False
+            layer.set_patches(adapter_name, PatchSet(patches.keys[keep], patches.bias[keep], patches.values[keep]))
+        self.peft_config[adapter_name].num_patches -= len(set(indices))
+        return before
+
+    def restore_patches(self, state: dict[str, PatchSet], adapter_name: str | None = None) -> None:
+        """Put back the patches `drop_patches` returned: the adapter is exactly as it was then."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        layers = self.patch_layers(adapter_name)
+        for name, patches in state.items():
+            layers[name].set_patches(adapter_name, patches)
+        self.peft_config[adapter_name].num_patches = len(next(iter(state.values())))
 
     def add_patches(self, layer_name: str, patches: PatchSet, adapter_name: str | None = None) -> None:
         """Append `patches` to one layer of `adapter_name` and record the new count in its config.
