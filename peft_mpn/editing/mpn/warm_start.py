@@ -20,7 +20,7 @@ import torch
 from .planning import PlannedPatch
 
 #: Ridge of the silent set's covariance, relative to its mean variance: keeps the solve stable with few inputs.
-RIDGE = 0.1
+RIDGE = 1.0
 #: Pre-activation span, in margins, from the most activated silent input (-2 margin) to the edit (+margin).
 SPAN = 3.0
 #: The value is this many times the smallest line-search value at which the edit holds.
