@@ -2,11 +2,13 @@
 
 Measures, on MzsRE edits made in English with MPN's cross-lingual augmentation:
 
-1. seconds per edit (median, p10/p90, mean; wall and CPU time), steps per edit and seconds per step for four
-   editor configurations: ``cached`` (prefix cache + candidate vocabulary, the default), ``no-prefix-cache``,
-   ``full-vocab`` and ``baseline`` (both off). Every edit starts from a fresh adapter, the same memory bank and
-   the same seed; configurations are interleaved case by case so that load drift hits them alike. The slow
-   configurations run on the first ``--slow-edits`` cases only and every ratio is taken on shared cases;
+1. seconds per edit (median, p10/p90, mean; wall and CPU time), steps per edit and seconds per step for five
+   editor configurations: ``cached`` (prefix cache + candidate vocabulary + warm start, the default),
+   ``t-patcher-start`` (the same with Transformer-Patcher's key and value start: the before of the warm start),
+   ``no-prefix-cache``, ``full-vocab`` and ``baseline`` (both off). Every edit starts from a fresh adapter, the
+   same memory bank and the same seed; configurations are interleaved case by case so that load drift hits them
+   alike. The slow configurations run on the first ``--slow-edits`` cases only and every ratio is taken on shared
+   cases;
 2. peak RSS while editing and the size of the memory bank;
 3. forward (8 x 32 tokens) and ``generate`` (16 new tokens) latency with the edits' patches vs the unedited
    base;
@@ -67,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layer", type=int, default=-1, help="Block whose FFN is patched (negative: from the end).")
     parser.add_argument("--augment-languages", nargs="*", default=["de", "fr", "es", "ru", "zh"])
     parser.add_argument("--max-steps", type=int, default=None, help="Step budget per edit (default: the editor's).")
+    parser.add_argument(
+        "--prompt-format",
+        default="family",
+        help="Prompt format (a peft_mpn.data.PROMPT_FORMATS name or a template; default: the model family's, as "
+        "peft-mpn bench uses; 'raw': the data's prompts).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-start", type=int, default=400, help="First MzsRE case of the memory bank.")
     parser.add_argument("--memory-cases", type=int, default=50, help="Cases whose locality prompts form the memory.")
@@ -112,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "args": vars(args),
         "model": bench.model.get_base_model().config.name_or_path,
+        "prompt_format": bench.template,
         "layer": bench.layer_name,
         "max_steps": max_steps,
         "machine": machine,

@@ -12,15 +12,18 @@ DEFAULT_DATA = "../shared/data/mzsre"
 
 @dataclass(frozen=True)
 class EditorVariant:
-    """One editor configuration: prefix caching on or off, candidate vocabulary size (``None``: full)."""
+    """One editor configuration: prefix caching on or off, candidate vocabulary size (``None``: full), and the
+    patches' start (``warm_start``: closed form, the default; False: Transformer-Patcher's)."""
 
     name: str
     prefix_cache: bool
     vocab_candidates: int | None
+    warm_start: bool = True
 
 
 VARIANTS = [
     EditorVariant("cached", True, 512),
+    EditorVariant("t-patcher-start", True, 512, warm_start=False),
     EditorVariant("no-prefix-cache", False, 512),
     EditorVariant("full-vocab", True, None),
     EditorVariant("baseline", False, None),

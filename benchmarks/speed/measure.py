@@ -50,6 +50,13 @@ class Bench:
         self.adapter_count = 0
         self.model = get_peft_model(base, self._adapter_config(), adapter_name=self._next_adapter_name())
         self.model.eval()
+        # the prompts the bench edits and judges: the model family's format (e.g. two answered questions first)
+        from peft_mpn.data.prompts import format_requests, resolve_prompt_format
+
+        self.template = resolve_prompt_format(args.prompt_format, self.model)
+        self.requests = format_requests(self.requests, self.template)
+        self.memory_requests = format_requests(self.memory_requests, self.template)
+        (self.warmup_request,) = format_requests([self.warmup_request], self.template)
 
         # The memory bank, built once (the edited cases are disjoint from the memory cases).
         editor = self._editor(self.MPNEditorConfig(**self._editor_kwargs(VARIANTS[0])))
@@ -92,6 +99,7 @@ class Bench:
             "augment_languages": self.languages[1:],
             "prefix_cache": variant.prefix_cache,
             "vocab_candidates": variant.vocab_candidates,
+            "warm_start": variant.warm_start,
             "seed": self.args.seed,
         }
         if self.args.max_steps is not None:

@@ -27,9 +27,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"`cached` ran on cases 0..{args['num_edits'] - 1}; the other configurations on cases "
         f"0..{args['slow_edits'] - 1} only (`--slow-edits {args['slow_edits']}`). Ratios are on shared cases.",
         "",
-        "| config | prefix cache | vocab | edits | median s/edit | p10 | p90 | mean | median CPU s | steps mean "
-        "(median) | s/step | edited/unfixed/skipped | peak RSS MB (Δ median) | × vs cached | baseline ÷ this |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| config | start | prefix cache | vocab | edits | median s/edit | p10 | p90 | mean | median CPU s | "
+        "steps mean (median) | s/step | edited/unfixed/skipped | peak RSS MB (Δ median) | × vs cached | "
+        "baseline ÷ this |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for variant in VARIANTS:
         s = report["configs"][variant.name]
@@ -38,7 +39,8 @@ def markdown(report: dict[str, Any]) -> str:
         vs_base = r.get("vs_baseline", {}).get("median_seconds_ratio")
         status = s["status"]
         lines.append(
-            f"| {variant.name} | {'on' if variant.prefix_cache else 'off'} | "
+            f"| {variant.name} | {'warm' if variant.warm_start else 't-patcher'} | "
+            f"{'on' if variant.prefix_cache else 'off'} | "
             f"{variant.vocab_candidates if variant.vocab_candidates else 'full'} | {s['edits']} | "
             f"{s['seconds']['median']:.1f} | {s['seconds']['p10']:.1f} | {s['seconds']['p90']:.1f} | "
             f"{s['seconds']['mean']:.1f} | {s['cpu_seconds']['median']:.1f} | "
