@@ -402,13 +402,16 @@ def test_edit_speed_times_every_configuration_and_checks_prefix_caching(setup, t
     report = script.main([*args, "--output", str(tmp_path / "speed.json")])
     assert {name: row["edits"] for name, row in report["configs"].items()} == {
         "cached": 2,
+        "t-patcher-start": 1,
         "no-prefix-cache": 1,
         "full-vocab": 1,
         "baseline": 1,
     }
     assert [check["pair"] for check in report["exactness"]] == ["cached vs no-prefix-cache", "full-vocab vs baseline"]
     assert all(check["same_status_steps_patches"] for check in report["exactness"])  # the cache changes only speed
-    assert "| baseline | off | full | 1 |" in (tmp_path / "speed.md").read_text(encoding="utf-8")
+    table = (tmp_path / "speed.md").read_text(encoding="utf-8")
+    assert "| baseline | warm | off | full | 1 |" in table
+    assert "| t-patcher-start | t-patcher | on | 512 | 1 |" in table
     with pytest.raises(SystemExit):  # the edited cases would overlap the memory bank's
         script.parse_args(["--num-edits", "3", "--memory-start", "2"])
 
