@@ -98,6 +98,7 @@ def bench(
         judge_cache=judge_cache,
         prompt_format=prompt_format,
         generation=settings,
+        checkpoint=Path(output).with_suffix(".checkpoint.pt") if sequential else None,
         progress=progress,
     )
     results = {

@@ -14,6 +14,7 @@ of the unrelated prompt unchanged). The cases not selected for editing give the 
 
 from __future__ import annotations
 
+import logging
 import platform
 import random
 import statistics
@@ -32,6 +33,9 @@ from ..data.prompts import format_requests, resolve_prompt_format
 from ..editing.registry import check_method_options, editor_config, editor_spec
 from ..metrics.generation import GenerationSettings
 from ..metrics.judge import Judge, ordered_languages
+from .checkpoint import StreamCheckpoint
+
+logger = logging.getLogger(__name__)
 
 _VERSIONED = ("peft-mpn", "torch", "transformers", "peft", "datasets", "evaluate", "tqdm")
 
@@ -75,6 +79,8 @@ def run_benchmark(
     judge_cache: str | Path | None = None,
     prompt_format: str | None = None,
     generation: GenerationSettings | None = GenerationSettings(),  # noqa: B008 - frozen, never mutated
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 10,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -101,6 +107,9 @@ def run_benchmark(
         prompt_format: a name of `peft_mpn.data.PROMPT_FORMATS` or a template with `{prompt}`; None: the model
             family's (`"raw"` keeps the data's prompts as they are).
         generation: how generation is read beside teacher forcing (None: teacher-forced only).
+        checkpoint: sequential mode: a file that keeps the stream's state every 10 edits (`StreamCheckpoint`); a
+            rerun of the same run resumes from it without redoing finished edits, and it is removed at the end.
+        checkpoint_every: save the checkpoint after every this many edits (and after the last).
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
@@ -150,7 +159,24 @@ def run_benchmark(
     records: list[dict[str, Any]] = []
     after_rows: list[dict[str, Any]] = []
     editor.reset()
-    bar = tqdm(edits, desc=f"{method} ({'sequential' if sequential else 'single'})", disable=not progress)
+    stream = None
+    if sequential and checkpoint is not None and not editor.supports_checkpoints:
+        logger.warning("%s cannot checkpoint its stream yet: this run cannot be resumed if interrupted.", method)
+    elif sequential and checkpoint is not None:
+        run = {
+            "method": method,
+            "cases": [str(r.case_id) for r in edits],
+            "memory_cases": [str(r.case_id) for r in unrelated],
+            "seed": seed,
+            "augment": augment,
+            "config": config.to_dict(),
+            "layer": layer,
+            "prompt_format": template,
+        }
+        stream = StreamCheckpoint(checkpoint, run, every=checkpoint_every)
+        records = stream.load(editor)
+    mode = "sequential" if sequential else "single"
+    bar = tqdm(edits[len(records) :], f"{method} ({mode})", len(edits), initial=len(records), disable=not progress)
     for request in bar:
         if not sequential:
             editor.reset()
@@ -163,10 +189,14 @@ def run_benchmark(
         bar.set_postfix(s=f"{seconds:.1f}", ok=result.success)
         if not sequential:
             after_rows += judge.rows(editor.model, request)
+        elif stream is not None and stream.due(len(records), len(edits)):
+            stream.save(editor, records)
     if sequential:
         for request in tqdm(edits, desc="judging", disable=not progress):
             after_rows += judge.rows(editor.model, request)
     editor.reset()
+    if stream is not None:
+        stream.remove()
 
     after = judge.scores(after_rows)
     before = judge.scores(before_rows)

@@ -165,6 +165,22 @@ class Editor(ABC):
     def reset(self) -> None:
         """Undo every edit: `.model` is the unedited model again."""
 
+    #: Whether `state_dict` / `load_state_dict` are implemented (a sequential benchmark can then be resumed).
+    supports_checkpoints: bool = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the edits so far changed (in the model and in the editor), for `load_state_dict`: a stream
+        checkpointed with it resumes exactly where it stopped (`torch.save` / `torch.load(weights_only=True)`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot checkpoint a stream of edits yet; run the stream without resuming."
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned, on an editor built the same way (same model, config, memory)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot checkpoint a stream of edits yet; run the stream without resuming."
+        )
+
     def edit(self, request: EditRequest) -> EditResult:
         """Make one request hold (skipped when the model already gets every trained version right)."""
         return self.edit_batch([check_request(request)])

@@ -122,6 +122,16 @@ class FTEditor(Editor):
         with torch.no_grad():
             self.weight.copy_(self._original)
 
+    supports_checkpoints = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The tuned weight (every edit so far)."""
+        return {"weight": self.weight.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.weight.copy_(state["weight"])
+
     # -- editing ---------------------------------------------------------------------------------------------
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         """Fine-tune on several requests at once (one batch, one constraint ball)."""

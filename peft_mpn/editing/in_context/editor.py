@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -55,6 +56,15 @@ class ICLEditor(Editor):
     def reset(self) -> None:
         """Forget every stored fact."""
         self.model.clear()
+
+    supports_checkpoints = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored facts (demonstration text and the prompt tokens retrieval compares)."""
+        return {"facts": [[fact.text, sorted(fact.prompt_tokens)] for fact in self.model.facts]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.restore_facts([(text, frozenset(tokens)) for text, tokens in state["facts"]])
 
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         check_generation_requests(requests, "In-context editing")

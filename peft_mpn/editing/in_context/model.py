@@ -85,6 +85,12 @@ class InContextModel(nn.Module):
         text = self.settings.template.format(prompt=prompt, target=target)
         self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
 
+    def restore_facts(self, facts: Sequence[tuple[str, frozenset[int]]]) -> None:
+        """Replace the stored facts with `facts` (demonstration text, prompt tokens), as `ICLEditor.state_dict`
+        saved them."""
+        self.facts = [_Fact(text, frozenset(tokens)) for text, tokens in facts]
+        self._contexts.clear()
+
     def clear(self, keep: int = 0) -> None:
         """Forget the stored facts after the first `keep` (default: all of them)."""
         del self.facts[keep:]

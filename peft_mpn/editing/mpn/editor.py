@@ -46,12 +46,13 @@ from .planning import (
     plan_patches,
     sample_rows,
 )
+from .state import MPNEditorState
 from .warm_start import descent_values, discriminative_keys
 
 logger = logging.getLogger(__name__)
 
 
-class MPNEditor(Editor):
+class MPNEditor(MPNEditorState, Editor):
     """Learns patch neurons that make edit requests hold, in the edit language and in its parallel versions.
 
     Args:
@@ -164,8 +165,7 @@ class MPNEditor(Editor):
         """Where a classifier decides: [CLS] for encoders, the last real token for decoders."""
         if self.is_encoder:
             return torch.zeros(len(mask), dtype=torch.long)
-        length = mask.shape[1]
-        return length - 1 - mask.flip(-1).argmax(-1)
+        return mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
 
     def reset(self) -> None:
         """Remove every patch this adapter holds and forget past edits' inputs: back to the base model."""

@@ -77,6 +77,21 @@ class MemoryBank:
         self._edit_vectors_seen = 0
         self._joined = None
 
+    def state_dict(self) -> dict[str, object]:
+        """The bank's vectors, counts and sampling state (for `load_state_dict`)."""
+        return {
+            "unrelated": self._unrelated,
+            "edits": self._edits,
+            "edit_vectors_seen": self._edit_vectors_seen,
+            "generator": self._generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self._unrelated, self._edits = state["unrelated"], state["edits"]
+        self._edit_vectors_seen = int(state["edit_vectors_seen"])
+        self._generator.set_state(state["generator"])
+        self._joined = None
+
     @property
     def edit_vectors_seen(self) -> int:
         """How many past-edit vectors were added since the last `clear_edits` (kept or not)."""

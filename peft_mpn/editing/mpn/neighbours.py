@@ -40,6 +40,16 @@ class SubjectPool:
     def clear_edits(self) -> None:
         self._edits = {}
 
+    def state_dict(self) -> dict[str, dict[str, list[str]]]:
+        return {
+            "unrelated": {k: list(v) for k, v in self._unrelated.items()},
+            "edits": {k: list(v) for k, v in self._edits.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, dict[str, list[str]]]) -> None:
+        self._unrelated = {k: list(v) for k, v in state["unrelated"].items()}
+        self._edits = {k: list(v) for k, v in state["edits"].items()}
+
     def subjects(self, language: str) -> list[str]:
         """Every known subject in `language`, unrelated facts' first."""
         return list(dict.fromkeys([*self._unrelated.get(language, []), *self._edits.get(language, [])]))

@@ -79,18 +79,26 @@ class MPNModel(FFNBlockTuner):
         Returns every layer's patches as they were before, for `restore_patches`.
         """
         adapter_name = self.resolve_adapter(adapter_name)
-        before = {}
-        for name, layer in self.patch_layers(adapter_name).items():
+        before = self.patch_state(adapter_name)
+        for layer in self.patch_layers(adapter_name).values():
             patches = layer.patches(adapter_name)
-            before[name] = PatchSet(*(t.detach().clone() for t in (patches.keys, patches.bias, patches.values)))
             keep = torch.ones(len(patches), dtype=torch.bool)
             keep[list(indices)] = False
             layer.set_patches(adapter_name, PatchSet(patches.keys[keep], patches.bias[keep], patches.values[keep]))
         self.peft_config[adapter_name].num_patches -= len(set(indices))
         return before
 
+    def patch_state(self, adapter_name: str | None = None) -> dict[str, PatchSet]:
+        """A copy of every layer's patches of `adapter_name`, by module name (for `restore_patches`)."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        state = {}
+        for name, layer in self.patch_layers(adapter_name).items():
+            patches = layer.patches(adapter_name)
+            state[name] = PatchSet(*(t.detach().clone() for t in (patches.keys, patches.bias, patches.values)))
+        return state
+
     def restore_patches(self, state: dict[str, PatchSet], adapter_name: str | None = None) -> None:
-        """Put back the patches `drop_patches` returned: the adapter is exactly as it was then."""
+        """Put back the patches `patch_state` (or `drop_patches`) returned: the adapter is exactly as it was then."""
         adapter_name = self.resolve_adapter(adapter_name)
         layers = self.patch_layers(adapter_name)
         for name, patches in state.items():
