@@ -413,3 +413,9 @@ def test_bytes_are_refused_as_bytes_not_as_empty_text(make_request, field: str) 
 def test_a_prompt_that_is_not_text_is_named_by_its_type() -> None:
     with pytest.raises(EditRequestError, match="prompt must be a str, got int"):
         EditRequest.single(42, "lyon")
+
+
+@pytest.mark.parametrize("record", [{}, {"views": None}, {"case_id": "x", "views": ["en"]}, ["en"]])
+def test_a_record_without_views_is_named_with_the_shape_it_needs(record) -> None:
+    with pytest.raises(EditRequestError, match="needs 'views': a mapping from language to its version"):
+        EditRequest.from_dict(record)

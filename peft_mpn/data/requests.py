@@ -218,6 +218,12 @@ class EditRequest:
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> EditRequest:
         """Inverse of `to_dict` (also accepts ``datasets`` rows, where absent languages are ``None``)."""
+        if not isinstance(record, Mapping) or not isinstance(record.get("views"), Mapping):
+            got = type(record).__name__ if not isinstance(record, Mapping) else f"keys {sorted(map(str, record))}"
+            raise EditRequestError(
+                f"An edit request record needs 'views': a mapping from language to its version "
+                f"({{'en': {{'prompt': ..., 'target': ...}}, ...}}, as EditRequest.to_dict writes); got {got}."
+            )
         views = {lang: _as_view(view, lang) for lang, view in record["views"].items() if view is not None}
         case_id = record.get("case_id")
         return cls(
