@@ -43,6 +43,7 @@ def without_seconds(results: dict) -> tuple:
 
 def test_an_interrupted_stream_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, monkeypatch):
     uninterrupted = run(tmp_path / "once.pt")
+    assert all(record["steps"] >= 0 and record["patches_added"] >= 0 for record in uninterrupted["edits"])
     assert not (tmp_path / "once.pt").exists()  # removed when the run finished
 
     checkpoint = tmp_path / "resumed.pt"

@@ -115,7 +115,8 @@ def run_benchmark(
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
         `compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
         ``counts``, ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
-        ``edits`` (per edit: case_id, seconds, success, status), ``timing``, ``case_ids``, ``memory_case_ids``.
+        ``edits`` (per edit: case_id, seconds, success, status, steps, patches_added), ``timing``, ``case_ids``,
+        ``memory_case_ids``.
     """
     check_generation(requests)
     template = resolve_prompt_format(prompt_format, model)
@@ -184,7 +185,14 @@ def run_benchmark(
         result = editor.edit(request.restricted_to(augment))
         seconds = time.perf_counter() - start
         records.append(
-            {"case_id": str(request.case_id), "seconds": seconds, "success": result.success, "status": result.status}
+            {
+                "case_id": str(request.case_id),
+                "seconds": seconds,
+                "success": result.success,
+                "status": result.status,
+                "steps": result.steps,
+                "patches_added": result.patches_added,
+            }
         )
         bar.set_postfix(s=f"{seconds:.1f}", ok=result.success)
         if not sequential:
