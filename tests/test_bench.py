@@ -486,3 +486,10 @@ def test_paired_difference_and_its_bootstrap_interval():
     assert exact[0] == pytest.approx(0.5)
     assert paired_difference(a, {**b, "case_ids": ["x"]}, ["de"], "reliability", False) is None
     assert paired_difference(a, {"case_ids": a["case_ids"]}, ["de"], "reliability", False) is None
+
+
+def test_output_head_script_times_both_inputs():
+    script = load_benchmark_script("output_head")
+    args = ["--vocab", "64", "--hidden", "8", "--rows", "2", "--sequence", "5", "--positions", "2"]
+    result = script.main([*args, "--repeats", "1", "--threads", "1"])
+    assert result["strided_s"] > 0 and result["contiguous_s"] > 0 and result["ratio"] > 0
