@@ -47,7 +47,7 @@ from .planning import (
     sample_rows,
 )
 from .state import MPNEditorState
-from .warm_start import descent_values, discriminative_keys
+from .warm_start import warm_start_patches
 
 logger = logging.getLogger(__name__)
 
@@ -324,10 +324,10 @@ class MPNEditor(MPNEditorState, Editor):
             self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows)), plan
         )
         keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
-        if config.warm_start:
+        if config.warm_start:  # the start value goes into the noise; a zero amplifier would hold no value
             keys, bias, values = self._warm_start(plan, memory, batch, cache, trained_rows, vocab)
-            noise = values / amplifier if config.amplifier_init != 0 else values
             amplifier = amplifier if config.amplifier_init != 0 else torch.ones_like(amplifier)
+            noise = values / amplifier
         params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         memory_weight = self.memory_weight
@@ -420,20 +420,15 @@ class MPNEditor(MPNEditorState, Editor):
         rows: torch.Tensor,
         vocab: CandidateVocabulary | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`(keys, bias, values)` in closed form (see `warm_start`): discriminative keys, descent values."""
-        keys, bias = discriminative_keys(plan, silent, self.config.memory_margin)
+        """`(keys, bias, values)` in closed form (`warm_start_patches`) on the trained `rows` of the edit batch."""
         targets = self._targets(batch, rows, vocab)
-        zero = torch.zeros_like(keys, requires_grad=True)
-        with self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, zero)):
-            loss = self.edit_loss(self._forward(batch, cache, rows, vocab), targets)
-        (gradient,) = torch.autograd.grad(loss, zero)
 
-        def try_values(values: torch.Tensor) -> tuple[float, bool]:
-            with torch.no_grad(), self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, values)):
+        def edit_loss_with(keys: torch.Tensor, bias: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, bool]:
+            with self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, values)):
                 logits = self._forward(batch, cache, rows, vocab)
-            return self.edit_loss(logits, targets).item(), bool(correct_tokens(logits, targets).all())
+            return self.edit_loss(logits, targets), bool(correct_tokens(logits.detach(), targets).all())
 
-        return keys.clone(), bias.clone(), descent_values(plan, gradient, try_values)
+        return warm_start_patches(plan, silent, self.config.memory_margin, edit_loss_with)
 
     def _neighbours(self, requests: list[EditRequest], rows: EditRows, trained: torch.Tensor) -> torch.Tensor | None:
         """The FFN inputs where neighbour questions (the trained prompts about other subjects) are answered."""

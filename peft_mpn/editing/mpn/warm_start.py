@@ -64,6 +64,29 @@ def discriminative_keys(
     return torch.stack(keys), torch.stack(biases)
 
 
+def warm_start_patches(
+    patches: Sequence[PlannedPatch],
+    silent: torch.Tensor | None,
+    margin: float,
+    edit_loss_with: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, bool]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(keys, bias, values)` in closed form: `discriminative_keys`, then `descent_values`.
+
+    `edit_loss_with(keys, bias, values)` runs the edit batch with those patches added and returns the edit loss
+    (differentiable in `values`) and whether the edit then holds.
+    """
+    keys, bias = discriminative_keys(patches, silent, margin)
+    zero = torch.zeros_like(keys, requires_grad=True)
+    (gradient,) = torch.autograd.grad(edit_loss_with(keys, bias, zero)[0], zero)
+
+    def try_values(values: torch.Tensor) -> tuple[float, bool]:
+        with torch.no_grad():
+            loss, holds = edit_loss_with(keys, bias, values)
+        return loss.item(), holds
+
+    return keys, bias, descent_values(patches, gradient, try_values)
+
+
 def descent_values(
     patches: Sequence[PlannedPatch],
     gradient: torch.Tensor,
