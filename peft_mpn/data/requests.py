@@ -142,6 +142,11 @@ class EditRequest:
         return self.views[self.edit_language]
 
     @property
+    def fact_key(self) -> tuple[str, str]:
+        """What makes two requests the same fact (see the module's `fact_key`)."""
+        return fact_key(self.edit_language, self.edit.prompt)
+
+    @property
     def languages(self) -> list[str]:
         return list(self.views)
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...data.requests import EditRequest
-from ...data.requests import fact_key as _fact_key
-
-
-def fact_key(request: EditRequest) -> tuple[str, str]:
-    return _fact_key(request.edit_language, request.edit.prompt)
 
 
 @dataclass
@@ -22,7 +17,7 @@ class EditHistory:
     def earlier_versions(self, requests: list[EditRequest]) -> tuple[list[int], list[str | None]]:
         """The patch indices and case ids of earlier edits of the same facts as `requests` with another target
         (the same fact with the same target is not replaced: it is already there)."""
-        targets = {fact_key(request): request.edit.target for request in requests}
+        targets = {request.fact_key: request.edit.target for request in requests}
         indices, case_ids, offset = [], [], 0
         for key, target, case_id, count in self.entries:
             if key in targets and targets[key] != target:
@@ -34,10 +29,10 @@ class EditHistory:
     def replace(self, requests: list[EditRequest], counts: list[int]) -> None:
         """Forget the earlier edits of these facts with another target, then record `requests` with the patches
         each added."""
-        targets = {fact_key(request): request.edit.target for request in requests}
+        targets = {request.fact_key: request.edit.target for request in requests}
         self.entries = [entry for entry in self.entries if targets.get(entry[0], entry[1]) == entry[1]]
         self.entries += [
-            (fact_key(request), request.edit.target, request.case_id, count)
+            (request.fact_key, request.edit.target, request.case_id, count)
             for request, count in zip(requests, counts)
             if count
         ]
