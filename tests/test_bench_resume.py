@@ -41,26 +41,32 @@ def without_seconds(results: dict) -> tuple:
     return edits, results["metrics"], results["per_language"], results["per_case"]
 
 
+def interrupted_run(checkpoint, monkeypatch, at_edit: int) -> list:
+    """Run until the `at_edit`-th edit starts, then stop as a Ctrl-C would; the case ids of the edits begun."""
+    calls = []
+    original = MPNEditor.edit_batch
+
+    def stops(self, batch):
+        calls.append(batch[0].case_id)
+        if len(calls) == at_edit:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(MPNEditor, "edit_batch", stops)
+        run(checkpoint)
+    return calls
+
+
 def test_an_interrupted_stream_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, monkeypatch):
     uninterrupted = run(tmp_path / "once.pt")
     assert all(record["steps"] >= 0 and record["patches_added"] >= 0 for record in uninterrupted["edits"])
     assert not (tmp_path / "once.pt").exists()  # removed when the run finished
 
     checkpoint = tmp_path / "resumed.pt"
-    calls = []
-    original = MPNEditor.edit_batch
-
-    def stops_at_the_third_edit(self, batch):
-        calls.append(batch[0].case_id)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(MPNEditor, "edit_batch", stops_at_the_third_edit)
-    with pytest.raises(KeyboardInterrupt):
-        run(checkpoint)
+    calls = interrupted_run(checkpoint, monkeypatch, at_edit=3)
     assert checkpoint.exists()
-    monkeypatch.setattr(MPNEditor, "edit_batch", original)
+    original = MPNEditor.edit_batch
     edited_again = []
     monkeypatch.setattr(
         MPNEditor, "edit_batch", lambda self, b: edited_again.append(b[0].case_id) or original(self, b)
@@ -74,19 +80,7 @@ def test_an_interrupted_stream_resumes_to_the_results_of_an_uninterrupted_one(tm
 
 def test_a_checkpoint_of_another_run_is_refused_not_mixed_in(tmp_path, monkeypatch):
     checkpoint = tmp_path / "other.pt"
-    original = MPNEditor.edit_batch
-    calls = []
-
-    def stops(self, batch):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(MPNEditor, "edit_batch", stops)
-    with pytest.raises(KeyboardInterrupt):
-        run(checkpoint)
-    monkeypatch.setattr(MPNEditor, "edit_batch", original)
+    interrupted_run(checkpoint, monkeypatch, at_edit=2)
     with pytest.raises(ValueError, match="belongs to another run"):
         run(checkpoint, seed=7)
 
