@@ -64,6 +64,7 @@ class Bench:
         editor.add_unrelated_from_requests(self.memory_requests)
         self.memory_seconds = time.perf_counter() - started
         self.memory = editor.memory
+        self.subjects = editor.subjects  # the other subjects that neighbour questions are made from
         self.layer_name = editor.layer_name
         vectors = self.memory.vectors
         self.memory_info = {
@@ -110,10 +111,11 @@ class Bench:
         return self.MPNEditor(self.model, self.tokenizer, config, adapter_name=adapter_name, progress=False)
 
     def editor_for(self, variant: EditorVariant, **overrides: Any):
-        """A fresh adapter, a fresh editor (fresh seed) and a copy of the shared memory bank."""
+        """A fresh adapter, a fresh editor (fresh seed) and a copy of the shared memory bank and subjects."""
         config = self.MPNEditorConfig(**{**self._editor_kwargs(variant), **overrides})
         editor = self._editor(config, self.fresh_adapter())
         editor.memory = copy.deepcopy(self.memory)
+        editor.subjects = copy.deepcopy(self.subjects)
         return editor
 
     # -- 1. edit latency -------------------------------------------------------------------------------------
