@@ -299,3 +299,26 @@ def test_an_edit_that_does_not_hold_is_rolled_back_and_the_adapter_is_unchanged(
     kept = editor.edit(EditRequest.single("who wrote hamlet", "rome"))
     assert kept.status == "unfixed" and kept.patches_added > 0
     assert editor.tuner.num_patches(editor.adapter_name) > 1
+
+
+def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_outcome():
+    # one shared patch cannot write "lyon", "the sky is blue" and "a cat sat on the mat" at once
+    request = EditRequest.single(
+        "the capital of france is",
+        "lyon",
+        parallel={
+            "de": ("die hauptstadt von frankreich ist", "the sky is blue"),
+            "fr": ("la capitale de la france est", "a cat sat on the mat"),
+        },
+    )
+    results = {}
+    for stall_steps in (30, 0):
+        ed = editor("llama", augment=["de", "fr"], stall_steps=stall_steps, max_steps=300)
+        results[stall_steps] = (ed.edit(request), ed.layer.num_patches("default"))
+    (stalled, patches_stalled), (full, patches_full) = results[30], results[0]
+    assert full.steps == 300 and stalled.steps < 300
+    assert (stalled.status, stalled.fixed_languages, patches_stalled) == (
+        full.status,
+        full.fixed_languages,
+        patches_full,
+    )

@@ -5,6 +5,12 @@ that one compute never changes while an edit trains. `PrefixCache` runs the mode
 block, keeps the hidden states entering it (and the FFN inputs there), and during training swaps the lower
 blocks for stand-ins that return the cached states. Embeddings, masks and rotary tables are still built by the
 model's own forward (they are cheap), so this works for any architecture whose blocks sit in a ModuleList.
+
+When the patched block is the last one and only a few positions' outputs are read (an edit reads the positions
+that predict its target tokens), everything after the block's self-attention is position-wise: the cache also
+keeps that attention's output, and later passes run the block, the final norm and the output layer on those
+positions only (`positionwise`), which is most of an edit step's cost gone. The cache checks once that the
+short pass reproduces the block's output and otherwise falls back to the full sequence.
 """
 
 from __future__ import annotations
@@ -22,6 +28,25 @@ from ..tuners.mpn import MPNLayer
 
 class _StopForward(Exception):
     pass
+
+
+class _ReplayAttention(nn.Module):
+    """Stands in for the patched block's self-attention: returns its cached output at the kept positions."""
+
+    def __init__(self, original: nn.Module, output: torch.Tensor, extras: int) -> None:
+        super().__init__()
+        self.__dict__["original"] = original
+        self.__dict__["output"] = output
+        self.__dict__["extras"] = extras  # how many more items the original returned beside the output
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return (self.output, *([None] * self.extras)) if self.extras >= 0 else self.output
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["original"], name)
 
 
 class _Replay(nn.Module):
@@ -76,6 +101,9 @@ class PrefixCache:
         enabled: with False, nothing is replayed (same results, full cost: for measuring the speed-up).
         stop_after: the module after which the caching pass stops (default: that block); anything recorded
             by hooks up to there (e.g. `MPNLayer.record_inputs`) is available afterwards.
+        positions: [B, T] the only positions whose outputs later passes read (-1: none). With ``attention`` too
+            and the block last in its stack, later passes can run on those positions only (`positionwise`).
+        attention: the block's self-attention module, relative to the block (`FFNSpec.attention`).
     """
 
     def __init__(
@@ -87,38 +115,119 @@ class PrefixCache:
         root: nn.Module | None = None,
         enabled: bool = True,
         stop_after: nn.Module | None = None,
+        positions: torch.Tensor | None = None,
+        attention: str | None = None,
     ) -> None:
         location = locate_block(module_name)
         self.stack = (root or model).get_submodule(location.stack)
         self.index = location.index
         self.enabled = enabled and self.index > 0
-        block = self.stack[self.index]
+        self.block = block = self.stack[self.index]
+        self.positions = positions
+        self.attention = attention
+        self.positionwise = False
+        short = self.enabled and positions is not None and attention is not None and self.index == len(self.stack) - 1
         entering: list[torch.Tensor] = []
+        kept: dict[str, Any] = {}
 
         def keep(module: nn.Module, args: tuple, kwargs: dict) -> None:
             entering.append(args[0] if args else kwargs["hidden_states"])
 
-        handle = block.register_forward_pre_hook(keep, with_kwargs=True)
+        def keep_attention(module: nn.Module, args: tuple, output: Any) -> None:
+            kept["attention"], kept["extras"] = (
+                (output[0], len(output) - 1) if isinstance(output, tuple) else (output, -1)
+            )
+
+        handles = [block.register_forward_pre_hook(keep, with_kwargs=True)]
+        if short:
+            handles.append(block.get_submodule(attention).register_forward_hook(keep_attention))
+            handles.append(block.register_forward_hook(lambda module, args, output: kept.update(block=_first(output))))
         try:
-            run_until(model, stop_after or block, inputs)
+            run_until(model, block if short else (stop_after or block), inputs)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         if not entering:
             raise RuntimeError(f"Block {self.index} of {location.stack!r} was not reached in the forward pass.")
         self.entering = entering[0]
+        if short and "attention" in kept and "block" in kept:
+            self.attention_output, self.attention_extras = kept["attention"], kept["extras"]
+            self.positionwise = self._reproduces(model, inputs, kept["block"])
+
+    def at_positions(self, inputs: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, Any]:
+        """``inputs`` (for ``rows``) cut to the kept positions, for a pass under `replay` when `positionwise`;
+        the model's outputs then hold those positions only ([B, T, ...])."""
+        index = self._position_index(rows)
+        cut: dict[str, Any] = {}
+        for name, value in inputs.items():
+            if name == "logits_to_keep":
+                continue  # every position of the short pass is kept
+            if name == "attention_mask":
+                cut[name] = torch.ones_like(index, dtype=value.dtype)
+            elif isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[1] == self.entering.shape[1]:
+                cut[name] = value.gather(1, index.to(value.device))
+            else:
+                cut[name] = value
+        return cut
+
+    def _position_index(self, rows: torch.Tensor | None) -> torch.Tensor:
+        positions = self.positions if rows is None else self.positions[rows]
+        return positions.clamp(min=0)
+
+    def _at(self, states: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        states = states if rows is None else states[rows]
+        index = self._position_index(rows).to(states.device)
+        return states.gather(1, index.unsqueeze(-1).expand(-1, -1, states.shape[-1]))
+
+    def _reproduces(self, model: nn.Module, inputs: dict[str, torch.Tensor], block_output: torch.Tensor) -> bool:
+        """Whether the short pass gives the block's output at the kept positions (else: full passes only)."""
+        self.positionwise = True
+        short: list[torch.Tensor] = []
+        handle = self.block.register_forward_hook(lambda module, args, output: short.append(_first(output)))
+        try:
+            with self.replay():
+                run_until(model, self.block, self.at_positions(inputs))
+        except Exception:  # noqa: BLE001 - an architecture the short pass does not fit: use full passes
+            short.clear()
+        finally:
+            handle.remove()
+        self.positionwise = False
+        if not short or short[0].shape[:2] != self.positions.shape:
+            return False
+        expected = self._at(block_output, None)
+        tolerance = max(1e-4, 8 * torch.finfo(expected.dtype).eps) * float(expected.abs().max().clamp(min=1e-6))
+        return bool(torch.allclose(short[0].float(), expected.float(), rtol=0.0, atol=tolerance))
 
     @contextmanager
     def replay(self, rows: torch.Tensor | None = None) -> Iterator[None]:
-        """Within the block, forward passes on ``inputs[rows]`` skip the lower blocks."""
+        """Within the block, forward passes on ``inputs[rows]`` skip the lower blocks (on
+        ``at_positions(inputs[rows], rows)`` when `positionwise`: they also skip the block's self-attention)."""
         if not self.enabled:
             yield
             return
-        cached = self.entering if rows is None else self.entering[rows]
+        if self.positionwise:
+            cached = self._at(self.entering, rows)
+            parent_name, _, child = self.attention.rpartition(".")
+            parent = self.block.get_submodule(parent_name) if parent_name else self.block
+            original_attention = getattr(parent, child)
+            stand_in = _ReplayAttention(
+                original_attention, self._at(self.attention_output, rows), self.attention_extras
+            )
+        else:
+            cached = self.entering if rows is None else self.entering[rows]
         originals = [self.stack[i] for i in range(self.index)]
         try:
             for i, original in enumerate(originals):
                 self.stack[i] = _Replay(original, cached)
+            if self.positionwise:
+                setattr(parent, child, stand_in)
             yield
         finally:
             for i, original in enumerate(originals):
                 self.stack[i] = original
+            if self.positionwise:
+                setattr(parent, child, original_attention)
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output

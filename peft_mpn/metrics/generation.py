@@ -41,6 +41,7 @@ from ..batching import (
     position_limit,
     short_repr,
 )
+from ..shared_prefix import SharedPrefix, model_device
 
 
 @dataclass(frozen=True)
@@ -148,19 +149,16 @@ def line_break_tokens(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return found
 
 
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return torch.device("cpu") if parameter is None else parameter.device
-
-
 def _decode(
     model: nn.Module, rows: Sequence[Sequence[int]], steps: int, pad: int, stops: list[int]
 ) -> list[list[int]]:
     """Greedy tokens after each row (left-padded), `steps` at most, a row finished at any of `stops`."""
-    device = _device(model)
+    device = model_device(model)
     inputs = {name: tensor.to(device) for name, tensor in zip(("input_ids", "attention_mask"), left_pad(rows, pad))}
     generate = getattr(model, "generate", None)
     if callable(generate):
+        # a prompt format's answered questions run once (`SharedPrefix`)
+        inputs = SharedPrefix(rows, pad).inputs(model, full_ids=True, new_tokens=steps)
         output = generate(
             **inputs,
             max_new_tokens=steps,

@@ -38,6 +38,7 @@ class FFNSpec:
     width_key: str = "intermediate_size"  # model-config attribute holding the FFN width (number of neurons)
     exclude: tuple[str, ...] = ()  # modules whose name ends like `block` but are not the FFN
     encoder: bool = False  # bidirectional encoder: a classifier decides at the first ([CLS]) position
+    attention: str | None = None  # the block's self-attention (its one module that mixes positions), if known
 
     @property
     def is_gated(self) -> bool:
@@ -70,6 +71,7 @@ _GATED_DECODER = FFNSpec(
     down_proj="mlp.down_proj",
     gate_proj="mlp.gate_proj",
     activation_keys=("hidden_activation", "hidden_act"),
+    attention="self_attn",
 )
 _BERT_LIKE = FFNSpec(
     layers="layer",
@@ -91,6 +93,7 @@ _GPT2 = FFNSpec(
     down_proj="mlp.c_proj",
     activation_keys=("activation_function",),
     width_key="n_inner",
+    attention="attn",
 )
 
 #: model_type -> where its FFN is. Add an architecture by adding a row.

@@ -6,6 +6,7 @@ import torch
 from peft import PeftModel
 
 from ...batching import TargetBatch
+from ...shared_prefix import SharedPrefix
 from ...tuners.mpn import MPNLayer
 
 
@@ -22,11 +23,11 @@ def after_answer_inputs(
         return None
     after = [h[rows, -1]]  # left-padded: every row's answer ends at the last position
     if steps > 1:
-        inputs = batch.model_inputs(rows)
+        shared = SharedPrefix([batch.encodings[r].input_ids for r in rows.tolist()], pad)
+        inputs = shared.inputs(model, full_ids=True, new_tokens=steps)  # a prompt format's questions run once
         with torch.no_grad(), layer.record_inputs() as recorded:
             model.generate(
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs["attention_mask"],
+                **inputs,
                 max_new_tokens=steps,
                 do_sample=False,
                 num_beams=1,

@@ -105,6 +105,15 @@ class MPNEditorConfig(EditorConfig):
             "l_m has not improved by 1% for this many steps.",
         },
     )
+    stall_steps: int = field(
+        default=30,
+        metadata={
+            "min": 0,
+            "help": "Stop early when for this many steps no more trained versions hold and the edit loss over all of "
+            "them is not 1% lower (a shared patch that cannot write some language's answer stalls there); the edit "
+            "then ends as at the step budget. 0: always run to the budget.",
+        },
+    )
     # memory bank
     memory_size: int = field(
         default=20000,

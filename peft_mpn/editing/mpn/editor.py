@@ -23,6 +23,7 @@ from ...batching import (
     window_logits_at_targets,
 )
 from ...data.requests import EditRequest, EditRequestError
+from ...shared_prefix import SharedPrefix
 from ...tuners.ffn import ffn_spec
 from ...tuners.mpn import MPNConfig, MPNModel, PatchSet
 from ..base import Editor, EditResult, unrelated_strings
@@ -33,7 +34,7 @@ from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
 from .history import EditHistory
 from .memory import MemoryBank
-from .neighbours import SubjectPool, neighbour_prompts
+from .neighbours import SubjectPool
 from .objective import MPNTrainerObjective
 from .planning import (
     EditRows,
@@ -41,12 +42,14 @@ from .planning import (
     PlannedPatch,
     apart_from_anchors,
     correct_tokens,
+    held_languages,
     init_patches,
     joined_rows,
     plan_patches,
     sample_rows,
 )
 from .state import MPNEditorState
+from .stopping import StopRule
 from .warm_start import warm_start_patches
 
 logger = logging.getLogger(__name__)
@@ -246,12 +249,14 @@ class MPNEditor(MPNEditorState, Editor):
         vocab: CandidateVocabulary | None = None,
     ) -> torch.Tensor:
         """Logits at the decision points: [B, T, V] for generation (V: ``vocab`` if given), [B, C] for classifiers."""
+        inputs = self._model_inputs(batch, rows)
+        short = cache is not None and cache.positionwise  # the decision positions only: no window to cut
         with (
             cache.replay(rows) if cache is not None else nullcontext(),
             vocab.restrict(self.model) if vocab is not None else nullcontext(),
         ):
-            logits = self.model(**self._model_inputs(batch, rows)).logits
-        if isinstance(batch, TargetBatch):
+            logits = self.model(**(cache.at_positions(inputs, rows) if short else inputs)).logits
+        if isinstance(batch, TargetBatch) and not short:
             return window_logits_at_targets(logits, batch.targets(rows))
         return logits
 
@@ -301,6 +306,8 @@ class MPNEditor(MPNEditorState, Editor):
                 root=self.tuner.model,
                 enabled=config.prefix_cache,
                 stop_after=self.layer,
+                positions=self._decision_positions(batch) if isinstance(batch, TargetBatch) else None,
+                attention=self.layer.spec.attention,
             )
         with torch.no_grad():
             full_logits = self._forward(batch, cache, None)
@@ -330,8 +337,7 @@ class MPNEditor(MPNEditorState, Editor):
             noise = values / amplifier
         params = [keys.requires_grad_(), bias.requires_grad_(), noise.requires_grad_(), amplifier.requires_grad_()]
         optimizer = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        memory_weight = self.memory_weight
-        best_memory, since_best, step, loss_values = float("inf"), 0, 0, {}
+        memory_weight, rule, step, loss_values = self.memory_weight, StopRule(config, memory is not None), 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
             patch_set = PatchSet(keys, bias, noise * amplifier)
@@ -352,12 +358,13 @@ class MPNEditor(MPNEditorState, Editor):
                 "memory": memory_loss.item(),
             }
 
-            if memory_loss.item() < best_memory * 0.99:
-                best_memory, since_best = memory_loss.item(), 0
-            else:
-                since_best += 1
-            silent = memory_peak < -config.memory_margin  # every memory below the margin
-            memory_settled = memory is None or silent or since_best >= config.patience
+            memory_settled = rule.memory_settled(memory_loss.item(), memory_peak)
+            if rule.monitors(step):
+                self._record_progress(
+                    rule, step, batch, cache, trained_rows, vocab, PatchSet(keys, bias, noise * amplifier)
+                )
+            if rule.stalled(step):
+                break
             # The full check (every trained version, whole vocabulary) runs only when this step's batch is fixed
             # and the memory has settled: it is the one pass over the full output layer.
             if memory_settled and bool(correct_tokens(logits.detach(), targets).all()):
@@ -384,15 +391,7 @@ class MPNEditor(MPNEditorState, Editor):
                 return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], loss_values)
             with self.layer.extra_patches(self.adapter_name, final):
                 correct = correct_tokens(self._forward(batch, cache, None), self._targets(batch, None))
-        fixed_languages = [
-            lang
-            for lang in languages
-            if all(
-                bool(correct[r].all())
-                for r in range(len(rows.language))
-                if rows.language[r] == lang and rows.request[r] in active
-            )
-        ]
+        fixed_languages = held_languages(correct, rows, active, languages)
         edit_languages = {requests[i].edit_language for i in active}
         if not config.keep_unfixed and not edit_languages <= set(fixed_languages):
             logger.warning(
@@ -410,6 +409,17 @@ class MPNEditor(MPNEditorState, Editor):
         self.subjects.add_edits(requests)  # later edits keep silent on this fact's questions
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
         return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
+
+    @torch.no_grad()
+    def _record_progress(
+        self, rule: StopRule, step: int, batch: Any, cache: Any, rows: torch.Tensor, vocab: Any, patches: PatchSet
+    ) -> None:
+        """How many trained versions hold and their mean edit loss with `patches` (`StopRule.record_progress`)."""
+        with self.layer.extra_patches(self.adapter_name, patches):
+            logits = self._forward(batch, cache, rows, vocab)
+        targets = self._targets(batch, rows, vocab)
+        fixed = int(correct_tokens(logits, targets).all(-1).sum())
+        rule.record_progress(step, fixed, self.edit_loss(logits, targets).item())
 
     def _warm_start(
         self,
@@ -434,19 +444,14 @@ class MPNEditor(MPNEditorState, Editor):
         """The FFN inputs where neighbour questions (the trained prompts about other subjects) are answered."""
         if self.is_classifier or not self.config.neighbour_negatives:
             return None
-        texts = []
-        for r in trained.tolist():
-            view = requests[rows.request[r]].views[rows.language[r]]
-            candidates = self.subjects.subjects(rows.language[r])
-            texts += neighbour_prompts(
-                view.prompt, view.subject, candidates, self.config.neighbour_negatives, self._generator
-            )
+        views = [(requests[rows.request[r]].views[rows.language[r]], rows.language[r]) for r in trained.tolist()]
+        texts = self.subjects.neighbour_texts(views, self.config.neighbour_negatives, self._generator)
         if not texts:
             return None
-        inputs = self._encode_texts(texts)
-        with frozen(self.model):
-            h = capture_ffn_inputs(self.model, self.layer, inputs)
-        return h[torch.arange(len(h)), self._decision_index(inputs["attention_mask"])].float()
+        rows = [self.tokenizer(text, truncation=True, max_length=128)["input_ids"] for text in texts]
+        with frozen(self.model):  # left-padded either way: every question ends at the last position
+            inputs = SharedPrefix(rows, self._pad).inputs(self.model)
+            return capture_ffn_inputs(self.model, self.layer, inputs)[:, -1].float()
 
     def _edit_silent(
         self, requests: list[EditRequest], rows: EditRows, batch: Any, h: torch.Tensor, trained: torch.Tensor

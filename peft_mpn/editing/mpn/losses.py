@@ -55,9 +55,14 @@ def patch_losses(
     activation = torch.stack(activation_terms)
     if memory is None:
         return activation, torch.zeros(len(patches), device=keys.device), float("-inf")
-    memory_pre = memory.to(keys.device) @ keys.T + bias  # [N, P]
-    # exp is increasing, so the k largest terms are those of the k highest pre-activations: one topk for all patches
-    top = memory_pre.topk(min(config.memory_topk, len(memory_pre)), dim=0).values  # [k, P]
+    memory = memory.to(keys.device)
+    # exp is increasing, so the k largest terms are those of the k highest pre-activations: one topk for all
+    # patches, found without autograd; only those k inputs per patch enter the graph (the same loss and gradient
+    # at a fraction of the cost on a large bank)
+    k = min(config.memory_topk, len(memory))
+    with torch.no_grad():
+        highest = (memory @ keys.T + bias).topk(k, dim=0).indices  # [k, P]
+    top = (memory[highest] * keys).sum(-1) + bias  # [k, P]
     relative = torch.exp((top - torch.stack(anchor_means) + config.memory_margin).clamp(max=60)).mean(0)
     absolute = torch.exp((top + config.memory_margin).clamp(max=60)).mean(0)
     return activation, relative + absolute, top[0].max().item()

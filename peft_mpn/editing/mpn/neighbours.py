@@ -10,6 +10,7 @@ trained prompt in place of its own, and the editor keeps the patches silent wher
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -53,6 +54,14 @@ class SubjectPool:
     def subjects(self, language: str) -> list[str]:
         """Every known subject in `language`, unrelated facts' first."""
         return list(dict.fromkeys([*self._unrelated.get(language, []), *self._edits.get(language, [])]))
+
+    def neighbour_texts(self, views: Sequence[tuple[Any, str]], count: int, generator: torch.Generator) -> list[str]:
+        """`neighbour_prompts` of each `(view, language)` (a `FactView` and its language), from this pool's
+        subjects in that language."""
+        texts: list[str] = []
+        for view, language in views:
+            texts += neighbour_prompts(view.prompt, view.subject, self.subjects(language), count, generator)
+        return texts
 
     def __len__(self) -> int:
         return sum(len(self.subjects(language)) for language in {*self._unrelated, *self._edits})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -182,6 +182,19 @@ def correct_tokens(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if targets.dim() == 1:
         return (predictions == targets).unsqueeze(-1)
     return (predictions == targets) | (targets == -100)
+
+
+def held_languages(correct: torch.Tensor, rows: EditRows, active: Sequence[int], languages: list[str]) -> list[str]:
+    """The `languages` in which every row of the `active` requests is correct (`correct`: [B, T] per token)."""
+    return [
+        language
+        for language in languages
+        if all(
+            bool(correct[r].all())
+            for r in range(len(rows.language))
+            if rows.language[r] == language and rows.request[r] in active
+        )
+    ]
 
 
 def joined_rows(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
