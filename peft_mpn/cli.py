@@ -71,6 +71,8 @@ def _bench(args: argparse.Namespace) -> int:
         prompt_format=args.prompt_format,
         generation=not args.no_generation,
         locality_tokens=args.locality_tokens,
+        curve_every=args.curve_every,
+        curve_sample=args.curve_sample,
         progress=not args.no_progress,
     )
     print("\n".join(f"wrote {path}" for path in paths.values()))
@@ -192,7 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=16,
         help="generation locality: how many generated tokens of an unrelated prompt must be unchanged",
     )
-    bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument(
+        "--curve-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --sequential: after every N edits, judge a sample of the cases edited so far (retention, "
+        "generality, locality), and record seconds per edit, memory and adapter size and tokens/s (lifelong curves)",
+    )
+    bench.add_argument(
+        "--curve-sample",
+        type=int,
+        default=50,
+        metavar="K",
+        help="edited cases judged at each curve point (a seeded sample of those edited so far)",
+    )
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(run=_bench)
 
     args = parser.parse_args(argv)

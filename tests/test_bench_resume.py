@@ -41,7 +41,7 @@ def without_seconds(results: dict) -> tuple:
     return edits, results["metrics"], results["per_language"], results["per_case"]
 
 
-def interrupted_run(checkpoint, monkeypatch, at_edit: int) -> list:
+def interrupted_run(checkpoint, monkeypatch, at_edit: int, **kwargs) -> list:
     """Run until the `at_edit`-th edit starts, then stop as a Ctrl-C would; the case ids of the edits begun."""
     calls = []
     original = MPNEditor.edit_batch
@@ -54,7 +54,7 @@ def interrupted_run(checkpoint, monkeypatch, at_edit: int) -> list:
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(MPNEditor, "edit_batch", stops)
-        run(checkpoint)
+        run(checkpoint, **kwargs)
     return calls
 
 

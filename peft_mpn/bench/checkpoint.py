@@ -30,6 +30,7 @@ class StreamCheckpoint:
         self.path = Path(path)
         self.run = json.dumps(run, sort_keys=True, default=str)
         self.every = every
+        self.curve: list[dict[str, Any]] = []  # the curve points measured before the saved edit (`load`)
 
     def load(self, editor: Editor) -> list[dict[str, Any]]:
         """The records of the edits already made, with `editor` put back to its state after them ([] if none)."""
@@ -48,14 +49,21 @@ class StreamCheckpoint:
             )
         editor.load_state_dict(saved["editor"])
         records = json.loads(saved["records"])
+        self.curve = json.loads(saved.get("curve", "[]"))
         logger.info("Resuming after %d edits from %s.", len(records), self.path)
         return records
 
     def due(self, done: int, total: int) -> bool:
         return done % self.every == 0 or done == total
 
-    def save(self, editor: Editor, records: list[dict[str, Any]]) -> None:
-        state = {"run": self.run, "records": json.dumps(records), "editor": editor.state_dict()}
+    def save(self, editor: Editor, records: list[dict[str, Any]], curve: list[dict[str, Any]] = ()) -> None:
+        """Keep `editor`'s state after `records`' edits, and the `curve` points measured so far."""
+        state = {
+            "run": self.run,
+            "records": json.dumps(records),
+            "curve": json.dumps(list(curve)),
+            "editor": editor.state_dict(),
+        }
         atomic_write(self.path, lambda path: torch.save(state, path))
 
     def remove(self) -> None:

@@ -16,6 +16,7 @@ from ..data import EditRequest
 from ..data.prompts import resolve_prompt_format
 from ..editing.registry import DEFAULT_AUGMENT, check_method_options, editor_config, editor_spec
 from ..metrics.generation import GenerationSettings
+from .curves import CurveSettings
 from .report import write_results
 from .runner import check_generation, package_versions, run_benchmark
 
@@ -42,6 +43,8 @@ def bench(
     prompt_format: str | None = None,
     generation: bool = True,
     locality_tokens: int = 16,
+    curve_every: int | None = None,
+    curve_sample: int = 50,
     progress: bool = True,
 ) -> dict[str, Path]:
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
@@ -51,6 +54,9 @@ def bench(
     `markdown`, `plot`).
     """
     spec = editor_spec(method)
+    curves = None if curve_every is None else CurveSettings(every=curve_every, sample=curve_sample)
+    if curves is not None and not sequential:
+        raise ValueError("--curve-every measures a stream of edits: add --sequential.")
     if Path(output).suffix != ".json":
         raise ValueError(f"--output must be a .json path (the .md and .png go next to it), got {output}.")
     if split is not None and "split" not in edit_data.dataset_options(dataset):
@@ -99,6 +105,7 @@ def bench(
         prompt_format=prompt_format,
         generation=settings,
         checkpoint=Path(output).with_suffix(".checkpoint.pt") if sequential else None,
+        curves=curves,
         progress=progress,
     )
     results = {
@@ -127,6 +134,8 @@ def bench(
             "prompt_format": prompt_format,
             "generation": generation,
             "locality_tokens": locality_tokens,
+            "curve_every": curve_every,
+            "curve_sample": curve_sample,
         },
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, atomic_write_text
+from .curve_report import curve_markdown, plot_curve
 
 #: Columns of the per-language plot and table: (measure, label).
 TRANSFER = (
@@ -89,6 +90,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
             "generated tokens of the unrelated question are the unedited model's.",
             *_examples(results),
         ]
+    lines += curve_markdown(results)
     return "\n".join(lines) + "\n"
 
 
@@ -186,7 +188,8 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> None:
 
 
 def write_results(results: Mapping[str, Any], output: str | Path) -> dict[str, Path]:
-    """Write ``output`` (JSON) and, with the same stem, the Markdown table (``.md``) and the plot (``.png``).
+    """Write ``output`` (JSON) and, with the same stem, the Markdown table (``.md``) and the plot (``.png``; and
+    ``<stem>_curve.png`` for a run with lifelong curves).
 
     The JSON is written last, so its presence means the run's files are complete (a run killed before has no JSON).
     """
@@ -194,8 +197,12 @@ def write_results(results: Mapping[str, Any], output: str | Path) -> dict[str, P
     if output.suffix != ".json":
         raise ValueError(f"The output must be a .json path (the .md and .png go next to it), got {output}.")
     paths = {"json": output, "markdown": output.with_suffix(".md"), "plot": output.with_suffix(".png")}
+    if results.get("curve"):
+        paths["curve_plot"] = output.with_name(output.stem + "_curve.png")
     text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     atomic_write_text(paths["markdown"], results_markdown(results))
     plot_results(results, paths["plot"])
+    if "curve_plot" in paths:
+        plot_curve(results, paths["curve_plot"])
     atomic_write_text(paths["json"], text)
     return paths

@@ -34,6 +34,7 @@ from ..editing.registry import check_method_options, editor_config, editor_spec
 from ..metrics.generation import GenerationSettings
 from ..metrics.judge import Judge, ordered_languages
 from .checkpoint import StreamCheckpoint
+from .curves import CurveSettings, curve_point
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def run_benchmark(
     generation: GenerationSettings | None = GenerationSettings(),  # noqa: B008 - frozen, never mutated
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 10,
+    curves: CurveSettings | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -110,14 +112,18 @@ def run_benchmark(
         checkpoint: sequential mode: a file that keeps the stream's state every 10 edits (`StreamCheckpoint`); a
             rerun of the same run resumes from it without redoing finished edits, and it is removed at the end.
         checkpoint_every: save the checkpoint after every this many edits (and after the last).
+        curves: sequential mode: measure the run every `CurveSettings.every` edits on a sample of the cases
+            edited so far (`curve_point`); the points go to ``curve`` in the result.
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
         `compute_cross_lingual_edit`), ``before`` (the same for the unedited model),
         ``counts``, ``edit_language``, ``languages``, ``augment_languages``, ``seen_languages``, ``unseen_languages``,
         ``edits`` (per edit: case_id, seconds, success, status, steps, patches_added), ``timing``, ``case_ids``,
-        ``memory_case_ids``.
+        ``memory_case_ids``, and ``curve`` (with `curves`).
     """
+    if curves is not None and not sequential:
+        raise ValueError("Curves measure a stream of edits: pass sequential=True (--sequential) with them.")
     check_generation(requests)
     template = resolve_prompt_format(prompt_format, model)
     requests = format_requests(requests, template)
@@ -174,8 +180,11 @@ def run_benchmark(
             "layer": layer,
             "prompt_format": template,
         }
+        if curves is not None:
+            run["curves"] = asdict(curves)
         stream = StreamCheckpoint(checkpoint, run, every=checkpoint_every)
         records = stream.load(editor)
+    curve: list[dict[str, Any]] = list(stream.curve) if stream is not None else []
     mode = "sequential" if sequential else "single"
     bar = tqdm(edits[len(records) :], f"{method} ({mode})", len(edits), initial=len(records), disable=not progress)
     for request in bar:
@@ -197,8 +206,11 @@ def run_benchmark(
         bar.set_postfix(s=f"{seconds:.1f}", ok=result.success)
         if not sequential:
             after_rows += judge.rows(editor.model, request)
-        elif stream is not None and stream.due(len(records), len(edits)):
-            stream.save(editor, records)
+            continue
+        if curves is not None and curves.due(len(records), len(edits)):
+            curve.append(curve_point(editor, judge, edits[: len(records)], records, curves, seed))
+        if stream is not None and stream.due(len(records), len(edits)):
+            stream.save(editor, records, curve)
     if sequential:
         for request in tqdm(edits, desc="judging", disable=not progress):
             after_rows += judge.rows(editor.model, request)
@@ -242,6 +254,7 @@ def run_benchmark(
         "prompt_format": template,
         "generation": None if generation is None else asdict(generation),
         "generations": {"before": generated_texts(before_rows), "after": generated_texts(after_rows)},
+        **({"curve": curve, "curve_settings": asdict(curves)} if curves is not None else {}),
     }
 
 

@@ -1,0 +1,120 @@
+"""Lifelong curves: a sequential run measured every so many edits, while it goes on.
+
+After every `CurveSettings.every` edits (and after the last), a seeded sample of the cases edited so far is
+judged on the model as it is then, with the same `Judge` as the final result: retention of earlier edits per
+language (seen / unseen, translated / copied, exact match beside token accuracy, generated beside teacher-forced),
+generality, and locality on the sampled cases' own unrelated prompts, which no memory bank holds (editors keep
+the *other* cases' prompts). Beside it: seconds per edit over the window, the memory bank's size, the adapter's
+size, and the edited model's tokens per second against the base model's (adapters disabled).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..batching import takes_logits_to_keep
+from ..data import EditRequest
+from ..editing.base import Editor
+from ..metrics.judge import Judge
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """When and how much a sequential run is measured on its way.
+
+    Args:
+        every: measure after every this many edits (and after the last one).
+        sample: edited cases judged per point, a seeded sample of those edited so far (all of them when fewer).
+        speed_batch: ``(rows, tokens)`` of the forward pass timed for tokens per second.
+        speed_repeats: timed repeats per model (the median is kept).
+    """
+
+    every: int = 100
+    sample: int = 50
+    speed_batch: tuple[int, int] = (8, 32)
+    speed_repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.sample < 1:
+            raise ValueError(
+                f"Curve points need every >= 1 and sample >= 1, got every={self.every}, sample={self.sample}."
+            )
+
+    def due(self, done: int, total: int) -> bool:
+        return done % self.every == 0 or done == total
+
+
+def curve_point(
+    editor: Editor,
+    judge: Judge,
+    edited: Sequence[EditRequest],
+    records: Sequence[Mapping[str, Any]],
+    settings: CurveSettings,
+    seed: int,
+) -> dict[str, Any]:
+    """One point of the curves after ``len(edited)`` edits (``records``: the bench's per-edit records so far)."""
+    picks = random.Random(seed * 1_000_003 + len(edited)).sample(range(len(edited)), min(settings.sample, len(edited)))
+    sample = [edited[i] for i in sorted(picks)]
+    rows = [row for request in sample for row in judge.rows(editor.model, request)]
+    scores = judge.scores(rows)
+    window = [record["seconds"] for record in records[-settings.every :]]
+    memory = getattr(editor, "memory", None)
+    return {
+        "edits": len(edited),
+        "judged_cases": [str(request.case_id) for request in sample],
+        "metrics": {key: value for key, value in scores.items() if key not in ("per_language", "counts", "per_case")},
+        "per_language": scores["per_language"],
+        "counts": scores["counts"],
+        "seconds_per_edit_median": statistics.median(window) if window else None,
+        "seconds_per_edit_mean": statistics.fmean(window) if window else None,
+        "fixed_rate": statistics.fmean(bool(r["success"]) for r in records[-settings.every :]) if records else None,
+        "memory_size": len(memory) if memory is not None and hasattr(memory, "__len__") else None,
+        "adapter_bytes": adapter_bytes(editor.model),
+        "tokens_per_second": tokens_per_second(editor.model, settings),
+    }
+
+
+def adapter_bytes(model: Any) -> int | None:
+    """Bytes of the active adapter's saved weights (None for a model without a PEFT adapter)."""
+    if not hasattr(model, "peft_config"):
+        return None
+    from peft import get_peft_model_state_dict
+
+    return sum(t.numel() * t.element_size() for t in get_peft_model_state_dict(model).values())
+
+
+def tokens_per_second(model: Any, settings: CurveSettings) -> dict[str, float | None]:
+    """Forward-pass tokens per second of ``model`` as edited and, for a PEFT model, with its adapters disabled."""
+    rows, length = settings.speed_batch
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 1000) or 1000)
+    input_ids = torch.randint(0, min(vocab, 1000), (rows, length), generator=torch.Generator().manual_seed(0))
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        input_ids = input_ids.to(parameter.device)
+
+    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(base_model) else {}
+
+    def timed() -> float:
+        times = []
+        with torch.no_grad():
+            model(input_ids=input_ids, **kwargs)  # warm-up
+            for _ in range(settings.speed_repeats):
+                start = time.perf_counter()
+                model(input_ids=input_ids, **kwargs)
+                times.append(time.perf_counter() - start)
+        return rows * length / statistics.median(times)
+
+    edited = timed()
+    base = None
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            base = timed()
+    return {"edited": edited, "base": base, "ratio": None if base is None else edited / base}

@@ -1,0 +1,57 @@
+"""Lifelong curves: a sequential run measured on its way, resumable, written as a table and a plot."""
+
+from __future__ import annotations
+
+import pytest
+from test_bench_resume import interrupted_run, requests, run
+from tiny import make_tokenizer, tiny_model
+
+from peft_mpn.bench import run_benchmark
+from peft_mpn.bench.curves import CurveSettings
+from peft_mpn.bench.report import write_results
+
+CURVES = CurveSettings(every=2, sample=4, speed_repeats=1)
+TIMED = ("seconds_per_edit_median", "seconds_per_edit_mean", "tokens_per_second")
+
+
+def untimed(curve: list[dict]) -> list[dict]:
+    return [{k: v for k, v in point.items() if k not in TIMED} for point in curve]
+
+
+def test_a_stream_is_measured_every_n_edits_and_its_last_point_is_the_final_judgement(tmp_path):
+    results = run(tmp_path / "stream.pt", curves=CURVES)
+    curve = results["curve"]
+    assert [point["edits"] for point in curve] == [2, 4]
+    assert set(curve[0]["judged_cases"]) == set(results["case_ids"][:2])  # only cases edited by then
+    last = curve[-1]
+    assert set(last["judged_cases"]) == set(results["case_ids"])
+    assert last["per_language"] == results["per_language"]  # same judge, same model: the final result
+    assert last["memory_size"] > curve[0]["memory_size"]  # each edit's inputs joined the bank
+    assert last["adapter_bytes"] > 0
+    speed = last["tokens_per_second"]
+    assert (
+        speed["edited"] > 0 and speed["base"] > 0 and speed["ratio"] == pytest.approx(speed["edited"] / speed["base"])
+    )
+
+    paths = write_results({**results, "dataset": "tiny"}, tmp_path / "out.json")
+    assert paths["curve_plot"].stat().st_size > 0
+    table = paths["markdown"].read_text()
+    assert "### Lifelong curve" in table and table.count("\n| 2 |") == 1 and table.count("\n| 4 |") == 1
+
+
+def test_an_interrupted_stream_resumes_with_the_curve_points_it_had(tmp_path, monkeypatch):
+    uninterrupted = run(tmp_path / "once.pt", curves=CURVES)
+    checkpoint = tmp_path / "resumed.pt"
+    interrupted_run(checkpoint, monkeypatch, at_edit=4, curves=CURVES)  # the point after edit 2 was measured
+    resumed = run(checkpoint, curves=CURVES)
+    assert untimed(resumed["curve"]) == untimed(uninterrupted["curve"])
+
+
+def test_curves_need_a_sequential_run():
+    with pytest.raises(ValueError, match="sequential"):
+        run_benchmark(
+            tiny_model("llama"), make_tokenizer(), requests(), method="mpn", num_edits=2, prompt_format="raw",
+            generation=None, curves=CURVES, progress=False,
+        )  # fmt: skip
+    with pytest.raises(ValueError):
+        CurveSettings(every=0)
