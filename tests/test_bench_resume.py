@@ -8,7 +8,8 @@ from tiny import make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
 from peft_mpn.bench import run_benchmark
-from peft_mpn.editing import FTEditor, ICLEditor, MPNEditor, MPNEditorConfig
+from peft_mpn.editing import FTEditor, ICLEditor, LAFNEditor, LAFNEditorConfig, MPNEditor, MPNEditorConfig
+from peft_mpn.locating import LocatorConfig
 
 FACTS = [
     ("the capital of france is", "lyon", "france"),
@@ -85,7 +86,7 @@ def test_a_checkpoint_of_another_run_is_refused_not_mixed_in(tmp_path, monkeypat
         run(checkpoint, seed=7)
 
 
-@pytest.mark.parametrize("editor_class", [MPNEditor, FTEditor, ICLEditor])
+@pytest.mark.parametrize("editor_class", [MPNEditor, FTEditor, ICLEditor, LAFNEditor])
 def test_an_editor_restored_from_its_state_edits_on_exactly_like_the_original(editor_class):
     tokenizer = make_tokenizer()
     facts = requests()
@@ -96,11 +97,17 @@ def test_an_editor_restored_from_its_state_edits_on_exactly_like_the_original(ed
             editor = MPNEditor(model, tokenizer, MPNEditorConfig(augment_languages=[]), progress=False)
             editor.add_unrelated_from_requests(facts[4:])
             return editor
+        if editor_class is LAFNEditor:  # the facts have no paraphrases: locate on each prompt alone
+            locator = LocatorConfig(top_k=16, require_paraphrases=False)
+            config = LAFNEditorConfig(max_steps=60, learning_rate=0.05, locator=locator)
+            return LAFNEditor(model, tokenizer, config, unrelated_texts=["the sky is blue"], progress=False)
         return editor_class(model, tokenizer, progress=False)
 
     first = build()
     first.edit_stream(facts[:2])
     state = first.state_dict()
+    if editor_class is LAFNEditor:
+        assert state["neurons"] and all(d["down"].abs().sum() > 0 for d in state["deltas"].values())
     second = build()
     second.load_state_dict(state)
     assert first.edit(facts[2]).status == second.edit(facts[2]).status

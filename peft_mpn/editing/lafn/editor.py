@@ -30,6 +30,7 @@ from ..common import CandidateVocabulary, check_generation_requests, fixed_langu
 from ..prefix import PrefixCache
 from .config import LAFNEditorConfig
 from .objective import LAFNTrainerObjective, delta_norm
+from .state import LAFNEditorState
 
 
 @dataclass
@@ -43,7 +44,7 @@ class LAFNEditResult(EditResult):
     collisions: dict[int, list[int]] = field(default_factory=dict)  # located neurons already owned by earlier edits
 
 
-class LAFNEditor(Editor):
+class LAFNEditor(LAFNEditorState, Editor):
     """Locates the FFN neurons a fact activates across languages and trains deltas on just those.
 
     Args:
