@@ -25,7 +25,9 @@ def test_a_stream_is_measured_every_n_edits_and_its_last_point_is_the_final_judg
     assert set(curve[0]["judged_cases"]) == set(results["case_ids"][:2])  # only cases edited by then
     last = curve[-1]
     assert set(last["judged_cases"]) == set(results["case_ids"])
-    assert last["per_language"] == results["per_language"]  # same judge, same model: the final result
+    plain = run(tmp_path / "plain.pt")  # measuring on the way changes nothing the stream does
+    assert results["per_language"] == plain["per_language"] and results["per_case"] == plain["per_case"]
+    assert last["per_language"] == results["per_language"]  # every case judged at the end: the final result
     assert last["memory_size"] > curve[0]["memory_size"]  # each edit's inputs joined the bank
     assert last["adapter_bytes"] > 0
     speed = last["tokens_per_second"]

@@ -58,15 +58,16 @@ def curve_point(
     records: Sequence[Mapping[str, Any]],
     settings: CurveSettings,
     seed: int,
-) -> dict[str, Any]:
-    """One point of the curves after ``len(edited)`` edits (``records``: the bench's per-edit records so far)."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One point of the curves after ``len(edited)`` edits (``records``: the bench's per-edit records so far), and
+    the judge's rows it was computed from (in editing order)."""
     picks = random.Random(seed * 1_000_003 + len(edited)).sample(range(len(edited)), min(settings.sample, len(edited)))
     sample = [edited[i] for i in sorted(picks)]
     rows = [row for request in sample for row in judge.rows(editor.model, request)]
     scores = judge.scores(rows)
     window = [record["seconds"] for record in records[-settings.every :]]
     memory = getattr(editor, "memory", None)
-    return {
+    point = {
         "edits": len(edited),
         "judged_cases": [str(request.case_id) for request in sample],
         "metrics": {key: value for key, value in scores.items() if key not in ("per_language", "counts", "per_case")},
@@ -79,6 +80,7 @@ def curve_point(
         "adapter_bytes": adapter_bytes(editor.model),
         "tokens_per_second": tokens_per_second(editor.model, settings),
     }
+    return point, rows
 
 
 def adapter_bytes(model: Any) -> int | None:

@@ -208,10 +208,13 @@ def run_benchmark(
             after_rows += judge.rows(editor.model, request)
             continue
         if curves is not None and curves.due(len(records), len(edits)):
-            curve.append(curve_point(editor, judge, edits[: len(records)], records, curves, seed))
+            point, rows = curve_point(editor, judge, edits[: len(records)], records, curves, seed)
+            curve.append(point)
+            if len(point["judged_cases"]) == len(edits):  # the last point judged every case: that is the result
+                after_rows = rows
         if stream is not None and stream.due(len(records), len(edits)):
             stream.save(editor, records, curve)
-    if sequential:
+    if sequential and not after_rows:
         for request in tqdm(edits, desc="judging", disable=not progress):
             after_rows += judge.rows(editor.model, request)
     editor.reset()
