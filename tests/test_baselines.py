@@ -260,3 +260,14 @@ def test_icl_model_handles_inputs_padded_wider_than_any_row():
     wrapped = logits(ed.model, inputs)  # no stored fact: the base model's logits, at the input's own width
     assert wrapped.shape == logits(model, inputs).shape
     assert torch.allclose(wrapped[mask], logits(model, inputs)[mask], atol=1e-5)
+
+
+@pytest.mark.parametrize("name, arch", [("ft-m", "llama"), ("ft-l", "gpt2"), ("ft-m", "gemma3_text")])
+def test_fine_tuning_with_the_prefix_cache_makes_the_same_edit(name, arch):
+    edits = []
+    for cached in (True, False):
+        ed = ft_editor(name, arch, prefix_cache=cached, augment_languages=["de"])
+        result = ed.edit(FRANCE)
+        edits.append((result.status, result.steps, ed.weight.detach().clone()))
+    (status_a, steps_a, a), (status_b, steps_b, b) = edits
+    assert (status_a, steps_a) == (status_b, steps_b) and torch.allclose(a, b, atol=1e-5)

@@ -40,7 +40,7 @@ from ...batching import (
     takes_logits_to_keep,
 )
 from ...data.requests import EditRequest, EditRequestError
-from ...tuners.ffn import ffn_blocks
+from ...tuners.ffn import ffn_blocks, ffn_spec
 from ..base import Editor, EditResult
 from ..common import check_generation_requests, fixed_languages, frozen
 from ..prefix import PrefixCache
@@ -170,7 +170,13 @@ class FTEditor(Editor):
         # stopping rule, without the left padding of shorter targets inside the logits window.
         head = self._base.get_output_embeddings() if self._keeps_logits else None
         cache = PrefixCache(
-            self.model, self.module_name, batch.model_inputs(), root=self._base, enabled=config.prefix_cache
+            self.model,
+            self.module_name,
+            batch.model_inputs(),
+            root=self._base,
+            enabled=config.prefix_cache,
+            positions=batch.decision_positions(),
+            attention=ffn_spec(self._base.config).attention,
         )
         rows, slots = batch.decision_slots()
         targets = batch.target_ids[rows, slots]
@@ -180,7 +186,10 @@ class FTEditor(Editor):
         steps, losses = 0, {}
         while True:
             with cache.replay():
-                logits = decision_logits(self.model, inputs, batch, head)
+                if cache.positionwise:  # the short pass: the decision positions only ([B, T, V])
+                    logits = self.model(**cache.at_positions(inputs)).logits[rows, slots]
+                else:
+                    logits = decision_logits(self.model, inputs, batch, head)
             wrong = torch.zeros(len(batch.encodings), dtype=torch.long).index_add_(
                 0, rows, (logits.argmax(-1) != targets).long()
             )
