@@ -104,19 +104,26 @@ def tokens_per_second(model: Any, settings: CurveSettings) -> dict[str, float | 
     base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
     kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(base_model) else {}
 
-    def timed() -> float:
-        times = []
-        with torch.no_grad():
-            model(input_ids=input_ids, **kwargs)  # warm-up
-            for _ in range(settings.speed_repeats):
-                start = time.perf_counter()
-                model(input_ids=input_ids, **kwargs)
-                times.append(time.perf_counter() - start)
-        return rows * length / statistics.median(times)
+    def once() -> float:
+        start = time.perf_counter()
+        model(input_ids=input_ids, **kwargs)
+        return time.perf_counter() - start
 
-    edited = timed()
-    base = None
-    if hasattr(model, "disable_adapter"):
-        with model.disable_adapter():
-            base = timed()
+    # the two models alternate, so that load on a shared machine hits both alike
+    edited_times: list[float] = []
+    base_times: list[float] = []
+    with torch.no_grad():
+        for repeat in range(settings.speed_repeats + 1):  # the first round warms up
+            edited_time = once()
+            base_time = None
+            if hasattr(model, "disable_adapter"):
+                with model.disable_adapter():
+                    base_time = once()
+            if repeat:
+                edited_times.append(edited_time)
+                if base_time is not None:
+                    base_times.append(base_time)
+    tokens = rows * length
+    edited = tokens / statistics.median(edited_times)
+    base = tokens / statistics.median(base_times) if base_times else None
     return {"edited": edited, "base": base, "ratio": None if base is None else edited / base}
