@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .batching import left_pad
+from .batching import left_pad, left_padded_positions
 
 #: Fewer shared tokens than this are not worth a separate pass.
 MIN_SHARED_TOKENS = 8
@@ -76,12 +76,11 @@ class SharedPrefix:
         ``attention_mask`` covers prefix and rest, and ``past_key_values`` holds the prefix, run now with `model`
         as it is (fresh for each call: a forward or ``generate`` extends it). Otherwise the plain left-padded
         batch (with ``position_ids`` unless ``full_ids``)."""
+        device = model_device(model)
         if not self.usable(model, new_tokens):
-            device = model_device(model)
             input_ids, attention_mask = (t.to(device) for t in left_pad(self.rows, self.pad_token_id))
             plain = {"input_ids": input_ids, "attention_mask": attention_mask}
-            return plain if full_ids else {**plain, "position_ids": (attention_mask.cumsum(-1) - 1).clamp(min=0)}
-        device = model_device(model)
+            return plain if full_ids else {**plain, "position_ids": left_padded_positions(attention_mask)}
         prefix = torch.tensor([self.rows[0][: self.length]], dtype=torch.long, device=device)
         with torch.no_grad():
             cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
@@ -94,7 +93,7 @@ class SharedPrefix:
             inputs["input_ids"] = torch.cat([prefix.expand(len(self.rows), -1), rest_ids], dim=1)
         else:
             inputs["input_ids"] = rest_ids
-            inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)[:, self.length :]
+            inputs["position_ids"] = left_padded_positions(mask)[:, self.length :]
         return inputs
 
 

@@ -16,6 +16,12 @@ from ..files import atomic_write
 logger = logging.getLogger(__name__)
 
 
+def every_nth(done: int, total: int, every: int) -> bool:
+    """Whether a stream of `total` edits is due for its periodic work after `done`: every `every` edits and after
+    the last (the checkpoint, a curve point)."""
+    return done % every == 0 or done == total
+
+
 class StreamCheckpoint:
     """A sequential run's state after its last saved edit: the editor's `state_dict` and the edit records.
 
@@ -54,7 +60,7 @@ class StreamCheckpoint:
         return records
 
     def due(self, done: int, total: int) -> bool:
-        return done % self.every == 0 or done == total
+        return every_nth(done, total, self.every)
 
     def save(self, editor: Editor, records: list[dict[str, Any]], curve: list[dict[str, Any]] = ()) -> None:
         """Keep `editor`'s state after `records`' edits, and the `curve` points measured so far."""

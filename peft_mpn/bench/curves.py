@@ -23,6 +23,8 @@ from ..batching import takes_logits_to_keep
 from ..data import EditRequest
 from ..editing.base import Editor
 from ..metrics.judge import Judge
+from ..tuners.ffn import base_model
+from .checkpoint import every_nth
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class CurveSettings:
             )
 
     def due(self, done: int, total: int) -> bool:
-        return done % self.every == 0 or done == total
+        return every_nth(done, total, self.every)
 
 
 def curve_point(
@@ -101,8 +103,7 @@ def tokens_per_second(model: Any, settings: CurveSettings) -> dict[str, float | 
     if parameter is not None:
         input_ids = input_ids.to(parameter.device)
 
-    base_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(base_model) else {}
+    kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(base_model(model)) else {}
 
     def once() -> float:
         start = time.perf_counter()

@@ -153,8 +153,6 @@ def _decode(
     model: nn.Module, rows: Sequence[Sequence[int]], steps: int, pad: int, stops: list[int]
 ) -> list[list[int]]:
     """Greedy tokens after each row (left-padded), `steps` at most, a row finished at any of `stops`."""
-    device = model_device(model)
-    inputs = {name: tensor.to(device) for name, tensor in zip(("input_ids", "attention_mask"), left_pad(rows, pad))}
     generate = getattr(model, "generate", None)
     if callable(generate):
         # a prompt format's answered questions run once (`SharedPrefix`)
@@ -168,8 +166,9 @@ def _decode(
             num_beams=1,
         )
         return [row.tolist() for row in output[:, inputs["input_ids"].shape[1] :]]
-    stop_ids = torch.tensor(stops, dtype=torch.long, device=inputs["input_ids"].device)
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    device = model_device(model)
+    ids, mask = (tensor.to(device) for tensor in left_pad(rows, pad))
+    stop_ids = torch.tensor(stops, dtype=torch.long, device=device)
     done = torch.zeros(len(rows), dtype=torch.bool, device=ids.device)
     new: list[torch.Tensor] = []
     for _ in range(steps):

@@ -340,10 +340,7 @@ class MPNEditor(MPNEditorState, Editor):
         memory_weight, rule, step, loss_values = self.memory_weight, StopRule(config, memory is not None), 0, {}
         for step in range(1, config.max_steps + 1):  # noqa: B007 - `step` is reported after the loop
             step_rows = sample_rows(rows, active, config, self._generator)
-            patch_set = PatchSet(keys, bias, noise * amplifier)
-            with self.layer.extra_patches(self.adapter_name, patch_set):
-                logits = self._forward(batch, cache, step_rows, vocab)
-            targets = self._targets(batch, step_rows, vocab)
+            logits, targets = self._patched(PatchSet(keys, bias, noise * amplifier), batch, cache, step_rows, vocab)
             edit_loss = self.edit_loss(logits, targets)
             activation_terms, memory_terms, memory_peak = losses.patch_losses(plan, keys, bias, memory, config)
             activation_loss, memory_loss = activation_terms.mean(), memory_terms.mean()
@@ -359,21 +356,24 @@ class MPNEditor(MPNEditorState, Editor):
             }
 
             memory_settled = rule.memory_settled(memory_loss.item(), memory_peak)
-            if rule.monitors(step):
-                self._record_progress(
-                    rule, step, batch, cache, trained_rows, vocab, PatchSet(keys, bias, noise * amplifier)
+            if rule.monitors(step):  # how many trained versions hold, and their mean edit loss
+                with torch.no_grad():
+                    seen, wanted = self._patched(
+                        PatchSet(keys, bias, noise * amplifier), batch, cache, trained_rows, vocab
+                    )
+                rule.record_progress(
+                    step, int(correct_tokens(seen, wanted).all(-1).sum()), self.edit_loss(seen, wanted).item()
                 )
             if rule.stalled(step):
                 break
             # The full check (every trained version, whole vocabulary) runs only when this step's batch is fixed
             # and the memory has settled: it is the one pass over the full output layer.
             if memory_settled and bool(correct_tokens(logits.detach(), targets).all()):
-                with (
-                    torch.no_grad(),
-                    self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, noise * amplifier)),
-                ):
-                    check_logits = self._forward(batch, cache, trained_rows)
-                    fixed = correct_tokens(check_logits, self._targets(batch, trained_rows))
+                with torch.no_grad():
+                    check_logits, check_targets = self._patched(
+                        PatchSet(keys, bias, noise * amplifier), batch, cache, trained_rows
+                    )
+                    fixed = correct_tokens(check_logits, check_targets)
                 if vocab is not None:
                     vocab.extend(check_logits)
                 if bool(fixed.all()):
@@ -389,8 +389,7 @@ class MPNEditor(MPNEditorState, Editor):
                     loss_values,
                 )
                 return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, [], loss_values)
-            with self.layer.extra_patches(self.adapter_name, final):
-                correct = correct_tokens(self._forward(batch, cache, None), self._targets(batch, None))
+            correct = correct_tokens(*self._patched(final, batch, cache, None))
         fixed_languages = held_languages(correct, rows, active, languages)
         edit_languages = {requests[i].edit_language for i in active}
         if not config.keep_unfixed and not edit_languages <= set(fixed_languages):
@@ -410,16 +409,13 @@ class MPNEditor(MPNEditorState, Editor):
         status = "edited" if len(fixed_languages) == len(languages) else "unfixed"
         return EditResult(case_ids, status, step, len(plan), 0.0, languages, fixed_languages, loss_values)
 
-    @torch.no_grad()
-    def _record_progress(
-        self, rule: StopRule, step: int, batch: Any, cache: Any, rows: torch.Tensor, vocab: Any, patches: PatchSet
-    ) -> None:
-        """How many trained versions hold and their mean edit loss with `patches` (`StopRule.record_progress`)."""
+    def _patched(
+        self, patches: PatchSet, batch: Any, cache: PrefixCache | None, rows: torch.Tensor | None, vocab: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(logits, targets)` of the edit batch's `rows` with `patches` added to the adapter's (see `_forward`)."""
         with self.layer.extra_patches(self.adapter_name, patches):
             logits = self._forward(batch, cache, rows, vocab)
-        targets = self._targets(batch, rows, vocab)
-        fixed = int(correct_tokens(logits, targets).all(-1).sum())
-        rule.record_progress(step, fixed, self.edit_loss(logits, targets).item())
+        return logits, self._targets(batch, rows, vocab)
 
     def _warm_start(
         self,
@@ -431,11 +427,9 @@ class MPNEditor(MPNEditorState, Editor):
         vocab: CandidateVocabulary | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(keys, bias, values)` in closed form (`warm_start_patches`) on the trained `rows` of the edit batch."""
-        targets = self._targets(batch, rows, vocab)
 
         def edit_loss_with(keys: torch.Tensor, bias: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, bool]:
-            with self.layer.extra_patches(self.adapter_name, PatchSet(keys, bias, values)):
-                logits = self._forward(batch, cache, rows, vocab)
+            logits, targets = self._patched(PatchSet(keys, bias, values), batch, cache, rows, vocab)
             return self.edit_loss(logits, targets), bool(correct_tokens(logits.detach(), targets).all())
 
         return warm_start_patches(plan, silent, self.config.memory_margin, edit_loss_with)
