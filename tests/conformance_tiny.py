@@ -32,7 +32,10 @@ def make_config(tuner: str, arch: str, **overrides):
     """The case's config: random (non-identity) adapter weights, task type set as peft's task models expect."""
     task_type = "CAUSAL_LM" if is_decoder(arch) else "SEQ_CLS"
     if tuner == "mpn":
-        kwargs = dict(layers_to_transform=[0, -1], num_patches=2, init_patches=False, task_type=task_type)
+        # the FFN's own activation: merging patches into an ungated FFN needs it
+        kwargs = dict(
+            layers_to_transform=[0, -1], num_patches=2, init_patches=False, activation="ffn", task_type=task_type
+        )
         return MPNConfig(**{**kwargs, **overrides})
     kwargs = dict(
         neurons={0: [3, 17, 40], -1: [1, 5, 9, 63]}, update_input=True, init_lafn_weights=False, task_type=task_type

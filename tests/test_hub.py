@@ -284,7 +284,7 @@ def _mpn_adapter(folder, arch: str = "gpt2", name: str = BASE, **config) -> None
     [
         (lambda folder: _mpn_adapter(folder, name="someone/another-model"), "different base models"),
         (lambda folder: _mpn_adapter(folder, layers_to_transform=[0]), "layers_to_transform differ"),
-        (lambda folder: _mpn_adapter(folder, activation="relu"), "activation differ"),
+        (lambda folder: _mpn_adapter(folder, activation="ffn"), "activation differ"),
         (lambda folder: _lafn_adapter(folder, {0: [1]}, seed=0), "different methods"),
     ],
 )

@@ -252,7 +252,7 @@ def test_auto_peft_model_for_causal_lm(arch, tmp_path):
 # -- 8. merging ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", UNGATED)
 def test_merge_and_unload_ungated(arch):
-    model, inputs, reference = adapted(arch, random_patches(3, seed=11))
+    model, inputs, reference = adapted(arch, random_patches(3, seed=11), activation="ffn")
     expected = logits(model, inputs)
     assert not torch.allclose(expected, reference, atol=1e-4)
 
@@ -264,7 +264,7 @@ def test_merge_and_unload_ungated(arch):
 
 @pytest.mark.parametrize("arch", UNGATED)
 def test_merge_adapter_unmerge_adapter_round_trip(arch):
-    model, inputs, _ = adapted(arch, random_patches(3, seed=12))
+    model, inputs, _ = adapted(arch, random_patches(3, seed=12), activation="ffn")
     expected = logits(model, inputs)
     weights = {k: v.clone() for k, v in model.get_base_model().state_dict().items()}
 

@@ -54,10 +54,10 @@ def test_mpn_edits_a_bfloat16_model_in_every_trained_language():
     assert [next_token(ed.model, ed.tokenizer, view.prompt) for view in FRANCE.views.values()] == ["lyon"] * 3
 
 
-@pytest.mark.parametrize("arch, activation", [("gemma3_text", None), ("gpt2", "relu")])
+@pytest.mark.parametrize("arch, activation", [("gemma3_text", "ffn"), ("gpt2", "relu")])
 def test_edit_fixes_a_wrong_prediction_and_keeps_memory_predictions(arch, activation):
     # GELU leaks act(-3)·v ≈ -0.004·v below T-Patcher's margin, enough to flip the near-ties of a random tiny
-    # GPT-2 at some memory positions; with relu the patch is exactly silent there.
+    # GPT-2 at some memory positions; with relu (the default) the patch is exactly silent there.
     tokenizer = make_tokenizer()
     ed = MPNEditor(
         tiny_model(arch),
@@ -132,12 +132,18 @@ def test_batch_editing_puts_several_edits_in_one_adapter():
 
 
 def test_multi_token_target_gets_one_patch_per_wrong_token_capped():
-    ed = editor("llama", augment=[], max_patches_per_edit=2)
-    request = EditRequest.single("who wrote hamlet", "the sky is")
+    request = EditRequest.single("who wrote hamlet", "the sky is")  # three wrong tokens on the tiny model
+    ed = editor("llama", augment=[])
     result = ed.edit(request)
-    assert result.patches_added == 2
+    assert result.status == "edited" and result.patches_added == 3
     (score,) = score_targets(ed.model, ed.tokenizer, [(request.edit.prompt, request.edit.target)])
-    assert result.status == "edited" and score.exact
+    assert score.exact
+
+    # Capped below the wrong tokens, a token stays unpatched (relu patches fire only where they are trained):
+    # the edit does not hold, and is kept only on request.
+    capped = editor("llama", augment=[], max_patches_per_edit=2, keep_unfixed=True)
+    result = capped.edit(request)
+    assert result.status == "unfixed" and result.patches_added == 2
 
 
 def test_prefix_cache_gives_the_same_edit():
@@ -237,7 +243,8 @@ def test_per_language_patches_give_translated_targets_their_own_neurons():
     )
     # one shared patch cannot write both answers; keep_unfixed keeps it to show the plan (rollback would drop it)
     shared = editor("gpt2", augment=["de"], keep_unfixed=True)
-    own = editor("gpt2", augment=["de"], patch_plan="per_language")
+    # the shared patch fires in German too and the German one overtakes it slowly: no stall rule on the tiny model
+    own = editor("gpt2", augment=["de"], patch_plan="per_language", stall_steps=0)
     assert shared.edit(request).patches_added == 1
     result = own.edit(request)
     assert result.patches_added == 2 and result.fixed_languages == ["en", "de"]
@@ -315,10 +322,9 @@ def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_out
     for stall_steps in (30, 0):
         ed = editor("llama", augment=["de", "fr"], stall_steps=stall_steps, max_steps=300)
         results[stall_steps] = (ed.edit(request), ed.layer.num_patches("default"))
-    (stalled, patches_stalled), (full, patches_full) = results[30], results[0]
+    (stalled, patches_stalled), (full, _) = results[30], results[0]
     assert full.steps == 300 and stalled.steps < 300
-    assert (stalled.status, stalled.fixed_languages, patches_stalled) == (
-        full.status,
-        full.fixed_languages,
-        patches_full,
-    )
+    # it ends as the budget ends: judged on every version, kept only where the edit language holds
+    assert stalled.status == full.status == "unfixed"
+    assert set(full.fixed_languages) <= set(stalled.fixed_languages) != {"en", "de", "fr"}
+    assert patches_stalled == (1 if "en" in stalled.fixed_languages else 0)

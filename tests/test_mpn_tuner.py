@@ -176,14 +176,14 @@ def test_random_patches_change_the_output_and_disabling_restores_it(arch):
     assert not torch.allclose(logits(random_init, inputs), reference, atol=1e-4)
 
 
-@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("activation", ["ffn", "relu"])
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_output_changes_only_through_the_patch(arch, activation):
     """Patches that never fire (pre-activation ≈ -1e4 everywhere) leave the output exactly as it was,
     even with huge values: the patch adds act(h·Kᵀ+b)·V and nothing else."""
     silent = random_patches(4, seed=2, scale=1e3, bias=-1e4)
     model, inputs, reference = adapted(arch, silent, activation=activation)
-    if activation is None:  # the FFN's own activation (silu, gelu, gelu_new, gelu_pytorch_tanh) is ~0 there too
+    if activation == "ffn":  # the FFN's own activation (silu, gelu, gelu_new, gelu_pytorch_tanh) is ~0 there too
         assert model.peft_config["default"].activation != "relu"
     assert torch.equal(logits(model, inputs), reference)
 
@@ -291,6 +291,19 @@ def test_layers_to_transform_out_of_range(layers):
 def test_negative_num_patches_is_refused():
     with pytest.raises(ValueError, match="num_patches must be >= 0"):
         MPNConfig(num_patches=-1)
+
+
+def test_patches_default_to_relu_and_ffn_takes_the_ffn_s_activation_which_merges():
+    relu = get_peft_model(tiny_model("gpt2"), MPNConfig(num_patches=2, init_patches=False))
+    assert relu.peft_config["default"].activation == "relu"
+    with pytest.raises(ValueError, match="activation='ffn'"):
+        relu.merge_and_unload()
+
+    own = get_peft_model(tiny_model("gpt2"), MPNConfig(num_patches=2, init_patches=False, activation="ffn"))
+    assert own.peft_config["default"].activation == "gelu_new"
+    inputs = sample_inputs("gpt2")
+    adapted_logits = logits(own, inputs)
+    torch.testing.assert_close(logits(own.merge_and_unload(), inputs), adapted_logits, atol=1e-5, rtol=1e-5)
 
 
 def test_unknown_activation_is_refused():

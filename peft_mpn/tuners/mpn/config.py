@@ -48,12 +48,15 @@ class MPNConfig(FFNBlockConfig):
             )
         },
     )
-    activation: str | None = field(
-        default=None,
+    activation: str = field(
+        default="relu",
         metadata={
             "help": (
-                "Activation of the patch neurons, a transformers ACT2FN name. Default: the FFN's own "
-                "activation, resolved from the model config when the adapter is created and stored here."
+                "Activation of the patch neurons, a transformers ACT2FN name, or 'ffn' for the FFN's own activation "
+                "(resolved from the model config when the adapter is created and stored here). Default 'relu': a "
+                "patch below zero adds exactly nothing, where GELU and SiLU still pass a share of the value, which "
+                "changes unrelated answers. 'ffn' (Transformer-Patcher's choice) is needed to merge patches into an "
+                "ungated FFN."
             )
         },
     )

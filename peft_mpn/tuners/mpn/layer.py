@@ -205,7 +205,8 @@ class MPNLayer(FFNBlockLayer):
         if self.mpn_activation[adapter_name] != self.ffn_activation:
             raise ValueError(
                 f"Cannot merge: the patches use {self.mpn_activation[adapter_name]!r} but the FFN uses "
-                f"{self.ffn_activation!r}; merged neurons would compute something else."
+                f"{self.ffn_activation!r}; merged neurons would compute something else. To merge, make the "
+                "adapter with MPNConfig(activation='ffn') (its patches then use the FFN's activation)."
             )
         if getattr(self.up_proj, "bias", None) is None:
             raise ValueError("Cannot merge: the FFN input projection has no bias to hold the patch biases.")

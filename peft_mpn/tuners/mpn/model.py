@@ -46,7 +46,7 @@ class MPNModel(FFNBlockTuner):
             if out_of_range:
                 raise ValueError(f"layers_to_transform {out_of_range} out of range for a {total}-layer model.")
             peft_config.layers_to_transform = sorted({i % total for i in indices})
-        if peft_config.activation is None:
+        if peft_config.activation in (None, "ffn"):
             peft_config.activation = activation_name(model_config)
         if peft_config.hidden_size is None:
             peft_config.hidden_size = int(self.model.config.hidden_size)
