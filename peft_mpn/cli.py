@@ -65,6 +65,7 @@ def _bench(args: argparse.Namespace) -> int:
         output=args.output,
         layer=args.layer,
         editor_overrides=overrides,
+        adapter_overrides=dict(args.adapter_option),
         memory_cases=args.memory_cases,
         batch_size=args.batch_size,
         judge_cache=args.judge_cache,
@@ -162,6 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="any other field of the method's editor config (repeatable; listed below), e.g. memory_weight=5; a "
         "dotted key sets a nested config's field, e.g. locator.top_k=100 for LAFN",
+    )
+    bench.add_argument(
+        "--adapter-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a field of the adapter config the editor grows (repeatable; MPN and T-Patcher: MPNConfig), e.g. "
+        "activation=ffn for patches with the FFN's own activation instead of relu",
     )
     bench.add_argument(
         "--memory-cases",

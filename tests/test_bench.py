@@ -124,7 +124,9 @@ def fractions(table: dict) -> list:
 def test_cli_writes_json_markdown_and_plot(setup, tmp_path, method):
     output = tmp_path / "results.json"
     layer = ["--layer", "0"] if method in ("mpn", "ft-l") else []
-    results = bench(setup, output, method, *editor_args(method), *layer)
+    adapter = ["--adapter-option", "activation=ffn"] if method == "t-patcher" else []
+    results = bench(setup, output, method, *editor_args(method), *layer, *adapter)
+    assert results["adapter_options"] == ({"activation": "ffn"} if adapter else {})
 
     assert results["method"] == method and results["mode"] == "single" and results["dataset"] == "mzsre"
     assert results["languages"] == ["en", "de", "fr"] and results["edit_language"] == "en"

@@ -73,6 +73,21 @@ def test_options_a_method_has_no_use_for_are_refused_before_any_work():
     check_method_options("mpn", layer=3, augment_languages=["de"])
 
 
+def test_adapter_options_reach_the_adapter_and_are_refused_where_there_is_none():
+    spec = editor_spec("t-patcher")
+    config, kwargs = spec.editor_kwargs(spec.default_config(), 0, {"activation": "ffn"})
+    editor = spec.build(tiny_model("gpt2"), make_tokenizer(), config, progress=False, **kwargs)
+    adapter = editor.model.peft_config["default"]
+    assert (adapter.activation, adapter.layers_to_transform) == ("gelu_new", [0])  # the FFN's own, on block 0
+    assert make_editor("mpn", tiny_model("gpt2"), make_tokenizer(), progress=False).layer.mpn_activation == {
+        "default": "relu"
+    }
+    with pytest.raises(ValueError, match="lafn takes none"):
+        check_method_options("lafn", adapter_options={"activation": "ffn"})
+    with pytest.raises(ValueError, match=r"MPNConfig has no field\(s\) \['no_such'\]"):
+        check_method_options("mpn", adapter_options={"no_such": 1})
+
+
 def test_editors_without_unrelated_text_say_so_instead_of_ignoring_it():
     editor = make_editor("ft-l", tiny_model("llama"), make_tokenizer())
     assert not editor.uses_unrelated_text

@@ -37,6 +37,7 @@ def bench(
     sequential: bool = False,
     layer: int | None = None,
     editor_overrides: Mapping[str, Any] | None = None,
+    adapter_overrides: Mapping[str, Any] | None = None,
     memory_cases: int = 25,
     batch_size: int = 16,
     judge_cache: str | Path | None = None,
@@ -63,7 +64,10 @@ def bench(
         raise ValueError(f"--split selects a split of the data; {dataset} has none. Drop --split.")
     config = editor_config(method, None, **dict(editor_overrides or {}))  # bad options fail before any loading
     check_method_options(
-        method, layer=layer, augment_languages=[a for a in augment_languages or [] if a != edit_language]
+        method,
+        layer=layer,
+        adapter_options=adapter_overrides,
+        augment_languages=[a for a in augment_languages or [] if a != edit_language],
     )
     settings = GenerationSettings(locality_tokens=locality_tokens) if generation else None
     if prompt_format not in (None, "family"):
@@ -99,6 +103,7 @@ def bench(
         eval_languages=eval_languages,
         config=config,
         layer=layer,
+        adapter_options=adapter_overrides,
         memory_cases=memory_cases,
         batch_size=batch_size,
         judge_cache=judge_cache,
@@ -129,6 +134,7 @@ def bench(
             "sequential": sequential,
             "layer": layer,
             "editor_overrides": dict(editor_overrides or {}),
+            "adapter_overrides": dict(adapter_overrides or {}),
             "memory_cases": memory_cases,
             "batch_size": batch_size,
             "prompt_format": prompt_format,

@@ -75,6 +75,7 @@ def run_benchmark(
     eval_languages: Sequence[str] | None = None,
     config: Any = None,
     layer: int | None = None,
+    adapter_options: Mapping[str, Any] | None = None,
     memory_cases: int = 25,
     batch_size: int = 16,
     judge_cache: str | Path | None = None,
@@ -103,6 +104,8 @@ def run_benchmark(
             fields are set for this run.
         layer: the block MPN / T-Patcher patch and FT-L / FT-M fine-tune (default: the last); refused for the
             other methods.
+        adapter_options: fields of the adapter config the editor grows (MPN / T-Patcher: `MPNConfig`, e.g.
+            ``{"activation": "ffn"}``); refused for the other methods.
         memory_cases: cases not selected for editing whose locality prompts fill the MPN memory / LAFN KL term.
         judge_cache: a folder that keeps the unedited model's judgements per case, so runs of other methods on the
             same model and cases skip them (about half of a run's judging).
@@ -131,7 +134,7 @@ def run_benchmark(
     available = requests[0].languages
     languages = ordered_languages(eval_languages or available, edit_language)
     augment = [lang for lang in dict.fromkeys(augment_languages) if lang != edit_language]
-    check_method_options(method, layer=layer, augment_languages=augment)
+    check_method_options(method, layer=layer, augment_languages=augment, adapter_options=adapter_options)
     unknown = [lang for lang in [*languages, *augment] if lang not in available]
     if unknown:
         raise ValueError(f"Language(s) {unknown} are not in the data (it has {available}); load them or drop them.")
@@ -153,10 +156,8 @@ def run_benchmark(
 
     spec = editor_spec(method)
     config = editor_config(method, config).for_run(edit_language=edit_language, augment_languages=augment, seed=seed)
-    kwargs: dict[str, Any] = {"progress": False}
-    if layer is not None:
-        config, layer_kwargs = spec.set_layer(config, layer)
-        kwargs.update(layer_kwargs)
+    config, kwargs = spec.editor_kwargs(config, layer, adapter_options)
+    kwargs["progress"] = False
     if spec.other_facts is not None:
         kwargs.update(spec.other_facts(unrelated))
     editor = spec.build(model, tokenizer, config, **kwargs)
@@ -178,6 +179,7 @@ def run_benchmark(
             "augment": augment,
             "config": config.to_dict(),
             "layer": layer,
+            "adapter_options": dict(adapter_options or {}),
             "prompt_format": template,
         }
         if curves is not None:
@@ -254,6 +256,7 @@ def run_benchmark(
         "case_ids": [str(r.case_id) for r in edits],
         "memory_case_ids": [str(r.case_id) for r in unrelated],
         "editor_config": config.to_dict(),
+        "adapter_options": dict(adapter_options or {}),
         "prompt_format": template,
         "generation": None if generation is None else asdict(generation),
         "generations": {"before": generated_texts(before_rows), "after": generated_texts(after_rows)},

@@ -45,6 +45,8 @@ class EditorSpec:
         other_facts: editor kwargs built from the run's other (not edited) facts, besides the unrelated text
             every editor with `uses_unrelated_text` takes from them.
         options_note: why an unknown `--editor-option` is refused, where more than "no such field" helps.
+        adapter_config: the PEFT config class of the adapter the editor grows (`--adapter-option` sets its
+            fields, e.g. MPN's patch `activation`); None: the method takes no adapter options.
     """
 
     name: str
@@ -60,6 +62,7 @@ class EditorSpec:
     no_layer_reason: str = ""
     other_facts: Callable[[list[EditRequest]], dict[str, Any]] | None = None
     options_note: str = ""
+    adapter_config: type | None = None
 
     @property
     def config_class(self) -> type[EditorConfig]:
@@ -83,6 +86,20 @@ class EditorSpec:
         """The editor, with `config` (default: the method's) and its `fixed` fields."""
         config = self.default_config() if config is None else self.pin(config)
         return self.editor(model, tokenizer, config, **kwargs)
+
+    def editor_kwargs(
+        self, config: EditorConfig, layer: int | None = None, adapter_options: Mapping[str, Any] | None = None
+    ) -> tuple[EditorConfig, dict[str, Any]]:
+        """`(config, editor kwargs)` for a run on block `layer` (None: the method's default) whose adapter config
+        has `adapter_options` set; refused, naming the fix, where the method has no such block or adapter."""
+        check_method_options(self.name, layer=layer, adapter_options=adapter_options)
+        kwargs: dict[str, Any] = {}
+        if layer is not None:
+            config, kwargs = self.set_layer(config, layer)
+        if adapter_options:
+            adapter = kwargs.get("peft_config") or self.adapter_config()
+            kwargs["peft_config"] = replace(adapter, **adapter_options)
+        return config, kwargs
 
 
 def _mpn_layer(config: EditorConfig, layer: int) -> tuple[EditorConfig, dict[str, Any]]:
@@ -127,6 +144,7 @@ SPECS: dict[str, EditorSpec] = {
             bench_config=_mpn_bench_config,
             augments_by_default=True,
             set_layer=_mpn_layer,
+            adapter_config=MPNConfig,
         ),
         EditorSpec(
             "t-patcher",
@@ -139,6 +157,7 @@ SPECS: dict[str, EditorSpec] = {
                 "T-Patcher is MPN with augmentation off; drop the augmentation languages {languages} or use 'mpn'."
             ),
             set_layer=_mpn_layer,
+            adapter_config=MPNConfig,
         ),
         EditorSpec(
             "lafn",
@@ -207,8 +226,15 @@ def make_editor(name: str, model: Any, tokenizer: Any, config: EditorConfig | No
     return editor_spec(name).build(model, tokenizer, config, **kwargs)
 
 
-def check_method_options(method: str, *, layer: int | None = None, augment_languages: Sequence[str] = ()) -> None:
-    """Refuse `layer` / `augment_languages` where `method` has no use for them (before any work)."""
+def check_method_options(
+    method: str,
+    *,
+    layer: int | None = None,
+    augment_languages: Sequence[str] = (),
+    adapter_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse `layer` / `augment_languages` / `adapter_options` where `method` has no use for them (before any
+    work), and adapter options its adapter config has no field for."""
     spec = editor_spec(method)
     if layer is not None and spec.set_layer is None:
         with_block = ", ".join(name for name, other in SPECS.items() if other.set_layer is not None)
@@ -218,6 +244,16 @@ def check_method_options(method: str, *, layer: int | None = None, augment_langu
         )
     if augment_languages and not spec.augments:
         raise ValueError(spec.no_augment_reason.format(languages=list(augment_languages)))
+    if adapter_options and spec.adapter_config is None:
+        with_adapter = ", ".join(name for name, other in SPECS.items() if other.adapter_config is not None)
+        raise ValueError(f"--adapter-option sets the adapter config of {with_adapter}; {method} takes none. Drop it.")
+    if adapter_options:
+        names = {f.name for f in fields(spec.adapter_config)}
+        unknown = sorted(set(adapter_options) - names)
+        if unknown:
+            raise ValueError(
+                f"{spec.adapter_config.__name__} has no field(s) {unknown}; its fields are {sorted(names)}."
+            )
 
 
 def editor_config(method: str, config: EditorConfig | None = None, **overrides: Any) -> EditorConfig:
