@@ -35,7 +35,14 @@ from results_page.runs import (  # noqa: E402
     planned_runs,
     run_label,
 )
-from results_page.sections import classifier_section, coverage, headline, run_times, section  # noqa: E402
+from results_page.sections import (  # noqa: E402
+    classifier_section,
+    coverage,
+    headline,
+    patch_activations,
+    run_times,
+    section,
+)
 
 from peft_mpn.files import atomic_write_text  # noqa: E402
 
@@ -68,6 +75,7 @@ def build_page(
         " not judged at all, so every judged language is unseen.",
         "",
     ]
+    lines += patch_activations(runs)
     if planned is not None:
         lines += coverage(runs, planned)
     order = {mode: i for i, mode in enumerate(MODES)}

@@ -261,6 +261,7 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert "Like for like, on the 1 languages no run here trained on (fr)" in page
     assert "`translated / copied`" in page and "–" in page
     assert "This page holds 2 of the 46 runs" in page  # the runs are named as run_results.sh names them
+    assert "patch activation ([why it matters](mpn_patch_plans.md#patch-activation)): relu: 2 runs." in page
     assert "| mzsre | single | lafn, ft-l, ft-m, ft-m-augmented, icl |" in page
     with pytest.raises(FileNotFoundError, match="run_results.sh"):
         results.main([str(docs / "img"), "--docs", str(docs)])

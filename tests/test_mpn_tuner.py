@@ -293,6 +293,16 @@ def test_negative_num_patches_is_refused():
         MPNConfig(num_patches=-1)
 
 
+@pytest.mark.parametrize("arch", ["gemma3_text", "gpt2"])
+def test_a_patch_below_the_margin_adds_nothing_with_relu_and_leaks_with_the_ffn_s_activation(arch):
+    """Pre-activation -3 everywhere (T-Patcher's margin): GELU/SiLU still pass a share of the value there."""
+    below = PatchSet(torch.zeros(4, HIDDEN), torch.full((4,), -3.0), torch.randn(4, HIDDEN) * 100)
+    relu, inputs, reference = adapted(arch, below)
+    assert torch.equal(logits(relu, inputs), reference)
+    own, _, _ = adapted(arch, below, activation="ffn")
+    assert not torch.allclose(logits(own, inputs), reference, atol=1e-3)
+
+
 def test_patches_default_to_relu_and_ffn_takes_the_ffn_s_activation_which_merges():
     relu = get_peft_model(tiny_model("gpt2"), MPNConfig(num_patches=2, init_patches=False))
     assert relu.peft_config["default"].activation == "relu"

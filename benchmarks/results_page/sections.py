@@ -32,6 +32,22 @@ def run_times(runs: Sequence[Mapping[str, Any]]) -> str:
     return f" ({where}the runs here took {span} minutes each, judging included)"
 
 
+def patch_activations(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Which activation the MPN / T-Patcher runs' patches had: a run made before `adapter_options` was recorded
+    predates the relu default and used the FFN's own activation."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        if run.get("method") in ("mpn", "t-patcher"):
+            options = run.get("adapter_options")
+            name = "the FFN's own (made before the relu default)" if options is None else options.get("activation")
+            name = {None: "relu", "ffn": "the FFN's own"}.get(name, name)
+            counts[name] = counts.get(name, 0) + 1
+    if not counts:
+        return []
+    held = "; ".join(f"{name}: {count} run{'s' * (count != 1)}" for name, count in counts.items())
+    return [f"MPN and T-Patcher patch activation ([why it matters](mpn_patch_plans.md#patch-activation)): {held}.", ""]
+
+
 def coverage(runs: Sequence[Mapping[str, Any]], planned: Sequence[str]) -> list[str]:
     """Which of the planned runs the page holds; the missing ones as a dataset × mode table of methods."""
     done = {run_name(run["path"]) for run in runs if "path" in run}
