@@ -6,6 +6,7 @@ for them as they do for LoRA.
 """
 
 from .data import EditRequest, EditRequestError, FactView
+from .editing import EditResult, LAFNEditor, LAFNEditorConfig, MPNEditor, MPNEditorConfig, make_editor
 from .hub import compose_adapters, list_edits, push_edit_to_hub, save_edit
 from .loading import from_pretrained
 from .tuners import FFN_SPECS, FFNSpec, MPNConfig, MPNLayer, MPNModel, PatchSet, UnsupportedArchitectureError
@@ -17,12 +18,17 @@ __all__ = [
     "FFN_SPECS",
     "EditRequest",
     "EditRequestError",
+    "EditResult",
     "FFNSpec",
     "FactView",
     "LAFNConfig",
+    "LAFNEditor",
+    "LAFNEditorConfig",
     "LAFNLayer",
     "LAFNModel",
     "MPNConfig",
+    "MPNEditor",
+    "MPNEditorConfig",
     "MPNLayer",
     "MPNModel",
     "NeuronAddition",
@@ -31,6 +37,7 @@ __all__ = [
     "compose_adapters",
     "from_pretrained",
     "list_edits",
+    "make_editor",
     "push_edit_to_hub",
     "save_edit",
 ]

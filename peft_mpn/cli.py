@@ -33,6 +33,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version, read without importing the package's torch-heavy modules."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("peft-mpn")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def _option(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` for ``--editor-option``; the value is read as JSON where it parses (numbers, lists, null)."""
     import json
@@ -86,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Before torch is imported: OpenMP's spin-waiting makes CPU forwards several times slower on a busy machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="peft-mpn", description="Cross-lingual knowledge editing with PEFT.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--online", action="store_true", help="allow Hugging Face Hub access (off by default)")
     parser.add_argument(
         "--debug",

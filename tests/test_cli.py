@@ -74,3 +74,12 @@ def test_classification_data_is_refused_before_the_model_loads(tmp_path, capsys)
     args += ["--model", str(tmp_path / "no-model"), "--output", str(tmp_path / "out" / "results.json")]
     assert re.search("class label.*generation cases.*classifier_task", refused(capsys, args))
     assert not (tmp_path / "out").exists()
+
+
+def test_version_is_the_installed_distribution_s(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"peft-mpn {metadata.version('peft-mpn')}"
