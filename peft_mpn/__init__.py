@@ -6,13 +6,24 @@ for them as they do for LoRA.
 """
 
 from .data import EditRequest, EditRequestError, FactView
-from .editing import EditResult, LAFNEditor, LAFNEditorConfig, MPNEditor, MPNEditorConfig, make_editor
 from .hub import compose_adapters, list_edits, push_edit_to_hub, save_edit
 from .loading import from_pretrained
 from .tuners import FFN_SPECS, FFNSpec, MPNConfig, MPNLayer, MPNModel, PatchSet, UnsupportedArchitectureError
 from .tuners.lafn import LAFNConfig, LAFNLayer, LAFNModel, NeuronAddition
 
 __version__ = "0.1.0"
+
+#: Editors, importable from here but loaded on first use: the tuners and `peft_mpn.locating` sit below them.
+_EDITING = ("EditResult", "LAFNEditor", "LAFNEditorConfig", "MPNEditor", "MPNEditorConfig", "make_editor")
+
+
+def __getattr__(name: str) -> object:
+    if name in _EDITING:
+        from . import editing
+
+        return getattr(editing, name)
+    raise AttributeError(f"module 'peft_mpn' has no attribute {name!r}")
+
 
 __all__ = [
     "FFN_SPECS",

@@ -327,4 +327,26 @@ def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_out
     # it ends as the budget ends: judged on every version, kept only where the edit language holds
     assert stalled.status == full.status == "unfixed"
     assert set(full.fixed_languages) <= set(stalled.fixed_languages) != {"en", "de", "fr"}
-    assert patches_stalled == (1 if "en" in stalled.fixed_languages else 0)
+    assert (patches_stalled > 0) == ("en" in stalled.fixed_languages)
+
+
+@pytest.mark.parametrize(
+    "plan, anchored",
+    [
+        ("edit", [[(0, 3), (1, 5)], [(0, 4), (1, 6)]]),  # both slots, in both languages
+        ("per_language", [[(0, 3), (1, 5)], [(1, 6)]]),  # English's slot shared; German's own slot, in German
+    ],
+)
+def test_patches_cover_every_slot_a_trained_version_gets_wrong(plan, anchored):
+    """English is wrong at its first answer token only, German at its second: a relu patch writes only where it
+    is anchored, so each wrong slot of each trained version needs a patch anchored there."""
+    from peft_mpn.editing.mpn.planning import EditRows, plan_patches
+
+    rows = EditRows(request=[0, 0], language=["en", "de"], is_edit=[True, False])
+    correct = torch.tensor([[False, True], [True, False]])
+    positions = torch.tensor([[3, 4], [5, 6]])  # where each target slot is decided
+    h = torch.randn(2, 8, 4)
+    patches, skipped = plan_patches(1, rows, correct, positions, h, MPNEditorConfig(patch_plan=plan))
+    assert skipped == [] and len(patches) == len(anchored)
+    for patch, where in zip(patches, anchored):
+        assert torch.equal(patch.anchors, torch.stack([h[row, position] for row, position in where]))

@@ -67,9 +67,10 @@ def plan_patches(
 ) -> tuple[list[PlannedPatch], list[int]]:
     """Patches for the wrong tokens (at most the cap; one for classifiers); requests already right are skipped.
 
-    `patch_plan="edit"`: one patch per wrong edit-language token, anchored in every training language at
-    the same relative target position (T-Patcher's plan, shared across languages). `"per_language"` adds,
-    for each other training language, patches for that language's own wrong tokens, anchored there only.
+    `patch_plan="edit"`: one patch per target slot at which any training language is wrong, anchored in every
+    training language at that relative target position (T-Patcher's plan, shared across languages).
+    `"per_language"`: shared patches for the edit language's wrong tokens, and for each other training language
+    patches for that language's own wrong tokens, anchored there only.
 
     Args:
         num_requests: how many requests the rows cover.
@@ -88,33 +89,39 @@ def plan_patches(
             continue
         edit_row = next(r for r in request_rows if rows.is_edit[r])
         cap = config.max_patches_per_edit
-        patches += _patches_for(index, edit_row, request_rows, correct, positions, h, cap, always=True)
+        # shared patches where any version is wrong at that slot: relu patches fire only where they are anchored
+        slots = _wrong_slots(request_rows if config.patch_plan == "edit" else [edit_row], correct, positions)
+        patches += _patches_for(index, edit_row, request_rows, positions, h, slots[:cap] or [0])
         if config.patch_plan == "per_language":
             for row in request_rows:
-                if row != edit_row:
-                    patches += _patches_for(index, row, [row], correct, positions, h, cap, always=False)
+                slots = _wrong_slots([row], correct, positions)
+                if row != edit_row and slots:
+                    patches += _patches_for(index, row, [row], positions, h, slots[:cap])
     return patches, skipped
+
+
+def _wrong_slots(source_rows: list[int], correct: torch.Tensor, positions: torch.Tensor) -> list[int]:
+    """The relative target-token slots at which any of `source_rows` is wrong, in order."""
+    wrong: set[int] = set()
+    for row in source_rows:
+        valid = positions[row] >= 0
+        wrong_here = ((~correct[row]) & valid)[valid]  # per target slot of this row
+        wrong |= set(torch.nonzero(wrong_here).flatten().tolist())
+    return sorted(wrong)
 
 
 def _patches_for(
     request: int,
     source_row: int,
     anchor_rows: list[int],
-    correct: torch.Tensor,
     positions: torch.Tensor,
     h: torch.Tensor,
-    cap: int,
-    always: bool,
+    slots: list[int],
 ) -> list[PlannedPatch]:
-    """Patches for `source_row`'s wrong target tokens, anchored at the same relative slot of `anchor_rows`."""
-    valid = positions[source_row] >= 0
-    wrong = (~correct[source_row]) & valid
-    slots = torch.nonzero(valid).flatten()  # target-token slots of the source row
-    relative = [int((slots == s).nonzero()) for s in torch.nonzero(wrong).flatten()]
-    if not relative and not always:
-        return []
+    """One patch per relative target slot in `slots`, anchored at that slot of each of `anchor_rows` (the last
+    slot of a shorter row); `source_row`'s anchor is the patch's edit anchor."""
     patches = []
-    for rel in (relative or [0])[:cap]:
+    for rel in slots:
         anchors = []
         for r in anchor_rows:
             row_slots = torch.nonzero(positions[r] >= 0).flatten()
