@@ -136,12 +136,15 @@ def test_generation_locality_catches_a_patch_that_fires_after_unrelated_prompts(
 def test_judge_readings_do_not_depend_on_the_batch_size(tokenizer):
     model = tiny_model("gemma3_text")
     rows = []
-    for batch_size in (1, 8):
-        judge = Judge(tokenizer, augment_languages=["de"], batch_size=batch_size)
+    for batch_size in (1, 8):  # teacher-forced scoring's and generation's batches alike
+        settings = GenerationSettings(batch_size=batch_size)
+        judge = Judge(tokenizer, augment_languages=["de"], batch_size=batch_size, generation=settings)
         judge.reference(model, [fact()])
         rows.append(judge.rows(model, fact()))
     assert rows[0] == rows[1]
     assert all("generated" in row for row in rows[0])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        GenerationSettings(batch_size=0)
 
 
 def test_metric_aggregates_generation_readings_and_checks_them():

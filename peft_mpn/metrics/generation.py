@@ -51,16 +51,22 @@ class GenerationSettings:
     Args:
         locality_tokens: how many generated tokens of an unrelated prompt must be unchanged by the edit.
         stop_slack: how many tokens past the target's length the answer may take before it has to end.
+        batch_size: rows decoded together. Each greedy step reads the whole output layer (Gemma's 262k rows) and
+            every weight once, whatever the batch, so on a CPU more rows per step cost little: a case's answers
+            decode in one batch (`benchmarks/generation_batch.py`). The readings do not depend on it.
     """
 
     locality_tokens: int = 16
     stop_slack: int = 4
+    batch_size: int = 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.locality_tokens, int) or self.locality_tokens < 1:
             raise ValueError(f"locality_tokens must be a positive int, got {self.locality_tokens!r}.")
         if not isinstance(self.stop_slack, int) or self.stop_slack < 0:
             raise ValueError(f"stop_slack must be an int >= 0, got {self.stop_slack!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
 
 
 def normalise(text: str) -> str:

@@ -182,7 +182,6 @@ class Judge:
             request,
             languages=self._languages(request),
             settings=self.generation,
-            batch_size=self.batch_size,
         )
 
     def _unedited(
@@ -200,6 +199,8 @@ class Judge:
         if self.cache is not None:
             probes = [list(probe) for probe in edit_probes(request, languages)]
             settings = None if self.generation is None else asdict(self.generation)
+            if settings is not None:
+                del settings["batch_size"]  # how many rows decode together does not change a reading
             key = [fingerprint, list(self.languages or languages), str(request.case_id), probes, settings]
             path = self.cache / f"{hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:32]}.json"
             if path.is_file():

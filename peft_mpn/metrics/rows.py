@@ -64,12 +64,12 @@ def locality_generations(
     *,
     languages: Sequence[str],
     settings: GenerationSettings,
-    batch_size: int = 16,
 ) -> dict[str, tuple[int, ...]]:
-    """The model's first `settings.locality_tokens` greedy tokens after each language's locality question."""
+    """The model's first `settings.locality_tokens` greedy tokens after each language's locality question
+    (decoded `settings.batch_size` rows at a time)."""
     prompts = [(lang, v.locality_prompt) for lang, v in _views(request, languages) if v.locality_prompt]
     generated = generate_greedy(
-        model, tokenizer, [prompt for _, prompt in prompts], settings.locality_tokens, batch_size=batch_size
+        model, tokenizer, [prompt for _, prompt in prompts], settings.locality_tokens, batch_size=settings.batch_size
     )
     return {lang: tokens for (lang, _), tokens in zip(prompts, generated)}
 
@@ -163,7 +163,7 @@ def metric_rows(
     scores = score_targets(model, tokenizer, [(probe.prompt, str(probe.target)) for probe in chosen], batch_size)
     rows = [probe_row(request, probe, s.predicted, s.target, pre_locality) for probe, s in zip(chosen, scores)]
     if generation is not None:
-        _add_generation(model, tokenizer, chosen, rows, generation, pre_generation, batch_size)
+        _add_generation(model, tokenizer, chosen, rows, generation, pre_generation)
     return rows
 
 
@@ -174,12 +174,15 @@ def _add_generation(
     rows: list[Row],
     settings: GenerationSettings,
     pre_generation: Mapping[str, Sequence[int]] | None,
-    batch_size: int,
 ) -> None:
     """Add each row's `generated` reading (answers judged on greedy generation; locality against `pre_generation`)."""
     answers = [i for i, probe in enumerate(probes) if probe.probe != "locality"]
     readings = answer_readings(
-        model, tokenizer, [(probes[i].prompt, str(probes[i].target)) for i in answers], settings, batch_size=batch_size
+        model,
+        tokenizer,
+        [(probes[i].prompt, str(probes[i].target)) for i in answers],
+        settings,
+        batch_size=settings.batch_size,
     )
     for i, reading in zip(answers, readings):
         rows[i]["generated"] = {
@@ -195,7 +198,11 @@ def _add_generation(
         if probe.probe == "locality" and pre_generation and probe.language in pre_generation
     ]
     generated = generate_greedy(
-        model, tokenizer, [probes[i].prompt for i in unrelated], settings.locality_tokens, batch_size=batch_size
+        model,
+        tokenizer,
+        [probes[i].prompt for i in unrelated],
+        settings.locality_tokens,
+        batch_size=settings.batch_size,
     )
     for i, tokens in zip(unrelated, generated):
         reference = tuple(pre_generation[probes[i].language])
