@@ -244,16 +244,15 @@ def check_method_options(
         )
     if augment_languages and not spec.augments:
         raise ValueError(spec.no_augment_reason.format(languages=list(augment_languages)))
-    if adapter_options and spec.adapter_config is None:
+    if not adapter_options:
+        return
+    if spec.adapter_config is None:
         with_adapter = ", ".join(name for name, other in SPECS.items() if other.adapter_config is not None)
         raise ValueError(f"--adapter-option sets the adapter config of {with_adapter}; {method} takes none. Drop it.")
-    if adapter_options:
-        names = {f.name for f in fields(spec.adapter_config)}
-        unknown = sorted(set(adapter_options) - names)
-        if unknown:
-            raise ValueError(
-                f"{spec.adapter_config.__name__} has no field(s) {unknown}; its fields are {sorted(names)}."
-            )
+    names = {f.name for f in fields(spec.adapter_config)}
+    unknown = sorted(set(adapter_options) - names)
+    if unknown:
+        raise ValueError(f"{spec.adapter_config.__name__} has no field(s) {unknown}; its fields are {sorted(names)}.")
 
 
 def editor_config(method: str, config: EditorConfig | None = None, **overrides: Any) -> EditorConfig:

@@ -93,10 +93,9 @@ def plan_patches(
         slots = _wrong_slots(request_rows if config.patch_plan == "edit" else [edit_row], correct, positions)
         patches += _patches_for(index, edit_row, request_rows, positions, h, slots[:cap] or [0])
         if config.patch_plan == "per_language":
-            for row in request_rows:
+            for row in (r for r in request_rows if r != edit_row):
                 slots = _wrong_slots([row], correct, positions)
-                if row != edit_row and slots:
-                    patches += _patches_for(index, row, [row], positions, h, slots[:cap])
+                patches += _patches_for(index, row, [row], positions, h, slots[:cap])
     return patches, skipped
 
 
