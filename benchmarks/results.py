@@ -26,6 +26,7 @@ from typing import Any
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from results_page.generation import generation_headline  # noqa: E402
 from results_page.plots import plot_section  # noqa: E402
 from results_page.runs import (  # noqa: E402
     MODES,
@@ -47,6 +48,25 @@ from results_page.sections import (  # noqa: E402
 from peft_mpn.files import atomic_write_text  # noqa: E402
 
 
+def group_runs(runs: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """Runs by (dataset, mode), in page order; runs of one dataset and mode with different numbers of edits are
+    different cases, so each number gets its own group, titled with it (``BMIKE-53 counterfact (30 edits)``)."""
+    by_size: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
+    for run in runs:
+        by_size.setdefault((dataset_label(run), run["mode"], run.get("num_edits", 0)), []).append(run)
+    sizes: dict[tuple[str, str], int] = {}
+    for dataset, mode, _ in by_size:
+        sizes[dataset, mode] = sizes.get((dataset, mode), 0) + 1
+    order = {mode: i for i, mode in enumerate(MODES)}
+    grouped = {}
+    for (dataset, mode, edits), group in sorted(
+        by_size.items(), key=lambda i: (i[0][0], order.get(i[0][1], 9), -i[0][2])
+    ):
+        title = f"{dataset} ({edits} edits)" if sizes[dataset, mode] > 1 else dataset
+        grouped[title, mode] = sorted(group, key=run_label)
+    return grouped
+
+
 def build_page(
     runs: Sequence[Mapping[str, Any]],
     docs: str | Path,
@@ -59,9 +79,7 @@ def build_page(
     are missing. ``classifier``: a ``classifier_task.py`` report, shown in a section of its own.
     """
     docs = Path(docs)
-    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for run in runs:
-        grouped.setdefault((dataset_label(run), run["mode"]), []).append(run)
+    grouped = group_runs(runs)
     lines = [
         "# Results",
         "",
@@ -75,17 +93,14 @@ def build_page(
         " not judged at all, so every judged language is unseen.",
         "",
     ]
+    lines += generation_headline(grouped)
     lines += patch_activations(runs)
     if planned is not None:
         lines += coverage(runs, planned)
-    order = {mode: i for i, mode in enumerate(MODES)}
-    grouped = {
-        key: sorted(group, key=run_label)
-        for key, group in sorted(grouped.items(), key=lambda item: (item[0][0], order.get(item[0][1], 9)))
-    }
     lines += headline(grouped)
     for (dataset, mode), group in grouped.items():
-        slug = f"results_{dataset}_{mode}".lower().replace(" ", "_").replace("-", "")
+        slug = f"results_{dataset}_{mode}".lower().replace(" ", "_")
+        slug = "".join(c for c in slug if c not in "-()")
         plot_section(group, f"{dataset}, {mode} editing", docs / "img" / f"{slug}.png")
         lines += section(dataset, mode, group, f"img/{slug}.png")
     if classifier is not None:

@@ -260,6 +260,15 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert len(cells) == 4 and re.fullmatch(r"[\d.]+ vs [\d.]+: [+-][\d.]+ \[.+\]; EM .+", cells[-1])
     assert "Like for like, on the 1 languages no run here trained on (fr)" in page
     assert "`translated / copied`" in page and "–" in page
+    # the headline is what generate() shows, the teacher-forced reading of the same cells beside it
+    assert page.index("## What `generate()` shows after an edit") < page.index("## MPN against T-Patcher")
+    assert "**MzsRE, single editing (3 edits):** mpn (augment: de; overlapping) writes the new answer" in page
+    assert re.search(r"MPN − T-Patcher, generated, .*: on MPN's training languages \(de\) [+-][\d.]+ \[", page)
+    generated = page[page.index("Generated (greedy") : page.index("Teacher-forced, the same cells")]
+    row = next(line for line in generated.splitlines() if line.startswith("| t-patcher |"))
+    assert len(row.strip("|").split("|")) == 7 and re.fullmatch(r"[\d.]+", row.strip("|").split("|")[1].strip())
+    forced = page[page.index("Teacher-forced, the same cells") :]
+    assert re.search(r"\| t-patcher \| [\d.]+ / [\d.]+ \|", forced)
     assert "This page holds 2 of the 46 runs" in page  # the runs are named as run_results.sh names them
     assert "patch activation ([why it matters](mpn_patch_plans.md#patch-activation)): relu: 2 runs." in page
     assert "| mzsre | single | lafn, ft-l, ft-m, ft-m-augmented, icl |" in page

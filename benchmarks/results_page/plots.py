@@ -8,7 +8,29 @@ from typing import Any
 
 from peft_mpn.files import atomic_write
 
-from .runs import SUMMARY, language_average, run_label, unedited, unseen_by_every_run
+from .runs import SUMMARY, augmentation_kind, language_average, run_label, unedited, unseen_by_every_run
+
+#: One colour per method on every plot of the page (tab10's), the unedited model grey.
+METHOD_COLOURS = {
+    "mpn": "#1f77b4",
+    "mpn-disjoint": "#9ecae1",
+    "t-patcher": "#ff7f0e",
+    "lafn": "#2ca02c",
+    "ft-l": "#d62728",
+    "ft-m": "#9467bd",
+    "ft-m-augmented": "#c5b0d5",
+    "icl": "#8c564b",
+}
+
+
+def method_colour(run: Mapping[str, Any]) -> str:
+    """``run``'s fixed colour: by method, a lighter one for MPN's disjoint and FT-M's augmented runs."""
+    method = run["method"]
+    if method == "mpn" and augmentation_kind(run) == "disjoint":
+        method = "mpn-disjoint"
+    elif method == "ft-m" and run.get("augment_languages"):
+        method = "ft-m-augmented"
+    return METHOD_COLOURS.get(method, "#7f7f7f")
 
 
 def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> None:
@@ -25,11 +47,10 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
         for header, where, measure in SUMMARY
         if measure != "portability"
     ]
-    entries = [("unedited model", unedited(runs)), *((run_label(run), run) for run in runs)]
+    entries = [("unedited model", unedited(runs), "#b0b0b0"), *((run_label(r), r, method_colour(r)) for r in runs)]
     width = 0.8 / len(entries)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(groups) + 2) + 3.5, 4.2))
-    colors = plt.get_cmap("tab10")
-    for j, (label, result) in enumerate(entries):
+    for j, (label, result, color) in enumerate(entries):
         xs, heights = [], []
         for i, (_, where, measure) in enumerate(groups):
             if where == "average_unseen":
@@ -40,7 +61,6 @@ def plot_section(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
             if value is not None:
                 xs.append(i - 0.4 + width * (j + 0.5))
                 heights.append(value)
-        color = "#b0b0b0" if j == 0 else colors((j - 1) % 10)
         ax.bar(xs, heights, width, label=label, color=color, zorder=2)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([header.replace(", ", ",\n") for header, _, _ in groups], fontsize=8)

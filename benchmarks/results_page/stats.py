@@ -9,14 +9,21 @@ from typing import Any
 BOOTSTRAP_SAMPLES = 2000
 
 
-def _case_cells(run: Mapping[str, Any], languages: Sequence[str], probe: str, copied: bool | None, exact: bool):
+#: Where each reading sits in a ``per_case`` cell: ``[token accuracy, exact match, generated, stops]``.
+READINGS = {"token": 0, "em": 1, "gen": 2, "stops": 3}
+
+
+def _case_cells(run: Mapping[str, Any], languages: Sequence[str], probe: str, copied: bool | None, reading: str):
     """``{language: {case: value}}`` from a run's ``per_case`` table, the cases the reading covers."""
+    index = READINGS[reading]
     cells: dict[str, dict[str, float]] = {}
     for case, by_language in run["per_case"].items():
         for lang in languages:
             cell = by_language.get(lang, {})
             if probe in cell and (copied is None or cell.get("copied") is copied):
-                cells.setdefault(lang, {})[case] = cell[probe][1 if exact else 0]
+                values = cell[probe]
+                if index < len(values) and values[index] is not None:
+                    cells.setdefault(lang, {})[case] = values[index]
     return cells
 
 
@@ -36,17 +43,20 @@ def paired_difference(
     probe: str,
     copied: bool | None,
     exact: bool = False,
+    reading: str | None = None,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
 ) -> tuple[float, float, float] | None:
     """``a - b`` on one transfer reading over ``languages``, with a 95% paired bootstrap interval over cases.
 
-    ``None`` when the runs edited different cases or a run has no ``per_case`` table (older JSON).
+    ``reading``: ``"token"`` (the default), ``"em"`` (also ``exact=True``), ``"gen"`` (the generated answer) or
+    ``"stops"``. ``None`` when the runs edited different cases or a run has no ``per_case`` table (older JSON).
     """
     if run_a.get("case_ids") != run_b.get("case_ids") or "per_case" not in run_a or "per_case" not in run_b:
         return None
-    cells_a = _case_cells(run_a, languages, probe, copied, exact)
-    cells_b = _case_cells(run_b, languages, probe, copied, exact)
+    reading = reading or ("em" if exact else "token")
+    cells_a = _case_cells(run_a, languages, probe, copied, reading)
+    cells_b = _case_cells(run_b, languages, probe, copied, reading)
     cases = list(run_a["case_ids"])
     a, b = _macro(cells_a, cases), _macro(cells_b, cases)
     if a is None or b is None:
