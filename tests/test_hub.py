@@ -310,6 +310,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 import peft_mpn
 from peft import PeftModel
+from huggingface_hub import HfApi, hf_hub_download
 from peft_mpn.hub import list_edits, push_edit_to_hub
 from test_hub import base_model
 
@@ -325,6 +326,26 @@ oids = {
 }
 for name in ("lafn-a", "lafn-b"):
     oids[name] = push_edit_to_hub(load(name), f"tester/{name}", edits=list_edits(f"{root}/{name}")).oid
+# a model loaded from a local folder: refused before any Hub call, then pushed under the Hub id given
+local = load("river")
+local.peft_config["default"].base_model_name_or_path = "/data/models/gpt2-local"
+try:
+    push_edit_to_hub(local, "tester/local-base", edits=list_edits(f"{root}/river"))
+except ValueError as error:
+    oids["local_refused"] = str(error)
+oids["local_exists"] = HfApi().repo_exists("tester/local-base")
+oids["local/main"] = push_edit_to_hub(
+    local, "tester/local-base", edits=list_edits(f"{root}/river"), base_model="tiny-random/gpt2"
+).oid
+oids["local_config"] = json.loads(open(hf_hub_download("tester/local-base", "adapter_config.json")).read())
+# the loopback Hub refuses what the real one refuses: a card whose base_model is a path
+try:
+    HfApi().upload_file(
+        path_or_fileobj=b"---\\nbase_model: /data/models/gpt2-local\\n---\\n# card\\n",
+        path_in_repo="README.md", repo_id="tester/river",
+    )
+except Exception as error:
+    oids["path_card"] = f"{type(error).__name__}: {error}"
 print(json.dumps(oids))
 """
 
@@ -410,6 +431,34 @@ def test_pull_by_repo_id_and_revision_gives_identical_logits(adapters, hub_round
     assert torch.equal(torch.tensor(pulled["v2"]), logits(adapters["river"], inputs))
     assert pulled["sha_v2"] == hub_round_trip["pushed"]["france/v2"]
     assert {"adapter_config.json", "adapter_model.safetensors", "edits.json", "README.md"} <= set(pulled["files_v2"])
+
+
+def test_push_records_the_base_models_hub_id_and_never_a_local_path(hub_round_trip):
+    pushed = hub_round_trip["pushed"]
+    assert "'/data/models/gpt2-local', which is not a Hub model id" in pushed["local_refused"]
+    assert "base_model='org/name'" in pushed["local_refused"] and "nothing was pushed" in pushed["local_refused"]
+    assert pushed["local_exists"] is False  # refused before the repo was created
+    assert pushed["local_config"]["base_model_name_or_path"] == BASE  # what AutoPeftModel loads the base from
+    card = hub_round_trip["hub"].file("tester/local-base", "README.md").decode()
+    assert yaml.safe_load(card.split("---")[1])["base_model"] == BASE
+    # the loopback Hub holds pushes to the real Hub's rule, so a card like the old ones fails here too
+    assert "Invalid metadata in README.md" in pushed["path_card"] and '"base_model" with value' in pushed["path_card"]
+
+
+def test_card_metrics_are_hub_metadata(adapters, hub_round_trip):
+    front = yaml.safe_load(hub_round_trip["card"].split("---")[1])
+    [entry] = front["model-index"]
+    results = {(r["dataset"]["config"], m["type"]): m["value"] for r in entry["results"] for m in r["metrics"]}
+    per_language = adapters["metrics"]["per_language"]
+    assert results[("de", "reliability")] == round(per_language["de"]["reliability"], 4)
+    assert results[("en", "locality")] == round(per_language["en"]["locality"], 4)
+
+
+def test_a_local_base_model_is_named_in_the_card_text_only():
+    record = {"case_id": "x", "edit_language": "en", "prompt": "p", "target": "t", "languages": ["en"]}
+    card = str(render_edit_card(method="mpn", edits=[record], base_model="/home/me/models/gemma"))
+    assert "base_model" not in card.split("---")[1]
+    assert "a local model (/home/me/models/gemma), not on the Hub" in card
 
 
 def test_list_edits_remote_per_revision(hub_round_trip):

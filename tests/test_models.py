@@ -16,6 +16,7 @@ from peft_mpn import models
 from peft_mpn.models import (
     COMPLETE_MARKER,
     DEFAULT_MODEL,
+    DEFAULT_MODEL_HUB_ID,
     ModelResolutionError,
     default_cache_dir,
     load_model,
@@ -263,8 +264,11 @@ def test_load_model_sequence_classification(tmp_path: Path) -> None:
 
 def test_load_model_default_uses_converted_folder(cache: Path, fake_conversion: list[Path]) -> None:
     model, _ = load_model(progress=False)
-    assert Path(model.name_or_path).is_relative_to(cache)
-    assert (Path(model.name_or_path) / COMPLETE_MARKER).is_file()
+    assert Path(resolve_model_path(progress=False)).is_relative_to(cache)
+    assert (Path(resolve_model_path(progress=False)) / COMPLETE_MARKER).is_file()
+    assert len(fake_conversion) == 1  # converted once, then loaded from the cache
+    # what adapters record as their base model: the Hub id, never the machine's cache folder
+    assert model.name_or_path == model.config.name_or_path == DEFAULT_MODEL_HUB_ID
 
 
 def test_load_model_rejects_unknown_task(tmp_path: Path) -> None:
@@ -296,7 +300,7 @@ def test_a_damaged_cached_conversion_is_named_and_converted_again(
         model, _ = load_model(progress=False)
     assert len(fake_conversion) == 2
     assert f"{path} is damaged" in caplog.text and "converting it again" in caplog.text
-    assert model.name_or_path == str(path)
+    assert model.name_or_path == DEFAULT_MODEL_HUB_ID
     assert _leftovers(path.parent) == [path.name]
 
 
@@ -312,7 +316,7 @@ def test_a_cached_conversion_that_fails_to_load_says_which_folder_and_how_to_fix
     assert str(path) in message and "delete it" in message and "converts the model again" in message, message
     shutil.rmtree(path)  # the fix it names
     model, _ = load_model(progress=False)
-    assert len(fake_conversion) == 2 and model.name_or_path == str(path)
+    assert len(fake_conversion) == 2 and resolve_model_path(progress=False) == str(path)
 
 
 def test_the_temporary_folder_of_a_killed_conversion_is_removed_on_the_next_run(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .manifest import MANIFEST_NAME, EditManifestError
 
@@ -25,6 +27,46 @@ def markdown_cell(text: Any) -> str:
 
 
 _MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-!|~")
+
+
+def hub_model_id(name: str | None) -> str | None:
+    """`name` if it is a Hub repo id (``org/name`` or ``name``), None for a local path or nothing.
+
+    The Hub refuses a card whose ``base_model`` is not a model id, and a local folder means nothing to anyone
+    who pulls the adapter.
+    """
+    if not name:
+        return None
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return None
+    return name
+
+
+def eval_results(metrics: Mapping[str, Any]) -> list[EvalResult]:
+    """The card's ``model-index``: every per-language reading of `metrics` (token accuracy, exact match and
+    generated where the result has them), one `EvalResult` each, the language as the dataset config."""
+    results = []
+    for language, scores in metrics.get("per_language", {}).items():
+        for column in METRIC_COLUMNS:
+            for suffix, kind in (("", "token accuracy"), ("_em", "exact match"), ("_gen", "generated exact match")):
+                value = scores.get(f"{column}{suffix}")
+                if value is None:
+                    continue
+                results.append(
+                    EvalResult(
+                        task_type="text-generation",
+                        task_name="Knowledge editing",
+                        dataset_type="edit-requests",
+                        dataset_name="The edited facts",
+                        dataset_config=language,
+                        metric_type=f"{column}{suffix}",
+                        metric_name=f"{column.capitalize()}, {kind} ({language})",
+                        metric_value=round(float(value), 4),
+                    )
+                )
+    return results
 
 
 def _number(value: Any) -> str:
@@ -70,7 +112,8 @@ def render_edit_card(
     Args:
         method: the adapter's PEFT type in lower case (`"mpn"` or `"lafn"`); a tag and the card's subject.
         edits: manifest records (`edit_records`).
-        base_model: the base model's Hub id (`base_model_name_or_path` of the adapter config).
+        base_model: the base model's Hub id (`base_model_name_or_path` of the adapter config); a local path is
+            named in the text only, as the Hub's ``base_model`` must be a model id.
         metrics: what `peft_mpn.metrics.compute_cross_lingual_edit` returned for these edits.
         repo_id: the Hub repo the adapter lives in, for the loading snippet.
         revision: its branch, tag or commit, for the same snippet.
@@ -78,12 +121,20 @@ def render_edit_card(
     languages = sorted({lang for record in edits for lang in record.get("languages") or [record["edit_language"]]})
     if metrics and isinstance(metrics.get("per_language"), Mapping):
         languages = sorted({*languages, *metrics["per_language"]})
+    hub_id = hub_model_id(base_model)
+    results = eval_results(metrics) if metrics and isinstance(metrics.get("per_language"), Mapping) else []
     data = ModelCardData(
         library_name="peft",
-        base_model=base_model or None,
+        base_model=hub_id,
         tags=[*CARD_TAGS[:2], method, CARD_TAGS[2]],
         language=languages or None,
+        model_name=(repo_id or f"{method} knowledge edits") if results else None,
+        eval_results=results or None,
     )
+    if hub_id:
+        base_line = f"[{hub_id}](https://huggingface.co/{hub_id})"
+    else:
+        base_line = f"a local model ({markdown_cell(base_model)}), not on the Hub" if base_model else "unknown"
     name = {"mpn": "MPN (multilingual patch neurons)", "lafn": "LAFN (language-agnostic factual neurons)"}
     where = repo_id or "path/to/this/adapter"
     revision_arg = f', revision="{revision}"' if revision else ""
@@ -93,7 +144,7 @@ def render_edit_card(
         "A peft-mpn knowledge-edit adapter (a PEFT adapter): it corrects the facts listed below in the base "
         "model and is meant to leave everything else as it was.",
         "",
-        f"- **Base model:** {f'[{base_model}](https://huggingface.co/{base_model})' if base_model else 'unknown'}",
+        f"- **Base model:** {base_line}",
         f"- **Method:** {name.get(method, method)}",
         f"- **Facts edited:** {len(edits)}",
         f"- **Languages:** {', '.join(languages) if languages else 'unknown'}",

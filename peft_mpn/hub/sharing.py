@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -11,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub import CommitInfo, HfApi, ModelCard
 from peft import PeftModel
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, get_peft_model_state_dict
 
 from ..files import replace_folder
-from .card import render_edit_card
+from .card import hub_model_id, render_edit_card
 from .manifest import (
     EDITS_ATTRIBUTE,
     MANIFEST_NAME,
@@ -67,6 +68,7 @@ def save_edit(
     method: str | None = None,
     repo_id: str | None = None,
     revision: str | None = None,
+    base_model: str | None = None,
 ) -> Path:
     """Save an edit adapter to `folder`: the adapter, its manifest (`edits.json`) and its card (`README.md`).
 
@@ -85,16 +87,20 @@ def save_edit(
         method: the method recorded per edit (e.g. `"t-patcher"`); default: the PEFT type (`mpn`/`lafn`).
         repo_id: the Hub repo the adapter will live in, for the card's loading snippet.
         revision: its branch, tag or commit, for the same snippet.
+        base_model: the base model's name to record (``adapter_config.json``'s ``base_model_name_or_path`` and
+            the card's ``base_model``), e.g. the Hub id of a model loaded from a local folder; default: the one
+            the adapter config holds.
     """
     if adapter_name not in model.peft_config:
         raise KeyError(f"No adapter {adapter_name!r}; have {sorted(model.peft_config)}.")
     _check_finite(model, adapter_name)
     records = edit_records(_edits_for(model, edits), method=method or _method_of(model, adapter_name))
     folder = Path(folder)
+    base_model = base_model or model.peft_config[adapter_name].base_model_name_or_path
     card = render_edit_card(
         method=_method_of(model, adapter_name),
         edits=records,
-        base_model=model.peft_config[adapter_name].base_model_name_or_path,
+        base_model=base_model,
         metrics=metrics,
         repo_id=repo_id,
         revision=revision,
@@ -107,6 +113,11 @@ def save_edit(
         for path in (raw / adapter_name if adapter_name != "default" else raw).iterdir():
             os.replace(path, staging / path.name)
         shutil.rmtree(raw)
+        config_path = staging / CONFIG_NAME
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if base_model and config.get("base_model_name_or_path") != base_model:
+            config["base_model_name_or_path"] = base_model
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         write_edit_manifest(staging, records, method=method)
         card.save(staging / "README.md")
 
@@ -162,6 +173,7 @@ def push_edit_to_hub(
     create_pr: bool = False,
     adapter_name: str = "default",
     method: str | None = None,
+    base_model: str | None = None,
 ) -> CommitInfo:
     """Push an edit adapter with its manifest and card to the Hub in one commit (`save_edit` + `upload_folder`).
 
@@ -169,11 +181,25 @@ def push_edit_to_hub(
     with `PeftModel.from_pretrained(base, repo_id, revision=revision)` after `import peft_mpn`, or
     `peft_mpn.from_pretrained`; list its edits with `list_edits`.
 
+    The base model is recorded by its Hub id: `base_model`, else the adapter config's
+    ``base_model_name_or_path``. When that is a local path (a model loaded from a folder), nothing is pushed and
+    the error asks for ``base_model="org/name"``. The card's metadata is checked by the Hub's validator
+    (`huggingface_hub.ModelCard.validate`) before the commit.
+
     Returns:
         The `huggingface_hub.CommitInfo` of the commit (`.oid` is the commit hash).
     """
     from .. import __version__  # peft_mpn/__init__.py imports this module before it sets __version__
 
+    if adapter_name not in model.peft_config:
+        raise KeyError(f"No adapter {adapter_name!r}; have {sorted(model.peft_config)}.")
+    base_model = base_model or model.peft_config[adapter_name].base_model_name_or_path
+    if hub_model_id(base_model) is None:
+        raise ValueError(
+            f"The adapter's base model is {base_model!r}, which is not a Hub model id, and the Hub needs one to "
+            "say what the adapter is for; nothing was pushed. Pass base_model='org/name' (the Hub id of the model "
+            "you loaded from that folder) to push_edit_to_hub."
+        )
     api = HfApi(library_name="peft-mpn", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, token=token).repo_id
     check_revision(revision)
@@ -189,7 +215,9 @@ def push_edit_to_hub(
             method=method,
             repo_id=repo_id,
             revision=revision,
+            base_model=base_model,
         )
+        ModelCard.load(folder / "README.md").validate()  # the Hub's own check, before anything is committed
         count = len(read_edit_manifest(folder))
         return api.upload_folder(
             repo_id=repo_id,
