@@ -22,6 +22,10 @@ def __getattr__(name: str) -> object:
         from . import editing
 
         return getattr(editing, name)
+    if name == "evaluate_edits":
+        from .metrics import evaluate_edits
+
+        return evaluate_edits
     raise AttributeError(f"module 'peft_mpn' has no attribute {name!r}")
 
 
@@ -46,6 +50,7 @@ __all__ = [
     "PatchSet",
     "UnsupportedArchitectureError",
     "compose_adapters",
+    "evaluate_edits",
     "from_pretrained",
     "list_edits",
     "make_editor",

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from tiny import REPO_ROOT, load_benchmark_script
 
 DOCS = REPO_ROOT / "docs"
@@ -127,3 +128,37 @@ def test_results_page_is_the_one_the_kept_runs_build(tmp_path):
     assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted(
         p.name for p in (DOCS / "img").glob("results_*.png")
     )
+
+
+def test_the_readme_use_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    # The README's first snippet, executed as a user pastes it; only load_model() gives a tiny Gemma 3 with a
+    # byte-level tokenizer instead of Gemma-3-270M (same architecture, built from config): seconds, not minutes.
+    from tiny import byte_tokenizer, tiny_model
+
+    from peft_mpn import models
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    code = snippets_under(readme, "## Use")[0]
+    tokenizer = byte_tokenizer()
+    monkeypatch.setattr(
+        models, "load_model", lambda *args, **kwargs: (tiny_model("gemma3_text", vocab_size=len(tokenizer)), tokenizer)
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    status, *_ = printed[0].split()
+    assert status in ("edited", "unfixed", "skipped") and printed[0].endswith(" s")
+    assert [line.split()[0] for line in printed[1:4]] == ["en", "de", "fr"]  # one line per language
+    assert (tmp_path / "my-edit" / "adapter_config.json").is_file()
+    inputs = tokenizer(["Which company built the Boeing 747?"], return_tensors="pt")
+    with torch.no_grad():  # the adapter reloaded in the "fresh process" part is the edit made above
+        assert torch.equal(namespace["edited"](**inputs).logits, namespace["editor"].model(**inputs).logits)
+
+
+def snippets_under(page_text: str, heading: str) -> list[str]:
+    """The ```python blocks of one section of a Markdown page (from `heading` to the next heading of its level)."""
+    start = page_text.index(heading + "\n")
+    level = heading.split()[0]
+    end = page_text.find(f"\n{level} ", start + len(heading))
+    return SNIPPET.findall(page_text[start : end if end != -1 else None])

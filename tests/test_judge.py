@@ -179,3 +179,35 @@ def test_scores_do_not_depend_on_the_batch_size(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     rows = [Judge(tokenizer, batch_size=size).reference(model, FACTS) for size in (1, 16)]
     assert rows[0] == rows[1]
+
+
+def test_evaluate_edits_judges_an_edited_peft_model_against_its_adapter_free_self(model_and_tokenizer):
+    from peft import get_peft_model
+
+    from peft_mpn import MPNConfig, MPNEditor, MPNEditorConfig, evaluate_edits
+
+    model, tokenizer = model_and_tokenizer
+    unedited = evaluate_edits(model, tokenizer, FACTS, unedited=model)
+    assert unedited["locality"] == 1.0 and unedited["reliability_em"] == 0.0
+    with pytest.raises(ValueError, match="not a PeftModel.*pass unedited="):
+        evaluate_edits(model, tokenizer, FACTS)
+
+    peft_model = get_peft_model(tiny_model("llama"), MPNConfig())
+    editor = MPNEditor(
+        peft_model,
+        tokenizer,
+        MPNEditorConfig(max_steps=200, learning_rate=0.05, augment_languages=["de"]),
+        unrelated_texts=["the weather is nice today", "numbers go up", "hello world again"],
+        progress=False,
+    )
+    assert editor.edit(FACTS[0]).status in ("edited", "unfixed")
+    result = evaluate_edits(editor.model, tokenizer, FACTS[0], augment_languages=["de"])
+    assert result["reliability_em"] == 1.0 and 0.0 <= result["reliability_gen"] <= 1.0  # generation judged too
+    assert result["per_language"]["de"]["reliability_translated_em"] is None  # de's target is the English string
+    assert result["augment_languages"] == ["de"] and result["unseen_languages"] == ["fr"]
+    assert set(result["per_language"]) == {"en", "de", "fr"} and result["locality"] is not None
+    # the same numbers as the judge gives when the reference is taken by hand before editing
+    judge = Judge(tokenizer, augment_languages=["de"])
+    with editor.model.disable_adapter():
+        judge.reference(editor.model, [FACTS[0]])
+    assert judge.scores(judge.rows(editor.model, FACTS[0])) == result

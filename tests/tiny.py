@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -88,11 +88,28 @@ ENCODER_CONFIGS = {
 ALL_ARCHS = [*DECODER_CONFIGS, *ENCODER_CONFIGS]
 
 
-def tiny_model(arch: str, seed: int = 0, num_labels: int = 3) -> torch.nn.Module:
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (every byte one token, no merges): any text encodes, as with a real model's.
+
+    Pair it with ``tiny_model(arch, vocab_size=len(tokenizer))``.
+    """
+    vocab = {token: i for i, token in enumerate(SPECIALS + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
+
+
+def tiny_model(arch: str, seed: int = 0, num_labels: int = 3, vocab_size: int | None = None) -> torch.nn.Module:
     """A randomly initialised tiny causal LM (decoders) or sequence classifier (encoders), in eval mode."""
     torch.manual_seed(seed)
     if arch in DECODER_CONFIGS:
         config = DECODER_CONFIGS[arch]()
+        if vocab_size is not None:
+            config.vocab_size = vocab_size
         model = AutoModelForCausalLM.from_config(config)
         if arch == "gemma3_text":
             # Gemma normalises the FFN output (scale 1 + w, w = 0 at init); a trained model's FFNs speak louder.

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from .edit_metrics import compute_cross_lingual_edit
+from .evaluation import evaluate_edits
 from .judge import Judge, exact_matches, locality_predictions, metric_rows, rows_to_columns
 from .probes import Probe, edit_probes
 from .scoring import TargetScore, score_targets
@@ -17,6 +18,7 @@ __all__ = [
     "TargetScore",
     "compute_cross_lingual_edit",
     "edit_probes",
+    "evaluate_edits",
     "exact_matches",
     "locality_predictions",
     "metric_rows",
