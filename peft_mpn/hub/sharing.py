@@ -198,7 +198,7 @@ def push_edit_to_hub(
         raise ValueError(
             f"The adapter's base model is {base_model!r}, which is not a Hub model id, and the Hub needs one to "
             "say what the adapter is for; nothing was pushed. Pass base_model='org/name' (the Hub id of the model "
-            "you loaded from that folder) to push_edit_to_hub."
+            "you loaded from that folder) to push_edit_to_hub (peft-mpn push: --base-model org/name)."
         )
     api = HfApi(library_name="peft-mpn", library_version=__version__)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, token=token).repo_id

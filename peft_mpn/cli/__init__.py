@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from .edits import add_commands
+from .edits import option as _option
 
 DEBUG_VARIABLE = "PEFT_MPN_DEBUG"
 """Set to 1 for the traceback of an error in the arguments, data or files, as `--debug` does."""
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     report = run_demo(
         model_name=args.model,
@@ -43,21 +48,8 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` for ``--editor-option``; the value is read as JSON where it parses (numbers, lists, null)."""
-    import json
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. memory_weight=5), got {text!r}")
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
-
-
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench
+    from ..bench import bench
 
     overrides = {"max_steps": args.max_steps, "learning_rate": args.learning_rate, **dict(args.editor_option)}
     paths = bench(
@@ -90,24 +82,66 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Options whose value is a local path or free text, never a Hub id (`_names_hub` skips them).
+_LOCAL_VALUES = {"--output", "--facts", "--unrelated", "--data", "--judge-cache", "--prompt", "--target"}
+_REPO_ID = re.compile(r"^[\w][\w.-]*/[\w.-]+$")
+
+
+def _names_hub(argv: Sequence[str]) -> bool:
+    """Whether the command needs the Hub: a push, or a model / adapter named like ``org/name`` that is not a
+    local path. Read from the raw arguments: Hub access must be settled before huggingface_hub is imported."""
+    words = [word for word in argv if not word.startswith("-")]
+    if words[:1] == ["push"]:
+        return True
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word in _LOCAL_VALUES:
+            skip = True
+        elif _REPO_ID.match(word) and not Path(word).expanduser().exists():
+            return True
+    return False
+
+
+def _with_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--online`` and ``--debug``; on a subcommand they default to unset, so they never undo the top level's."""
+    top = parser.prog == "peft-mpn"
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        default=default,
+        help="allow Hugging Face Hub access (default: on for push and for Hub ids named like org/name; otherwise off, "
+        "as a Hub miss on a machine without the internet hangs before it fails)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the traceback of an error in the arguments, data or files (default: one line, 'peft-mpn: "
+        f"error: ...', exit status 2); {DEBUG_VARIABLE}=1 does the same",
+    )
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    if "--online" not in (sys.argv if argv is None else argv):
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if "--online" not in arguments and not _names_hub(arguments):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub miss otherwise hangs before failing
     # Before torch is imported: OpenMP's spin-waiting makes CPU forwards several times slower on a busy machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="peft-mpn", description="Cross-lingual knowledge editing with PEFT.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--online", action="store_true", help="allow Hugging Face Hub access (off by default)")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show the traceback of an error in the arguments, data or files (default: one line, 'peft-mpn: "
-        f"error: ...', exit status 2); {DEBUG_VARIABLE}=1 does the same",
-    )
+    _with_flags(parser)
+    common = _with_flags(argparse.ArgumentParser(add_help=False, prog="common"))
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", help="edit real facts in English with MPN and T-Patcher; judge and show every language"
+        "demo",
+        parents=[common],
+        help="edit real facts in English with MPN and T-Patcher; judge and show every language",
     )
     demo.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
     demo.add_argument(
@@ -118,18 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "with the package)",
     )
     demo.add_argument("--num-facts", type=int, default=8, help="facts to edit (at most 12 from the bundled sample)")
-    from .editing.registry import DEFAULT_AUGMENT
+    from ..editing.registry import DEFAULT_AUGMENT
 
     demo.add_argument("--augment-languages", nargs="*", default=list(DEFAULT_AUGMENT))
     demo.add_argument("--layer", type=int, default=-1, help="block whose FFN gets the patches (default: the last)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 
-    from .data.loaders import DATASETS
-    from .editing.registry import EDITORS, SPECS, options_help
+    from ..data.loaders import DATASETS
+    from ..editing.registry import EDITORS, SPECS, options_help
 
     bench = commands.add_parser(
         "bench",
+        parents=[common],
         help="edit seeded benchmark cases with one method; judge every language before and after",
         description="Edit seeded benchmark cases with one method; judge every language before and after.\n\nmethods:\n"
         + "\n".join(f"  {name:10} {spec.summary}" for name, spec in SPECS.items()),
@@ -232,12 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(run=_bench)
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_commands(commands, common, progress)
 
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         return args.run(args)
     except Exception as error:
-        from .models import ModelResolutionError
+        from ..models import ModelResolutionError
 
         # a bad value, a missing file or a model that does not resolve, named by the library; others are bugs
         user_error = isinstance(error, (ValueError, OSError, ModelResolutionError))
