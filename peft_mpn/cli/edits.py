@@ -137,16 +137,17 @@ def score_lines(scores: Mapping[str, Any]) -> list[str]:
 def run_edit(args: argparse.Namespace) -> int:
     from ..data.prompts import resolve_prompt_format
     from ..editing import make_editor
-    from ..editing.registry import DEFAULT_AUGMENT, editor_config, editor_spec
+    from ..editing.registry import editor_config, editor_spec
     from ..hub import save_edit
     from ..hub.manifest import edit_records
     from ..metrics import evaluate_edits
 
     requests = _facts(args)  # bad facts fail before the model loads
     spec = editor_spec(args.method)
-    augment = list(DEFAULT_AUGMENT if args.augment_languages is None else args.augment_languages)
-    augment = augment if spec.augments else []
     edit_languages = {request.edit_language for request in requests}
+    given = sorted({lang for request in requests for lang in request.languages} - edit_languages)
+    augment = given if args.augment_languages is None else list(args.augment_languages)
+    augment = augment if spec.augments else []
     if len(edit_languages) > 1:
         raise ValueError(f"The facts mix edit languages {sorted(edit_languages)}; edit each language in its own run.")
     config = editor_config(args.method, spec.config(), **dict(args.editor_option))
@@ -282,7 +283,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argpa
         "--augment-languages",
         nargs="*",
         default=None,
-        help="which parallel versions MPN / LAFN train on (default: de fr es ru zh, where the fact has them)",
+        help="which parallel versions MPN / LAFN train on (default: every language the facts are given in)",
     )
     edit.add_argument(
         "--unrelated",

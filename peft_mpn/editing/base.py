@@ -214,9 +214,9 @@ class Editor(ABC):
             if new := [lang for lang in missing if lang not in warned]:
                 warned.update(new)
                 logger.warning(
-                    "Request %r has no version in %s (it has %s): trained without %s. Check the language codes "
+                    "Request %s has no version in %s (it has %s): trained without %s. Check the language codes "
                     "in augment_languages (this is said once per language).",
-                    request.case_id,
+                    repr(request.case_id) if request.case_id is not None else repr(request.edit.prompt),
                     new,
                     request.languages,
                     "it" if len(new) == 1 else "them",
