@@ -335,6 +335,7 @@ def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_out
     [
         ("edit", [[(0, 3), (1, 5)], [(0, 4), (1, 6)]]),  # both slots, in both languages
         ("per_language", [[(0, 3), (1, 5)], [(1, 6)]]),  # English's slot shared; German's own slot, in German
+        ("separate", [[(0, 3)], [(1, 6)]]),  # each language's own slot, anchored in that language only
     ],
 )
 def test_patches_cover_every_slot_a_trained_version_gets_wrong(plan, anchored):

@@ -39,12 +39,14 @@ class MPNEditorConfig(EditorConfig):
         },
     )
     # patches
-    patch_plan: Literal["edit", "per_language"] = field(
+    patch_plan: Literal["edit", "per_language", "separate"] = field(
         default="edit",
         metadata={
             "help": "'edit': one patch per wrong edit-language token, shared by every language (T-Patcher's plan). "
             "'per_language': also patches for each augmentation language's own wrong tokens (its answer may be a "
-            "different string, which one shared value vector cannot produce in every language)."
+            "different string, which one shared value vector cannot produce in every language). 'separate': as "
+            "per_language, but the edit language's patches are anchored in the edit language only, so no patch is "
+            "trained to fire in several languages: sharper on same-relation neighbours, less general."
         },
     )
     max_patches_per_edit: int = field(
@@ -175,8 +177,8 @@ class MPNEditorConfig(EditorConfig):
     seed: int = field(default=0, metadata={"help": "Seed for value init and cross-lingual sampling."})
 
     def __post_init__(self) -> None:
-        if self.patch_plan not in ("edit", "per_language"):
-            raise ValueError(f"patch_plan must be 'edit' or 'per_language', got {self.patch_plan!r}.")
+        if self.patch_plan not in ("edit", "per_language", "separate"):
+            raise ValueError(f"patch_plan must be 'edit', 'per_language' or 'separate', got {self.patch_plan!r}.")
         if self.key_init not in ("edit", "mean"):
             raise ValueError(f"key_init must be 'edit' or 'mean', got {self.key_init!r}.")
         if self.augment_languages is not None:

@@ -70,7 +70,8 @@ def plan_patches(
     `patch_plan="edit"`: one patch per target slot at which any training language is wrong, anchored in every
     training language at that relative target position (T-Patcher's plan, shared across languages).
     `"per_language"`: shared patches for the edit language's wrong tokens, and for each other training language
-    patches for that language's own wrong tokens, anchored there only.
+    patches for that language's own wrong tokens, anchored there only. `"separate"`: as `"per_language"`, with the
+    edit language's patches anchored in the edit language only.
 
     Args:
         num_requests: how many requests the rows cover.
@@ -91,8 +92,9 @@ def plan_patches(
         cap = config.max_patches_per_edit
         # shared patches where any version is wrong at that slot: relu patches fire only where they are anchored
         slots = _wrong_slots(request_rows if config.patch_plan == "edit" else [edit_row], correct, positions)
-        patches += _patches_for(index, edit_row, request_rows, positions, h, slots[:cap] or [0])
-        if config.patch_plan == "per_language":
+        shared = [edit_row] if config.patch_plan == "separate" else request_rows
+        patches += _patches_for(index, edit_row, shared, positions, h, slots[:cap] or [0])
+        if config.patch_plan in ("per_language", "separate"):
             for row in (r for r in request_rows if r != edit_row):
                 slots = _wrong_slots([row], correct, positions)
                 patches += _patches_for(index, row, [row], positions, h, slots[:cap])
