@@ -107,17 +107,20 @@ def load_base(model: str | None, adapter: str | None = None, *, progress: bool =
     return load_model(model, progress=progress)
 
 
-def _unrelated_texts(path: str | None) -> list[str]:
-    """``--unrelated FILE`` (one text per line), else the bundled BMIKE-53 sample's unrelated questions."""
+def _unrelated_texts(path: str | None, template: str = "{prompt}") -> list[str]:
+    """``--unrelated FILE`` (one text per line, as given), else the bundled BMIKE-53 sample's unrelated questions
+    put in `template`, the prompt format the edits are made in."""
     if path is not None:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{path} holds no text: one unrelated text per line.")
         return lines
+    from ..data.prompts import format_prompt
     from ..demo import load_demo_facts
 
     _, memory, _ = load_demo_facts(None, 1)
-    return [view.locality_prompt for request in memory for view in request.views.values() if view.locality_prompt]
+    questions = [view.locality_prompt for request in memory for view in request.views.values() if view.locality_prompt]
+    return [format_prompt(template, question) for question in questions]
 
 
 def score_lines(scores: Mapping[str, Any]) -> list[str]:
@@ -155,11 +158,11 @@ def run_edit(args: argparse.Namespace) -> int:
         edit_language=edit_languages.pop(), augment_languages=augment, seed=getattr(config, "seed", 0)
     )
     model, tokenizer = load_base(args.model, progress=not args.no_progress)
+    template = resolve_prompt_format(args.prompt_format, model)
     kwargs: dict[str, Any] = {"progress": not args.no_progress}
     if spec.editor.uses_unrelated_text:
-        kwargs["unrelated_texts"] = _unrelated_texts(args.unrelated)
+        kwargs["unrelated_texts"] = _unrelated_texts(args.unrelated, template)
     editor = make_editor(args.method, model, tokenizer, config, **kwargs)
-    template = resolve_prompt_format(args.prompt_format, model)
     held, formatted = [], []
     for request in requests:
         result = editor.edit(request.with_prompt_format(template))
