@@ -8,8 +8,7 @@ T-Patcher losses; LAFN's edit NLL + KL locality + norm penalty) on the adapter o
 `TrainingArguments` offers: gradient accumulation, logging, evaluation with the `cross_lingual_edit` metric,
 checkpoints and `resume_from_checkpoint`.
 
-Example:
-
+Examples:
     ```py
     >>> editor = MPNEditor(model, tokenizer, unrelated_texts=unrelated_questions)
     >>> trainer = EditTrainer(editor, TrainingArguments("out", learning_rate=0.05, max_steps=200),

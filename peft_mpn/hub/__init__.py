@@ -10,8 +10,7 @@ An edit adapter folder (local or a Hub repo) holds what `PeftModel.save_pretrain
 `save_edit` and `push_edit_to_hub` (`peft_mpn.hub.sharing`) write both beside the adapter; `compose_adapters`
 (`peft_mpn.hub.compose`) combines several edit adapters into one.
 
-Example:
-
+Examples:
     ```py
     >>> import peft_mpn
     >>> from peft_mpn.hub import list_edits, push_edit_to_hub, save_edit

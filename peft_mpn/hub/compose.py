@@ -117,8 +117,7 @@ def compose_adapters(
         revision: one Hub revision for every source, or one per source (`None` for local folders).
         token: Hub token for private repos.
 
-    Example:
-
+    Examples:
         ```py
         >>> model = compose_adapters(base_model, ["me/capitals", "me/rivers"])
         >>> save_edit(model, "capitals-and-rivers")

@@ -48,8 +48,7 @@ def evaluate_edits(
         language with `_em` (exact match), `_gen` (generated answer exact) and `_stops` beside each, `per_language`,
         `average`, `average_augment` / `average_unseen` and `counts`.
 
-    Example:
-
+    Examples:
         ```py
         >>> editor.edit(request)
         >>> result = evaluate_edits(editor.model, tokenizer, [request], augment_languages=["de", "fr"])

@@ -102,8 +102,7 @@ class Judge:
         generation: how to read greedy generation beside teacher forcing (answers judged on the generated text,
             locality on the first generated tokens); None: teacher-forced readings only.
 
-    Example:
-
+    Examples:
         ```py
         >>> judge = Judge(tokenizer, languages=["en", "de", "fr"], augment_languages=["de"])
         >>> before = judge.reference(model, requests)      # the unedited model; keeps its locality answers

@@ -63,8 +63,7 @@ class FTEditor(Editor):
         config: the fine-tuning hyper-parameters (default: FT-L's).
         progress: show a progress bar in `edit_stream`.
 
-    Example:
-
+    Examples:
         ```py
         >>> editor = make_editor("ft-m", model, tokenizer)
         >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))

@@ -25,8 +25,9 @@ class ICLEditor(Editor):
         config: the demonstration template and how many facts each prompt sees.
         progress: show a progress bar in `edit_stream`.
 
-    Example (the same evaluation code as for the other editors):
+    The same evaluation code as for the other editors works on it.
 
+    Examples:
         ```py
         >>> editor = make_editor("icl", model, tokenizer)
         >>> editor.edit(EditRequest.single("The capital of France is", "Lyon"))

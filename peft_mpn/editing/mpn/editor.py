@@ -68,8 +68,7 @@ class MPNEditor(MPNEditorState, Editor):
         adapter_name: the adapter to add patches to (default: the active one).
         memory: a memory bank to share (e.g. with another editor on the same model and layer).
 
-    Example:
-
+    Examples:
         ```py
         >>> editor = MPNEditor(model, tokenizer, unrelated_texts=unrelated_questions)
         >>> editor.edit(EditRequest.single("The capital of France is", "Lyon",

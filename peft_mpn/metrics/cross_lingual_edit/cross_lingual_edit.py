@@ -68,7 +68,6 @@ Returns:
     Before-edit numbers: a second compute call with the unedited model's predictions, without locality rows.
 
 Examples:
-
     Example 1-One case edited in English, scored in English and German (translated target):
         >>> metric = evaluate.load("path/to/peft_mpn/metrics/cross_lingual_edit")
         >>> results = metric.compute(

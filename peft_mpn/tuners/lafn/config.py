@@ -58,8 +58,7 @@ class LAFNConfig(FFNBlockConfig):
     Two LAFN adapters combine into one (`composable_with`) when they agree on `update_input`, `cached`,
     `activation_threshold`, `intermediate_size` and `hidden_size` and no neuron belongs to both.
 
-    Example:
-
+    Examples:
         ```py
         >>> import peft_mpn
         >>> from peft import get_peft_model

@@ -45,8 +45,7 @@ class LAFNModel(FFNBlockTuner):
     Interface for editors: `lafn_layers`, `neuron_sets`, `add_neurons` (grow a neuron set,
     e.g. to union the sets of a batch or of sequential edits) and `resolve_adapter`.
 
-    Example:
-
+    Examples:
         ```py
         >>> import peft_mpn
         >>> from peft import get_peft_model

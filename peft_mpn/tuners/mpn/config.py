@@ -20,8 +20,7 @@ class MPNConfig(FFNBlockConfig):
     Two MPN adapters combine into one (`composable_with`) when they patch the same blocks (`target_modules`,
     `layers_to_transform`) of models of the same width with the same patch `activation`.
 
-    Example:
-
+    Examples:
         ```py
         >>> import peft_mpn
         >>> from peft import get_peft_model

@@ -19,8 +19,7 @@ class MPNModel(FFNBlockTuner):
     Built like every peft tuner, from the model to adapt, its `MPNConfig` (`peft_config`) and the
     adapter name (default `"default"`).
 
-    Example:
-
+    Examples:
         ```py
         >>> import peft_mpn
         >>> from peft import get_peft_model
