@@ -162,3 +162,16 @@ def snippets_under(page_text: str, heading: str) -> list[str]:
     level = heading.split()[0]
     end = page_text.find(f"\n{level} ", start + len(heading))
     return SNIPPET.findall(page_text[start : end if end != -1 else None])
+
+
+def test_docstring_examples_are_sections_mkdocstrings_renders():
+    # Griffe reads "Examples:" with its content on the next lines as a section and renders the code; "Example:",
+    # or a blank line after the title, leaves the fences printed as text in the API reference.
+    bad = []
+    for path in (REPO_ROOT / "peft_mpn").rglob("*.py"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines[:-1], 1):
+            title = line.strip()
+            if title == "Example:" or (title == "Examples:" and not lines[number].strip()):
+                bad.append(f"{path.relative_to(REPO_ROOT)}:{number}: {title}")
+    assert bad == []
