@@ -33,7 +33,7 @@ from . import losses
 from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
 from .history import EditHistory
-from .memory import MemoryBank
+from .memory import MemoryBank, decoder_memory_vectors
 from .neighbours import SubjectPool
 from .objective import MPNTrainerObjective
 from .planning import (
@@ -138,8 +138,12 @@ class MPNEditor(MPNEditorState, Editor):
         if not texts:
             raise ValueError("No unrelated texts given: pass unrelated, non-empty strings.")
         size = self.config.memory_batch_size
-        chunks = range(0, len(texts), size)
-        for start in tqdm(chunks, desc="memory bank", disable=not self.progress, leave=False):
+        if not self.is_classifier and not self.is_encoder:
+            model, layer, tokenizer = self.model, self.layer, self.tokenizer
+            for vectors in decoder_memory_vectors(model, layer, tokenizer, texts, size, self._pad, self.progress):
+                self.memory.add_unrelated(vectors)
+            return
+        for start in tqdm(range(0, len(texts), size), desc="memory bank", disable=not self.progress, leave=False):
             inputs = self._encode_texts(texts[start : start + size])
             with frozen(self.model):
                 h = capture_ffn_inputs(self.model, self.layer, inputs)

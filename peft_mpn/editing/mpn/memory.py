@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -107,3 +110,48 @@ class MemoryBank:
     def __len__(self) -> int:
         vectors = self.vectors
         return 0 if vectors is None else len(vectors)
+
+
+def decoder_memory_vectors(
+    model: Any,
+    layer: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int,
+    pad: int,
+    progress: bool = False,
+) -> Iterator[torch.Tensor]:
+    """FFN inputs at `layer` for every token of `texts` (a decoder's), one [N, d] tensor per chunk of `batch_size`.
+
+    Texts in a prompt format start with the same answered questions (`qa-2shot`: 29 tokens on Gemma 3). Those
+    tokens run once per chunk (`SharedPrefix`), and their vectors enter once per call rather than once per text:
+    repeated, they would fill most of the bank with copies of a few vectors, which the memory loss's top k would
+    count many times over.
+    """
+    from ...batching import left_pad, left_padded_positions
+    from ...shared_prefix import SharedPrefix
+    from ..common import frozen
+    from ..prefix import capture_ffn_inputs
+
+    prefixes_added: set[tuple[int, ...]] = set()
+    for start in tqdm(range(0, len(texts), batch_size), desc="memory bank", disable=not progress, leave=False):
+        rows = [
+            tokenizer(text, truncation=True, max_length=128)["input_ids"] for text in texts[start : start + batch_size]
+        ]
+        shared = SharedPrefix(rows, pad)
+        with frozen(model):
+            if shared.usable(model):
+                with layer.record_inputs() as recorded:
+                    inputs = shared.inputs(model)  # runs the shared prefix once
+                h = capture_ffn_inputs(model, layer, inputs)
+                vectors = h[inputs["attention_mask"][:, shared.length :].bool()]
+                prefix = tuple(rows[0][: shared.length])
+                if prefix not in prefixes_added:
+                    prefixes_added.add(prefix)
+                    vectors = torch.cat([recorded[0][0], vectors])
+            else:
+                input_ids, attention_mask = left_pad(rows, pad)
+                inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+                inputs["position_ids"] = left_padded_positions(attention_mask)
+                vectors = capture_ffn_inputs(model, layer, inputs)[attention_mask.bool()]
+        yield vectors
