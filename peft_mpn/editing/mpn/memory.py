@@ -128,7 +128,6 @@ def decoder_memory_vectors(
     repeated, they would fill most of the bank with copies of a few vectors, which the memory loss's top k would
     count many times over.
     """
-    from ...batching import left_pad, left_padded_positions
     from ...shared_prefix import SharedPrefix
     from ..common import frozen
     from ..prefix import capture_ffn_inputs
@@ -139,19 +138,14 @@ def decoder_memory_vectors(
             tokenizer(text, truncation=True, max_length=128)["input_ids"] for text in texts[start : start + batch_size]
         ]
         shared = SharedPrefix(rows, pad)
+        split = shared.length if shared.usable(model) else 0  # otherwise `inputs` is the plain left-padded batch
         with frozen(model):
-            if shared.usable(model):
-                with layer.record_inputs() as recorded:
-                    inputs = shared.inputs(model)  # runs the shared prefix once
-                h = capture_ffn_inputs(model, layer, inputs)
-                vectors = h[inputs["attention_mask"][:, shared.length :].bool()]
-                prefix = tuple(rows[0][: shared.length])
-                if prefix not in prefixes_added:
-                    prefixes_added.add(prefix)
-                    vectors = torch.cat([recorded[0][0], vectors])
-            else:
-                input_ids, attention_mask = left_pad(rows, pad)
-                inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-                inputs["position_ids"] = left_padded_positions(attention_mask)
-                vectors = capture_ffn_inputs(model, layer, inputs)[attention_mask.bool()]
+            with layer.record_inputs() as recorded:
+                inputs = shared.inputs(model)  # runs the shared prefix once, where there is one to split off
+            h = capture_ffn_inputs(model, layer, inputs)
+        vectors = h[inputs["attention_mask"][:, split:].bool()]
+        prefix = tuple(rows[0][:split])
+        if split and prefix not in prefixes_added:
+            prefixes_added.add(prefix)
+            vectors = torch.cat([recorded[0][0], vectors])
         yield vectors
