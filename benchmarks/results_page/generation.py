@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .runs import language_average, run_label, unedited, unseen_by_every_run
-from .stats import BOOTSTRAP_SAMPLES, paired_difference
+from .stats import BOOTSTRAP_SAMPLES, format_difference, paired_difference
 
 #: Headline columns: (header, language set, per-language measure, per-case probe, copied cases only / translated
 #: only / all). The language sets are the group's: ``edit`` (the edit language), ``trained`` (the judged languages
@@ -82,11 +82,7 @@ def _tables(runs: Sequence[Mapping[str, Any]], sets: Mapping[str, list[str]]) ->
 
 def _difference(mpn: Mapping[str, Any], other: Mapping[str, Any], languages: Sequence[str], column) -> str:
     _, _, _, probe, copied = column
-    value = paired_difference(mpn, other, languages, probe, copied, reading="gen")
-    if value is None:
-        return "–"
-    difference, low, high = value
-    return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
+    return format_difference(paired_difference(mpn, other, languages, probe, copied, reading="gen"))
 
 
 def bottom_line(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -18,7 +18,7 @@ from .runs import (
     unedited,
     unseen_by_every_run,
 )
-from .stats import BOOTSTRAP_SAMPLES, paired_difference
+from .stats import BOOTSTRAP_SAMPLES, format_difference, paired_difference
 
 
 def run_times(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -81,13 +81,6 @@ def _summary_row(label: str, result: Mapping[str, Any], run: Mapping[str, Any] |
     return f"| {label} | " + " | ".join(cells) + f" | {timing} | {success} |"
 
 
-def _difference(value: tuple[float, float, float] | None) -> str:
-    if value is None:
-        return "–"
-    difference, low, high = value
-    return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-
 def like_for_like(runs: Sequence[Mapping[str, Any]], languages: Sequence[str]) -> list[str]:
     """Every run (and the unedited model) on the same unseen languages, each transfer reading apart."""
     header = " | ".join(f"{name} (tok. / EM)" for name, _, _, _ in TRANSFER)
@@ -122,8 +115,8 @@ def _versus(
     ours, theirs = language_average(mpn, languages, measure), language_average(patcher, languages, measure)
     if ours is None or theirs is None:
         return "–"
-    token = _difference(paired_difference(mpn, patcher, languages, probe, copied))
-    exact = _difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
+    token = format_difference(paired_difference(mpn, patcher, languages, probe, copied))
+    exact = format_difference(paired_difference(mpn, patcher, languages, probe, copied, exact=True))
     return f"{ours:.2f} vs {theirs:.2f}: {token}; EM {exact}"
 
 

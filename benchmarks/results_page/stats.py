@@ -72,3 +72,11 @@ def paired_difference(
     low = differences[int(0.025 * (len(differences) - 1))]
     high = differences[int(0.975 * (len(differences) - 1))]
     return a - b, low, high
+
+
+def format_difference(value: tuple[float, float, float] | None) -> str:
+    """``+0.12 [+0.05, +0.19]`` from `paired_difference`'s result; ``–`` when there is none."""
+    if value is None:
+        return "–"
+    difference, low, high = value
+    return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
