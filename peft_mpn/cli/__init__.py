@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _with_flags(parser)
     common = _with_flags(argparse.ArgumentParser(add_help=False, prog="common"))
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
@@ -164,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bench = commands.add_parser(
         "bench",
-        parents=[common],
+        parents=[common, progress],
         help="edit seeded benchmark cases with one method; judge every language before and after",
         description="Edit seeded benchmark cases with one method; judge every language before and after.\n\nmethods:\n"
         + "\n".join(f"  {name:10} {spec.summary}" for name, spec in SPECS.items()),
@@ -265,10 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="K",
         help="edited cases judged at each curve point (a seeded sample of those edited so far)",
     )
-    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(run=_bench)
-    progress = argparse.ArgumentParser(add_help=False)
-    progress.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_commands(commands, common, progress)
 
     args = parser.parse_args(arguments)

@@ -19,8 +19,6 @@ ADAPTER_METHODS = ("mpn", "t-patcher", "lafn")
 
 def option(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` for ``--editor-option``; the value is read as JSON where it parses (numbers, lists, null)."""
-    import json
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. memory_weight=5), got {text!r}")
@@ -138,7 +136,7 @@ def score_lines(scores: Mapping[str, Any]) -> list[str]:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from ..data.prompts import resolve_prompt_format
+    from ..data.prompts import format_requests, resolve_prompt_format
     from ..editing import make_editor
     from ..editing.registry import editor_config, editor_spec
     from ..hub import save_edit
@@ -163,7 +161,7 @@ def run_edit(args: argparse.Namespace) -> int:
     if spec.editor.uses_unrelated_text:
         kwargs["unrelated_texts"] = _unrelated_texts(args.unrelated, template)
     editor = make_editor(args.method, model, tokenizer, config, **kwargs)
-    held, formatted = [], []
+    held = []
     for request in requests:
         result = editor.edit(request.with_prompt_format(template))
         holds = " ".join(result.fixed_languages) or "no language"
@@ -171,13 +169,12 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"{label}: {result.status}, holds in {holds} ({result.steps} steps, {result.seconds:.1f} s)")
         if result.patches_added or result.status == "skipped":  # a rolled-back edit is left out
             held.append(request)
-            formatted.append(request.with_prompt_format(template))
     if not held:
         print(f"no edit held within its budget: nothing written to {args.output}")
         return 1
     scores = None
     if args.evaluate:
-        scores = evaluate_edits(editor.model, tokenizer, formatted, augment_languages=augment)
+        scores = evaluate_edits(editor.model, tokenizer, format_requests(held, template), augment_languages=augment)
         print("\n".join(score_lines(scores)))
     # the user's own prompts, and the format they were put to the model in (evaluate reads it back)
     records = [{**record, "prompt_format": template} for record in edit_records(held, method=args.method)]
@@ -187,7 +184,7 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..data.prompts import resolve_prompt_format
+    from ..data.prompts import format_requests, resolve_prompt_format
     from ..data.requests import EditRequest
     from ..hub import list_edits
     from ..loading import from_pretrained
@@ -206,8 +203,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             EditRequest.single(r["prompt"], r["target"], language=r["edit_language"], case_id=r.get("case_id"))
             for r in records
         ]
-    requests = [request.with_prompt_format(template) for request in requests]
-    scores = evaluate_edits(model, tokenizer, requests, augment_languages=args.augment_languages or ())
+    seen = args.augment_languages or ()
+    scores = evaluate_edits(model, tokenizer, format_requests(requests, template), augment_languages=seen)
     print("\n".join(score_lines(scores)))
     if args.output:
         from ..files import atomic_write_text
