@@ -40,8 +40,15 @@ def edit_france(neighbour_negatives: int, **config_fields) -> tuple[list, list, 
 
 
 def test_without_neighbours_the_patch_fires_on_the_same_question_about_other_subjects():
-    before, after, _ = edit_france(neighbour_negatives=0, warm_start=False)
+    before, after, _ = edit_france(neighbour_negatives=0, warm_start=False, subject_gate_depth=None)
     assert before != after  # Transformer-Patcher's training: "the capital of germany is" changes too
+
+
+def test_subject_gates_alone_keep_the_other_subjects_answers():
+    before, after, editor = edit_france(neighbour_negatives=0, warm_start=False)  # the same edit, gated
+    assert before == after
+    patches = editor.layer.patches(editor.adapter_name)
+    assert patches.gated and bool(patches.gate_keys.any(-1).all())  # every patch got a gate
 
 
 def test_neighbour_questions_keep_the_other_subjects_answers():

@@ -23,7 +23,8 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
     Subclasses implement `update_layer`, `merge` and `unmerge` as peft's layers do, plus the steps of the
     hooked forward: `_active_terms()` (what adds to this forward pass: active, unmerged adapters),
     `_adapter_terms(name)` (what one adapter adds, for the rows of a mixed adapter batch) and
-    `_down_delta(terms, h, a)` (what they add, from the FFN input `h` and the down projection's input `a`).
+    `_down_delta(terms, h, a, rows)` (what they add, from the FFN input `h` and the down projection's input `a`
+    of the batch rows `rows`, None: every row).
 
     Args:
         base_layer: the FFN block module to wrap (`mlp`, or `output` for BERT-likes).
@@ -131,8 +132,11 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         """What adds to the FFN output in this forward pass (e.g. active, unmerged adapters); empty: nothing."""
 
     @abstractmethod
-    def _down_delta(self, terms: Sequence[Any], h: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
-        """What `terms` add to the down projection's output, from the FFN input `h` and the down input `a`."""
+    def _down_delta(
+        self, terms: Sequence[Any], h: torch.Tensor, a: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """What `terms` add to the down projection's output, from the FFN input `h` and the down input `a` (of
+        the batch rows `rows` of this forward pass; None: all of them)."""
 
     def forward(self, *args: Any, adapter_names: Sequence[str] | None = None, **kwargs: Any) -> Any:
         """The wrapped block's forward, plus what the adapters add to its down projection's output.
@@ -189,7 +193,7 @@ class FFNBlockLayer(BaseTunerLayer, nn.Module):
         def mixed_delta(h: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
             delta = None
             for rows, terms in groups:
-                part = self._down_delta(terms, h[rows], a[rows])
+                part = self._down_delta(terms, h[rows], a[rows], rows)
                 if part is not None:
                     delta = part.new_zeros((*a.shape[:-1], part.shape[-1])) if delta is None else delta
                     delta = delta.index_copy(0, rows, part.to(delta.dtype))

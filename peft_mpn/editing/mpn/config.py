@@ -157,6 +157,16 @@ class MPNEditorConfig(EditorConfig):
             "wording; 0: off (Transformer-Patcher's original). Needs the requests' subject field.",
         },
     )
+    subject_gate_depth: float | None = field(
+        default=0.25,
+        metadata={
+            "help": "Subject gates (causal LMs): each patch adds its value only once the text has mentioned the "
+            "edit's subject, read at the block this far into the model (0.25: a quarter of the way, block 4 of "
+            "Gemma-3-270M's 18), so an edit stays silent on the same question about another subject. Needs the "
+            "requests' subject field and a fast tokenizer; a patch whose subject is not found stays ungated. None: no "
+            "gates (Transformer-Patcher's original).",
+        },
+    )
     # speed
     prefix_cache: bool = field(
         default=True,
@@ -179,6 +189,8 @@ class MPNEditorConfig(EditorConfig):
     def __post_init__(self) -> None:
         if self.patch_plan not in ("edit", "per_language", "separate"):
             raise ValueError(f"patch_plan must be 'edit', 'per_language' or 'separate', got {self.patch_plan!r}.")
+        if self.subject_gate_depth is not None and not 0 <= self.subject_gate_depth < 1:
+            raise ValueError(f"subject_gate_depth must be in [0, 1) or None, got {self.subject_gate_depth!r}.")
         if self.key_init not in ("edit", "mean"):
             raise ValueError(f"key_init must be 'edit' or 'mean', got {self.key_init!r}.")
         if self.augment_languages is not None:

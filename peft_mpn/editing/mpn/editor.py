@@ -23,7 +23,6 @@ from ...batching import (
     window_logits_at_targets,
 )
 from ...data.requests import EditRequest, EditRequestError
-from ...shared_prefix import SharedPrefix
 from ...tuners.ffn import ffn_spec
 from ...tuners.mpn import MPNConfig, MPNModel, PatchSet
 from ..base import Editor, EditResult, unrelated_strings
@@ -34,7 +33,7 @@ from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
 from .history import EditHistory
 from .memory import MemoryBank, decoder_memory_vectors
-from .neighbours import SubjectPool
+from .neighbours import SubjectPool, neighbour_inputs
 from .objective import MPNTrainerObjective
 from .planning import (
     EditRows,
@@ -50,6 +49,7 @@ from .planning import (
 )
 from .state import MPNEditorState
 from .stopping import StopRule
+from .subject_gate import SubjectGates
 from .warm_start import warm_start_patches
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class MPNEditor(MPNEditorState, Editor):
         self._generator = torch.Generator().manual_seed(self.config.seed)
         self._keeps_logits = takes_logits_to_keep(base)
         self._pad = pad_token_id(tokenizer)
+        self.gates = SubjectGates.for_editor(self)
         if unrelated_texts is not None:
             self.add_unrelated_texts(unrelated_texts)
 
@@ -140,8 +141,13 @@ class MPNEditor(MPNEditorState, Editor):
         size = self.config.memory_batch_size
         if not self.is_classifier and not self.is_encoder:
             model, layer, tokenizer = self.model, self.layer, self.tokenizer
-            for vectors in decoder_memory_vectors(model, layer, tokenizer, texts, size, self._pad, self.progress):
+            gate = self.gates.gate if self.gates else None
+            for vectors, at_gate in decoder_memory_vectors(
+                model, layer, tokenizer, texts, size, self._pad, self.progress, gate
+            ):
                 self.memory.add_unrelated(vectors)
+                if at_gate is not None:
+                    self.gates.memory.add_unrelated(at_gate)
             return
         for start in tqdm(range(0, len(texts), size), desc="memory bank", disable=not self.progress, leave=False):
             inputs = self._encode_texts(texts[start : start + size])
@@ -196,7 +202,7 @@ class MPNEditor(MPNEditorState, Editor):
                     f"targets must be {kind}, got {request.edit.target!r}."
                 )
         start = time.perf_counter()
-        with frozen(self.model):
+        with frozen(self.model), self.gates.suspended() if self.gates else nullcontext():
             # a later edit of the same fact replaces the earlier one: it trains without the earlier patches
             earlier, replaced = self.history.earlier_versions(list(requests))
             set_aside = self.tuner.drop_patches(earlier, self.adapter_name) if earlier else None
@@ -403,6 +409,8 @@ class MPNEditor(MPNEditorState, Editor):
                 step,
             )
             return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, fixed_languages, loss_values)
+        if self.gates is not None:
+            final = self.gates.fit(final, plan, rows, requests)
         with torch.no_grad():
             self.tuner.add_patches(self.layer_name, final, self.adapter_name)
         self.history.replace(requests, [sum(p.request == i for p in plan) for i in range(len(requests))])
@@ -442,13 +450,7 @@ class MPNEditor(MPNEditorState, Editor):
         if self.is_classifier or not self.config.neighbour_negatives:
             return None
         views = [(requests[rows.request[r]].views[rows.language[r]], rows.language[r]) for r in trained.tolist()]
-        texts = self.subjects.neighbour_texts(views, self.config.neighbour_negatives, self._generator)
-        if not texts:
-            return None
-        rows = [self.tokenizer(text, truncation=True, max_length=128)["input_ids"] for text in texts]
-        with frozen(self.model):  # left-padded either way: every question ends at the last position
-            inputs = SharedPrefix(rows, self._pad).inputs(self.model)
-            return capture_ffn_inputs(self.model, self.layer, inputs)[:, -1].float()
+        return neighbour_inputs(self, views)
 
     def _edit_silent(
         self, requests: list[EditRequest], rows: EditRows, batch: Any, h: torch.Tensor, trained: torch.Tensor

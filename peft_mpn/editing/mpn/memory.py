@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -120,8 +121,10 @@ def decoder_memory_vectors(
     batch_size: int,
     pad: int,
     progress: bool = False,
-) -> Iterator[torch.Tensor]:
-    """FFN inputs at `layer` for every token of `texts` (a decoder's), one [N, d] tensor per chunk of `batch_size`.
+    gate: Any = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """FFN inputs at `layer` for every token of `texts` (a decoder's), one [N, d] tensor per chunk of `batch_size`,
+    each with the same tokens' FFN inputs at the block a `SubjectGate` `gate` reads (None without one).
 
     Texts in a prompt format start with the same answered questions (`qa-2shot`: 29 tokens on Gemma 3). Those
     tokens run once per chunk (`SharedPrefix`), and their vectors enter once per call rather than once per text:
@@ -139,13 +142,15 @@ def decoder_memory_vectors(
         ]
         shared = SharedPrefix(rows, pad)
         split = shared.length if shared.usable(model) else 0  # otherwise `inputs` is the plain left-padded batch
-        with frozen(model):
+        with frozen(model), gate.record_inputs() if gate is not None else nullcontext([]) as at_gate:
             with layer.record_inputs() as recorded:
                 inputs = shared.inputs(model)  # runs the shared prefix once, where there is one to split off
             h = capture_ffn_inputs(model, layer, inputs)
-        vectors = h[inputs["attention_mask"][:, split:].bool()]
+        kept = inputs["attention_mask"][:, split:].bool()
+        vectors, gate_vectors = h[kept], at_gate[-1][kept] if at_gate else None
         prefix = tuple(rows[0][:split])
         if split and prefix not in prefixes_added:
             prefixes_added.add(prefix)
             vectors = torch.cat([recorded[0][0], vectors])
-        yield vectors
+            gate_vectors = torch.cat([at_gate[0][0], gate_vectors]) if at_gate else None
+        yield vectors, gate_vectors

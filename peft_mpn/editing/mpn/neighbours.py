@@ -10,6 +10,7 @@ trained prompt in place of its own, and the editor keeps the patches silent wher
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -67,6 +68,28 @@ class SubjectPool:
         return sum(len(self.subjects(language)) for language in {*self._unrelated, *self._edits})
 
 
+def neighbour_inputs(editor: Any, views: Sequence[tuple[Any, str]]) -> torch.Tensor | None:
+    """An `MPNEditor`'s FFN inputs [N, d] where the neighbour questions of `views` (`(FactView, language)` pairs)
+    are answered (None without any); the inputs at every position of those questions at its subject gates' block
+    go to `editor.gates.neighbours`, for the gates to stay shut on them too."""
+    from ...shared_prefix import SharedPrefix
+    from ..common import frozen
+    from ..prefix import capture_ffn_inputs
+
+    texts = editor.subjects.neighbour_texts(views, editor.config.neighbour_negatives, editor._generator)
+    if not texts:
+        return None
+    rows = [editor.tokenizer(text, truncation=True, max_length=128)["input_ids"] for text in texts]
+    gates = editor.gates
+    with frozen(editor.model), gates.gate.record_inputs() if gates is not None else nullcontext([]) as at_gate:
+        inputs = SharedPrefix(rows, editor._pad).inputs(editor.model)  # left-padded: every question ends last
+        h = capture_ffn_inputs(editor.model, editor.layer, inputs)
+    if at_gate:
+        rest = at_gate[-1]
+        gates.neighbours = rest[inputs["attention_mask"][:, -rest.shape[1] :].bool()].float()
+    return h[:, -1].float()
+
+
 def neighbour_prompts(
     prompt: str, subject: str | None, candidates: Sequence[str], count: int, generator: torch.Generator
 ) -> list[str]:
@@ -85,4 +108,4 @@ def neighbour_prompts(
     return [prompt.replace(subject, others[i]) for i in picks]
 
 
-__all__ = ["SubjectPool", "neighbour_prompts"]
+__all__ = ["SubjectPool", "neighbour_inputs", "neighbour_prompts"]

@@ -10,9 +10,10 @@ from ...tuners.mpn import PatchSet
 class MPNEditorState:
     """`state_dict` / `load_state_dict` of `MPNEditor` (see `peft_mpn.editing.base.Editor.state_dict`).
 
-    The state holds the adapter's patches, the memory bank (unrelated text and past edits' inputs), the subject
-    pool of neighbour questions, which patches belong to which edit, and the seeded generator: a stream resumed
-    from it makes the same patches as one that never stopped.
+    The state holds the adapter's patches (with their subject gates), the memory banks (unrelated text and past
+    edits' inputs; unrelated text at the gates' block), the subject pool of neighbour questions, which patches
+    belong to which edit, and the seeded generator: a stream resumed from it makes the same patches as one that
+    never stopped.
     """
 
     supports_checkpoints = True
@@ -20,8 +21,9 @@ class MPNEditorState:
     def state_dict(self) -> dict[str, Any]:
         patches = self.tuner.patch_state(self.adapter_name)
         return {
-            "patches": {name: [p.keys, p.bias, p.values] for name, p in patches.items()},
+            "patches": {name: list(p.tensors(p.gated)) for name, p in patches.items()},
             "memory": self.memory.state_dict(),
+            "gate_memory": self.gates.memory.state_dict() if self.gates is not None else None,
             "subjects": self.subjects.state_dict(),
             "history": [list(entry) for entry in self.history.entries],
             "generator": self._generator.get_state(),
@@ -31,6 +33,8 @@ class MPNEditorState:
         patches = {name: PatchSet(*tensors) for name, tensors in state["patches"].items()}
         self.tuner.restore_patches(patches, self.adapter_name)
         self.memory.load_state_dict(state["memory"])
+        if self.gates is not None and state.get("gate_memory") is not None:
+            self.gates.memory.load_state_dict(state["gate_memory"])
         self.subjects.load_state_dict(state["subjects"])
         self.history.entries = [
             (tuple(key), target, case_id, count) for key, target, case_id, count in state["history"]

@@ -158,7 +158,9 @@ class LAFNLayer(FFNBlockLayer):
         """The active adapters of this layer that are not merged."""
         return [n for n in self.active_adapters if n in self.lafn_down and n not in self.merged_adapters]
 
-    def _down_delta(self, terms: Sequence[str], h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def _down_delta(
+        self, terms: Sequence[str], h: torch.Tensor, a: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return sum(self.adapter_delta(name, a, h) for name in terms)
 
     # -- merge -----------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..._registration import add_peft_type
-from ..config import FFNBlockConfig
+from ..config import AdapterCompositionError, FFNBlockConfig
 
 
 @dataclass
@@ -71,12 +71,35 @@ class MPNConfig(FFNBlockConfig):
         },
     )
 
+    gate_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Block whose FFN input the patches' subject gates read (negative: from the end; it must come before "
+                "the patched block). A gated patch adds its value only once the text has mentioned its subject, so "
+                "it stays silent on the same question about another subject. None (default for a bare adapter): "
+                "no gates; editors set it (MPNEditorConfig.subject_gate_depth)."
+            )
+        },
+    )
+
     composable_fields: ClassVar[dict[str, str]] = {
         "target_modules": "they patch different layers",
         "layers_to_transform": "they patch different layers",
         "activation": "their patch neurons compute different functions",
         **FFNBlockConfig.composable_fields,
     }
+
+    def composable_with(self, other, *, names: tuple[str, str] = ("this adapter", "the other")) -> None:  # noqa: ANN001
+        """`FFNBlockConfig.composable_with`, and subject gates that read the same block where both have gates (an
+        ungated adapter's patches join a gated one with open gates)."""
+        super().composable_with(other, names=names)
+        if None not in (self.gate_layer, other.gate_layer) and self.gate_layer != other.gate_layer:
+            raise AdapterCompositionError(
+                f"Cannot compose MPN adapters {names[0]} and {names[1]}: their subject gates read different blocks "
+                f"(gate_layer {self.gate_layer!r} vs {other.gate_layer!r}). Only adapters whose gates read the same "
+                "block (or that have none) combine into one."
+            )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 import torch
 
 from ..base import FFNBlockTuner
-from ..ffn import activation_name, ffn_spec, num_layers
+from ..ffn import _block_stack, activation_name, base_model, ffn_spec, num_layers
 from .config import MPNConfig
+from .gate import SubjectGate
 from .layer import MPNLayer, PatchSet
 
 
@@ -45,6 +46,8 @@ class MPNModel(FFNBlockTuner):
             if out_of_range:
                 raise ValueError(f"layers_to_transform {out_of_range} out of range for a {total}-layer model.")
             peft_config.layers_to_transform = sorted({i % total for i in indices})
+        if peft_config.gate_layer is not None:
+            peft_config.gate_layer = self._gate_layer(peft_config, peft_config.gate_layer, num_layers(model_config))
         if peft_config.activation in (None, "ffn"):
             peft_config.activation = activation_name(model_config)
         if peft_config.hidden_size is None:
@@ -56,6 +59,59 @@ class MPNModel(FFNBlockTuner):
                 f"({peft_config.base_model_name_or_path or 'see adapter_config.json'})."
             )
         return peft_config
+
+    @staticmethod
+    def _gate_layer(peft_config: MPNConfig, gate_layer: int, total: int) -> int:
+        """`gate_layer` as a block index, checked to come before every patched block."""
+        if not -total <= gate_layer < total:
+            raise ValueError(f"gate_layer {gate_layer} out of range for a {total}-layer model.")
+        patched = peft_config.layers_to_transform
+        if patched is None or gate_layer % total >= min(patched):
+            raise ValueError(
+                f"gate_layer {gate_layer} must come before the patched block(s) {patched}: a gate reads an earlier "
+                "block. Choose a smaller gate_layer."
+            )
+        return gate_layer % total
+
+    def inject_adapter(self, model, adapter_name: str, *args, **kwargs) -> None:  # noqa: ANN001
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        if self.peft_config[adapter_name].gate_layer is not None:
+            self._attach_gate(adapter_name)
+
+    def _attach_gate(self, adapter_name: str) -> SubjectGate:
+        layer_index = self.peft_config[adapter_name].gate_layer
+        gates: dict[int, SubjectGate] = self.__dict__.setdefault("_subject_gates", {})
+        if layer_index not in gates:
+            spec = ffn_spec(self.model)
+            block = _block_stack(base_model(self.model), spec)[layer_index]
+            gates[layer_index] = SubjectGate(block, block.get_submodule(spec.block), spec.input_kwarg)
+        for layer in self.patch_layers(adapter_name).values():
+            layer.attach_gate(adapter_name, gates[layer_index])
+        return gates[layer_index]
+
+    def subject_gate(self, adapter_name: str | None = None) -> SubjectGate | None:
+        """The `SubjectGate` of `adapter_name` (None when its patches have no gates)."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        layer_index = self.peft_config[adapter_name].gate_layer
+        return None if layer_index is None else self.__dict__["_subject_gates"][layer_index]
+
+    def enable_subject_gates(self, gate_layer: int, adapter_name: str | None = None) -> SubjectGate:
+        """Give `adapter_name` subject gates read at block `gate_layer` (its patches so far get open gates)."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        config = self.peft_config[adapter_name]
+        if config.gate_layer is not None:
+            if config.gate_layer != self._gate_layer(config, gate_layer, num_layers(self.model.config)):
+                raise ValueError(f"Adapter {adapter_name!r} already has gates at block {config.gate_layer}.")
+            return self.subject_gate(adapter_name)
+        config.gate_layer = self._gate_layer(config, gate_layer, num_layers(self.model.config))
+        for layer in self.patch_layers(adapter_name).values():
+            patches = layer.patches(adapter_name)
+            layer.mpn_gate_keys[adapter_name] = torch.nn.Parameter(torch.zeros_like(patches.keys.detach()))
+            bias = torch.full_like(patches.bias.detach(), 1.0)
+            layer.mpn_gate_bias[adapter_name] = torch.nn.Parameter(bias)
+            for store in (layer.mpn_gate_keys, layer.mpn_gate_bias):
+                store[adapter_name].requires_grad_(patches.keys.requires_grad)
+        return self._attach_gate(adapter_name)
 
     # -- the interface editors use ---------------------------------------------------------------------------
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:
@@ -83,7 +139,7 @@ class MPNModel(FFNBlockTuner):
             patches = layer.patches(adapter_name)
             keep = torch.ones(len(patches), dtype=torch.bool)
             keep[list(indices)] = False
-            layer.set_patches(adapter_name, PatchSet(patches.keys[keep], patches.bias[keep], patches.values[keep]))
+            layer.set_patches(adapter_name, patches.map(lambda t, keep=keep: t[keep]))
         self.peft_config[adapter_name].num_patches -= len(set(indices))
         return before
 
@@ -93,7 +149,7 @@ class MPNModel(FFNBlockTuner):
         state = {}
         for name, layer in self.patch_layers(adapter_name).items():
             patches = layer.patches(adapter_name)
-            state[name] = PatchSet(*(t.detach().clone() for t in (patches.keys, patches.bias, patches.values)))
+            state[name] = patches.map(lambda t: t.detach().clone())
         return state
 
     def restore_patches(self, state: dict[str, PatchSet], adapter_name: str | None = None) -> None:
@@ -143,6 +199,9 @@ class MPNModel(FFNBlockTuner):
         self.peft_config[adapter_name].composable_with(
             self.peft_config[source_adapter], names=(repr(adapter_name), repr(source_adapter))
         )
+        gate_layer = self.peft_config[source_adapter].gate_layer
+        if gate_layer is not None and self.peft_config[adapter_name].gate_layer is None:
+            self.enable_subject_gates(gate_layer, adapter_name)  # its patches so far: open gates
         targets, sources = self.patch_layers(adapter_name), self.patch_layers(source_adapter)
         added = self.peft_config[source_adapter].num_patches
         for name, layer in targets.items():

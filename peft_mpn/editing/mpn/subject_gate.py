@@ -1,0 +1,156 @@
+"""How an edit's patches learn their subject gates (the tuner side is `peft_mpn.tuners.mpn.gate`).
+
+A gate is a linear key on the FFN input of an early block. For each patch it is fitted, after the patch itself, to
+fire at the last token of the edit's subject in every version the patch was trained on, and nowhere in unrelated
+text (a memory bank of every position of the unrelated texts, as the patches' own bank) nor anywhere in the edited
+question asked about other subjects (`SubjectPool`'s neighbours). A patch whose subject cannot be found in one of
+its prompts (e.g. a translated prompt that writes the subject differently) keeps an open gate: it is exactly as
+ungated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ...data.requests import EditRequest
+from ...shared_prefix import SharedPrefix
+from ...tuners.ffn import num_layers
+from ...tuners.mpn.gate import OPEN, SubjectGate
+from ...tuners.mpn.layer import PatchSet
+from ..common import frozen
+from ..prefix import run_until
+from .memory import MemoryBank
+from .planning import EditRows, PlannedPatch
+
+logger = logging.getLogger(__name__)
+
+_STEPS = 150
+_MARGIN = 1.0
+
+
+class SubjectGates:
+    """Fits the subject gates of an editor's patches; holds the gate block's memory of unrelated text.
+
+    Args:
+        gate: the adapter's `SubjectGate` (`MPNModel.enable_subject_gates`).
+        model: the PEFT model.
+        tokenizer: its (fast) tokenizer: subjects are found by character offsets.
+        memory: the bank of unrelated FFN inputs at the gate's block.
+        pad: the pad token id.
+    """
+
+    def __init__(self, gate: SubjectGate, model: Any, tokenizer: Any, memory: MemoryBank, pad: int) -> None:
+        self.gate, self.model, self.tokenizer, self.memory, self.pad = gate, model, tokenizer, memory, pad
+        self.neighbours: torch.Tensor | None = None  # the current edit's neighbour questions (`neighbour_inputs`)
+        if not getattr(tokenizer, "is_fast", False):
+            logger.warning("Subject gates need a fast tokenizer (character offsets); patches stay ungated.")
+
+    @classmethod
+    def for_editor(cls, editor: Any) -> SubjectGates | None:
+        """The gates of an `MPNEditor`'s adapter (enabled at `subject_gate_depth` unless it has some already);
+        None where its config turns them off or the model is a classifier or an encoder."""
+        depth = editor.config.subject_gate_depth
+        tuner, name = editor.tuner, editor.adapter_name
+        gate = tuner.subject_gate(name)
+        if gate is None and (depth is None or editor.is_classifier or editor.is_encoder):
+            return None
+        if gate is None:
+            layer = int(depth * num_layers(tuner.model.config))
+            if layer >= min(tuner.peft_config[name].layers_to_transform):
+                logger.warning(
+                    "No block before the patched one at subject_gate_depth=%s: patches stay ungated.", depth
+                )
+                return None
+            gate = tuner.enable_subject_gates(layer, name)
+        memory = MemoryBank(editor.config.memory_size, editor.config.seed)
+        return cls(gate, editor.model, editor.tokenizer, memory, editor._pad)
+
+    def suspended(self) -> Any:
+        """`SubjectGate.suspended`: every gate open while an edit trains on its prefix cache."""
+        return self.gate.suspended()
+
+    def _inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+        """Gate-block FFN inputs [B, T, d] of `texts` (left-padded), their mask, and each text's encoding."""
+        encodings = [self.tokenizer(t, truncation=True, max_length=128, return_offsets_mapping=True) for t in texts]
+        shared = SharedPrefix([e["input_ids"] for e in encodings], self.pad)
+        with frozen(self.model), self.gate.record_inputs() as recorded:
+            inputs = shared.inputs(self.model)
+            run_until(self.model, self.gate.ffn, inputs)
+        h = recorded[-1]
+        if len(recorded) > 1:  # the shared prefix ran on its own: put its inputs back in front of every row
+            h = torch.cat([recorded[0].expand(len(texts), -1, -1), h], dim=1)
+        return h.float(), inputs["attention_mask"].bool(), encodings
+
+    def _subject_vectors(self, views: Sequence[Any]) -> list[torch.Tensor | None]:
+        """The gate-block input at each view's subject's last token (None where the prompt lacks its subject)."""
+        if not getattr(self.tokenizer, "is_fast", False):
+            return [None] * len(views)
+        h, mask, encodings = self._inputs([view.prompt for view in views])
+        found: list[torch.Tensor | None] = []
+        for row, (view, encoding) in enumerate(zip(views, encodings)):
+            subject = (view.subject or "").strip()
+            start = view.prompt.rfind(subject) if subject else -1
+            end = start + len(subject)
+            tokens = [i for i, (a, b) in enumerate(encoding["offset_mapping"]) if b > a and a < end <= b]
+            if start < 0 or not tokens:
+                found.append(None)
+                continue
+            offset = h.shape[1] - len(encoding["input_ids"])  # left padding
+            found.append(h[row, offset + tokens[0]])
+        return found
+
+    def fit(
+        self, patches: PatchSet, plan: Sequence[PlannedPatch], rows: EditRows, requests: Sequence[EditRequest]
+    ) -> PatchSet:
+        """`patches` with a gate each, fitted as the module says (against the memory and `neighbours`, which this
+        consumes)."""
+        views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
+        vectors = self._subject_vectors(views)
+        negatives = [v for v in (self.memory.vectors, self.neighbours) if v is not None]
+        self.neighbours = None
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, patch in enumerate(plan):
+            groups.setdefault(tuple(int(r) for r in patch.rows), []).append(index)
+        d = patches.keys.shape[1]
+        gate_keys, gate_bias = torch.zeros(len(plan), d), torch.full((len(plan),), OPEN)
+        fittable = [g for g in groups if all(vectors[r] is not None for r in g)]
+        if fittable and negatives:
+            keys, bias = fit_gates(
+                [torch.stack([vectors[r] for r in g]) for g in fittable], torch.cat(negatives).float()
+            )
+            for g, key, b in zip(fittable, keys, bias):
+                if bool((torch.stack([vectors[r] for r in g]) @ key + b > 0).all()):
+                    gate_keys[groups[g]], gate_bias[groups[g]] = key, b
+        like = patches.keys
+        return PatchSet(patches.keys, patches.bias, patches.values, gate_keys.to(like), gate_bias.to(like))
+
+
+def fit_gates(positives: Sequence[torch.Tensor], negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One linear key per group of `positives` ([n_g, d] each): above the margin on its group, below minus the
+    margin on the hardest `negatives` ([N, d]); hinge losses, Adam, a fixed number of steps (no data-dependent
+    stop, so a result is reproducible). Returns keys [G, d] and biases [G] (the scale folded in)."""
+    centres = torch.stack([p.mean(0) for p in positives])
+    scale = centres.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    keys = (centres / scale).clone().requires_grad_(True)
+    bias = torch.zeros(len(positives), requires_grad=True)
+    optimizer = torch.optim.Adam([keys, bias], lr=0.02)
+    hardest = min(256, len(negatives))
+    for _ in range(_STEPS):
+        unit = keys * (10 / scale)
+        positive = torch.cat([relu_gap(p @ k + b) for p, k, b in zip(positives, unit, bias)]).mean()
+        negative = torch.relu(_MARGIN + negatives @ unit.T + bias).topk(hardest, dim=0).values.mean()
+        optimizer.zero_grad()
+        (positive + negative).backward()
+        optimizer.step()
+    return (keys * (10 / scale)).detach(), bias.detach()
+
+
+def relu_gap(scores: torch.Tensor) -> torch.Tensor:
+    return torch.relu(_MARGIN - scores)
+
+
+__all__ = ["SubjectGates", "fit_gates"]

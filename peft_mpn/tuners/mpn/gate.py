@@ -1,0 +1,127 @@
+"""Subject gates: a gated patch answers only in a text that has mentioned its subject.
+
+A patch's key reads the patched block's FFN input at the position where an answer is written. There, a question
+about a nearby subject with the same relation ("What language do they understand in Kemijärvi?" beside the edited
+"… in Sweden?") looks as much like the edit as the edit's own rephrase does, so no key there fires on one and not
+the other. A few blocks up from the embeddings the subject's own last token is far more distinct: a linear key on
+that position told the edit's subject from every other subject with the same relation far better than any key at
+the answer position (`docs/mpn_patch_plans.md`, "Subject gates").
+
+So each patch may carry a *gate*: a key `g` and bias `c` on the FFN input of an earlier block (`gate_layer`). At a
+position `t` the gate is open once `g·x_s + c > 0` at some position `s ≤ t` of the text so far; the patch adds its
+value only where its gate is open. `SubjectGate` watches that block, remembers which gates have opened in the text
+so far (across `generate()`'s decoding steps, which reuse one key/value cache), and answers the MPN layers. An
+ungated patch has `g = 0, c = 1`: always open.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache
+
+#: The gate bias of a patch that has no gate: with a zero key the gate is open everywhere.
+OPEN = 1.0
+
+
+class SubjectGate:
+    """Watches one block's FFN input and tells, per position and patch, whether each patch's gate is open.
+
+    A forward pass through the model starts a new text unless it passes the same key/value cache object as the
+    previous pass (a decoding step of `generate()`), which continues it.
+
+    Args:
+        block: the transformer block whose FFN input the gates read.
+        ffn: that block's FFN module (its forward's first argument, or `input_kwarg`, is the FFN input).
+        input_kwarg: the FFN input's keyword name.
+    """
+
+    def __init__(self, block: nn.Module, ffn: nn.Module, input_kwarg: str) -> None:
+        self._input_kwarg = input_kwarg
+        self._inputs: torch.Tensor | None = None  # [B, T, d]: this text's FFN inputs so far
+        self._new = 0  # how many of them the current forward pass added
+        self._cache: Any = None  # a weak reference to the key/value cache the text is decoded with
+        # id of a gate-key tensor -> (that tensor, its version, positions seen, [B, P] opened so far)
+        self._opened: dict[int, tuple[Any, int, int, torch.Tensor]] = {}
+        self._suspended = 0
+        self._recorders: list[list[torch.Tensor]] = []
+        self.ffn = ffn
+        self._handles = [
+            block.register_forward_pre_hook(self._start, with_kwargs=True),
+            ffn.register_forward_pre_hook(self._record, with_kwargs=True),
+        ]
+
+    def remove(self) -> None:
+        """Detach the hooks (the gated patches then cannot run)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._inputs = None
+
+    def _start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # the key/value cache, however the model passes it (GPT-2 positionally, Llama by keyword)
+        cache = next((value for value in (*args, *kwargs.values()) if isinstance(value, Cache)), None)
+        continues = cache is not None and self._cache is not None and self._cache() is cache
+        if not continues:
+            self._inputs, self._opened = None, {}
+            self._cache = weakref.ref(cache) if cache is not None else None
+
+    def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        h = (args[0] if args else kwargs[self._input_kwarg]).detach()
+        if self._inputs is not None and self._inputs.shape[0] != h.shape[0]:
+            self._inputs, self._opened = None, {}
+        self._inputs = h if self._inputs is None else torch.cat([self._inputs, h], dim=1)
+        self._new = h.shape[1]
+        for recorded in self._recorders:
+            recorded.append(h)
+
+    @contextmanager
+    def record_inputs(self) -> Iterator[list[torch.Tensor]]:
+        """Collect the gate block's FFN input (detached, [B, T, d]) of every forward pass, like
+        `MPNLayer.record_inputs`."""
+        recorded: list[torch.Tensor] = []
+        self._recorders.append(recorded)
+        try:
+            yield recorded
+        finally:
+            self._recorders.remove(recorded)
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Every gate open: for forward passes that start above the gate's block (an editor's prefix cache), where
+        the gate cannot see the text; the editor trains its patches only where their gates are open."""
+        self._suspended += 1
+        try:
+            yield
+        finally:
+            self._suspended -= 1
+
+    def open(self, keys: torch.Tensor, bias: torch.Tensor, positions: int) -> torch.Tensor | None:
+        """[B, positions, P]: 1 where each patch's gate is open at the current pass's last `positions` positions
+        (None: all open). Raises when the gate's block did not run in this pass."""
+        if self._suspended or bool((bias >= OPEN).all() and not keys.any()):
+            return None
+        if self._inputs is None or positions != self._new:
+            raise RuntimeError(
+                "A gated MPN patch ran in a forward pass that did not run the gate's block (e.g. a pass that starts "
+                "above it): run the whole model, or wrap the pass in `SubjectGate.suspended()`."
+            )
+        total = self._inputs.shape[1]
+        ref, version, seen, opened = self._opened.get(id(keys), (None, -1, 0, None))
+        if ref is None or ref() is not keys or version != keys._version or seen >= total:
+            seen, opened = 0, None  # a gate not seen in this text yet (or changed since): from its first position
+        fresh = self._inputs[:, seen:]
+        fires = (fresh.to(keys.dtype) @ keys.T + bias) > 0  # [B, T_fresh, P]
+        if opened is not None:
+            fires[:, 0] |= opened
+        fires = fires.cummax(dim=1).values
+        self._opened[id(keys)] = (weakref.ref(keys), keys._version, total, fires[:, -1])
+        return fires[:, -positions:].to(keys.dtype)
+
+
+__all__ = ["OPEN", "SubjectGate"]

@@ -1,0 +1,125 @@
+"""Subject gates: a gated patch adds its value only once the text has mentioned its subject."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from peft import PeftModel, get_peft_model
+from tiny import make_tokenizer, tiny_model
+
+import peft_mpn
+from peft_mpn.editing.mpn.subject_gate import fit_gates
+from peft_mpn.tuners.config import AdapterCompositionError
+from peft_mpn.tuners.mpn import PatchSet
+
+SUBJECT_TEXT = "the capital of france is"
+OTHER_TEXT = "the capital of germany is"
+
+
+def gated_model(seed: int = 0, arch: str = "llama"):
+    """A tiny Llama with one gated patch whose gate opens at 'france' (and a value large enough to matter)."""
+    tokenizer = make_tokenizer()
+    model = get_peft_model(tiny_model(arch, seed=seed), peft_mpn.MPNConfig(gate_layer=1))
+    tuner = model.base_model
+    ((name, layer),) = tuner.patch_layers().items()
+    ids = tokenizer(SUBJECT_TEXT, return_tensors="pt")["input_ids"]
+    others = tokenizer(["a cat sat on the mat and " + OTHER_TEXT], return_tensors="pt")["input_ids"]
+    with torch.no_grad(), tuner.subject_gate().record_inputs() as recorded:
+        model(input_ids=ids)
+        model(input_ids=others)
+    position = ids[0].tolist().index(tokenizer.convert_tokens_to_ids("france"))
+    negatives = torch.cat([recorded[0][0, :position], recorded[1][0]])
+    gate_keys, gate_bias = fit_gates([recorded[0][0, position : position + 1]], negatives)
+    d = negatives.shape[1]
+    torch.manual_seed(seed)
+    patch = PatchSet(torch.zeros(1, d), torch.ones(1), torch.randn(1, d) * 3, gate_keys, gate_bias)
+    tuner.add_patches(name, patch)
+    return model, tokenizer, position
+
+
+def logits(model, tokenizer, text: str) -> torch.Tensor:
+    with torch.no_grad():
+        return model(**tokenizer(text, return_tensors="pt")).logits
+
+
+def test_a_gated_patch_acts_from_its_subject_on_and_nowhere_else():
+    model, tokenizer, position = gated_model()
+    with model.disable_adapter():
+        before = logits(model, tokenizer, SUBJECT_TEXT), logits(model, tokenizer, OTHER_TEXT)
+    changed = (logits(model, tokenizer, SUBJECT_TEXT) - before[0]).abs().amax(-1)[0]
+    assert changed[:position].max() == 0 and bool((changed[position:] > 0).all())
+    assert torch.equal(logits(model, tokenizer, OTHER_TEXT), before[1])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
+def test_generation_carries_the_gate_across_decoding_steps(arch):
+    model, tokenizer, _ = gated_model(arch=arch)
+    ids = tokenizer(SUBJECT_TEXT, return_tensors="pt")["input_ids"]
+    mask = torch.ones_like(ids)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=5,
+        do_sample=False,
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
+    with torch.no_grad():  # the same text in one whole-text forward pass, no cache
+        whole = model(input_ids=out.sequences).logits[0, ids.shape[1] - 1 : -1]
+    torch.testing.assert_close(torch.cat(out.logits), whole, atol=1e-4, rtol=1e-4)
+    with model.disable_adapter(), torch.no_grad():
+        unedited = model(input_ids=out.sequences).logits[0, ids.shape[1] - 1 : -1]
+    assert (whole - unedited).abs().amax(-1).min() > 1e-3  # the patch acted at every generated position
+
+
+def test_a_batch_gates_each_row_on_its_own_text():
+    model, tokenizer, _ = gated_model()
+    tokenizer.padding_side = "left"
+    batch = tokenizer([SUBJECT_TEXT, "a cat sat on the mat and " + OTHER_TEXT], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        together = model(**batch).logits[:, -1]
+    alone = [
+        logits(model, tokenizer, text)[0, -1] for text in (SUBJECT_TEXT, "a cat sat on the mat and " + OTHER_TEXT)
+    ]
+    torch.testing.assert_close(together, torch.stack(alone), atol=1e-5, rtol=1e-5)
+
+
+def test_gated_patches_save_and_load_and_do_not_merge(tmp_path):
+    model, tokenizer, _ = gated_model()
+    model.save_pretrained(tmp_path)
+    reloaded = PeftModel.from_pretrained(tiny_model("llama"), tmp_path)
+    for text in (SUBJECT_TEXT, OTHER_TEXT):
+        assert torch.equal(logits(reloaded, tokenizer, text), logits(model, tokenizer, text))
+    with pytest.raises(ValueError, match="subject-gated"):
+        reloaded.merge_and_unload()
+
+
+def test_gate_layer_must_come_before_the_patched_block():
+    with pytest.raises(ValueError, match="must come before"):
+        get_peft_model(tiny_model("llama"), peft_mpn.MPNConfig(gate_layer=2))  # the last block is patched
+    plain = get_peft_model(tiny_model("llama"), peft_mpn.MPNConfig())
+    d = plain.config.hidden_size
+    gated = PatchSet(torch.zeros(1, d), torch.zeros(1), torch.zeros(1, d), torch.zeros(1, d), torch.zeros(1))
+    ((name, _),) = plain.base_model.patch_layers().items()
+    with pytest.raises(ValueError, match="gate_layer"):
+        plain.base_model.add_patches(name, gated)
+
+
+def test_an_ungated_adapter_composes_with_a_gated_one(tmp_path):
+    gated, tokenizer, _ = gated_model()
+    gated.save_pretrained(tmp_path / "gated")
+    plain = get_peft_model(tiny_model("llama"), peft_mpn.MPNConfig())
+    ((name, _),) = plain.base_model.patch_layers().items()
+    d = plain.config.hidden_size
+    torch.manual_seed(1)
+    plain.base_model.add_patches(name, PatchSet(torch.randn(1, d), torch.zeros(1), torch.randn(1, d)))
+    plain.save_pretrained(tmp_path / "plain")
+    composed = peft_mpn.compose_adapters(tiny_model("llama"), [tmp_path / "plain", tmp_path / "gated"])
+    assert composed.peft_config["default"].gate_layer == 1
+    assert torch.equal(logits(composed, tokenizer, OTHER_TEXT), logits(plain, tokenizer, OTHER_TEXT))  # gate shut
+    assert not torch.equal(logits(composed, tokenizer, SUBJECT_TEXT), logits(plain, tokenizer, SUBJECT_TEXT))
+    other = dataclasses.replace(gated.peft_config["default"], gate_layer=0)
+    with pytest.raises(AdapterCompositionError, match="gate_layer 1 vs 0"):
+        gated.peft_config["default"].composable_with(other)
