@@ -62,6 +62,9 @@ def test_editor_options_are_the_config_fields_and_nested_ones_take_dotted_keys()
     assert "locator.top_k" in keys and "max_steps" in keys
     with pytest.raises(ValueError, match=r"has no field\(s\) \['no_such'\]"):
         editor_config("mpn", no_such=1)
+    # an explicit None is a value (`--editor-option subject_gate_depth=null`: no subject gates), not "unset"
+    assert editor_config("mpn", subject_gate_depth=None).subject_gate_depth is None
+    assert editor_config("mpn").subject_gate_depth == 0.25
 
 
 def test_options_a_method_has_no_use_for_are_refused_before_any_work():

@@ -51,7 +51,8 @@ def _version() -> str:
 def _bench(args: argparse.Namespace) -> int:
     from ..bench import bench
 
-    overrides = {"max_steps": args.max_steps, "learning_rate": args.learning_rate, **dict(args.editor_option)}
+    named = {"max_steps": args.max_steps, "learning_rate": args.learning_rate}  # None: not given
+    overrides = {**{k: v for k, v in named.items() if v is not None}, **dict(args.editor_option)}
     paths = bench(
         method=args.method,
         dataset=args.dataset,

@@ -258,11 +258,11 @@ def check_method_options(
 def editor_config(method: str, config: EditorConfig | None = None, **overrides: Any) -> EditorConfig:
     """`config` (default: `method`'s benchmark preset) with `overrides` for the fields it has.
 
-    `None` overrides are ignored. A dotted key sets a field of a nested config (`locator.top_k=100` for LAFN's
-    locator). An override the config has no field for raises, naming the fields.
+    A `None` override sets the field to None (e.g. `subject_gate_depth=None`: no gates), as
+    `--editor-option subject_gate_depth=null` asks. A dotted key sets a field of a nested config
+    (`locator.top_k=100` for LAFN's locator). An override the config has no field for raises, naming the fields.
     """
     spec = editor_spec(method)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     config = spec.default_config(bench=True) if config is None else spec.pin(config)
     names = {f.name for f in fields(config)}
     unknown = sorted({key.split(".")[0] for key in overrides} - names)

@@ -3,9 +3,10 @@
 A gate is a linear key on the FFN input of an early block. For each patch it is fitted, after the patch itself, to
 fire at the last token of the edit's subject in every version the patch was trained on, and nowhere in unrelated
 text (a memory bank of every position of the unrelated texts, as the patches' own bank) nor anywhere in the edited
-question asked about other subjects (`SubjectPool`'s neighbours). A patch whose subject cannot be found in one of
-its prompts (e.g. a translated prompt that writes the subject differently) keeps an open gate: it is exactly as
-ungated.
+question asked about other subjects (`SubjectPool`'s neighbours) nor anywhere in the edited question with its
+subject cut to its last words (a subject's last token is where its gate reads, and "SAM Colombia" must not open on
+"Colombia"). A patch whose subject cannot be found in one of its prompts (e.g. a translated prompt that writes the
+subject differently) keeps an open gate: it is exactly as ungated.
 """
 
 from __future__ import annotations
@@ -103,6 +104,21 @@ class SubjectGates:
             found.append(h[row, offset + tokens[0]])
         return found
 
+    def _partial_subject_vectors(self, views: Sequence[Any]) -> torch.Tensor | None:
+        """Gate-block inputs at every position of each prompt with its subject cut to its last words ("… of
+        Barcelona", "… Barcelona" for "Autonomous University of Barcelona"): a gate must key on the whole subject,
+        not on a last word that names something else."""
+        texts = []
+        for view in views:
+            subject = (view.subject or "").strip()
+            words = subject.split()
+            if len(words) > 1 and subject in view.prompt:
+                texts += [view.prompt.replace(subject, " ".join(words[k:])) for k in range(1, len(words))]
+        if not texts:
+            return None
+        h, mask, _ = self._inputs(texts)
+        return h[mask]
+
     def fit(
         self, patches: PatchSet, plan: Sequence[PlannedPatch], rows: EditRows, requests: Sequence[EditRequest]
     ) -> PatchSet:
@@ -110,7 +126,9 @@ class SubjectGates:
         consumes)."""
         views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
         vectors = self._subject_vectors(views)
-        negatives = [v for v in (self.memory.vectors, self.neighbours) if v is not None]
+        trained = sorted({int(r) for patch in plan for r in patch.rows})
+        partial = self._partial_subject_vectors([views[r] for r in trained])
+        negatives = [v for v in (self.memory.vectors, self.neighbours, partial) if v is not None]
         self.neighbours = None
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, patch in enumerate(plan):
