@@ -123,3 +123,13 @@ def test_an_ungated_adapter_composes_with_a_gated_one(tmp_path):
     other = dataclasses.replace(gated.peft_config["default"], gate_layer=0)
     with pytest.raises(AdapterCompositionError, match="gate_layer 1 vs 0"):
         gated.peft_config["default"].composable_with(other)
+
+
+def test_unloading_leaves_the_base_model_without_the_gate_hooks():
+    model, tokenizer, _ = gated_model()
+    with model.disable_adapter():
+        unedited = logits(model, tokenizer, SUBJECT_TEXT)
+    base = model.unload()
+    gate_block = base.model.layers[1]
+    assert not gate_block._forward_pre_hooks and not gate_block.mlp._forward_pre_hooks
+    assert torch.equal(logits(base, tokenizer, SUBJECT_TEXT), unedited)

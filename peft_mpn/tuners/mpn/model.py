@@ -78,6 +78,12 @@ class MPNModel(FFNBlockTuner):
         if self.peft_config[adapter_name].gate_layer is not None:
             self._attach_gate(adapter_name)
 
+    def _unload_and_optionally_merge(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model = super()._unload_and_optionally_merge(*args, **kwargs)
+        for gate in self.__dict__.pop("_subject_gates", {}).values():  # the base model keeps no hook of ours
+            gate.remove()
+        return model
+
     def _attach_gate(self, adapter_name: str) -> SubjectGate:
         layer_index = self.peft_config[adapter_name].gate_layer
         gates: dict[int, SubjectGate] = self.__dict__.setdefault("_subject_gates", {})
