@@ -137,11 +137,10 @@ class SubjectGates:
         gate_keys, gate_bias = torch.zeros(len(plan), d), torch.full((len(plan),), OPEN)
         fittable = [g for g in groups if all(vectors[r] is not None for r in g)]
         if fittable and negatives:
-            keys, bias = fit_gates(
-                [torch.stack([vectors[r] for r in g]) for g in fittable], torch.cat(negatives).float()
-            )
-            for g, key, b in zip(fittable, keys, bias):
-                if bool((torch.stack([vectors[r] for r in g]) @ key + b > 0).all()):
+            positives = [torch.stack([vectors[r] for r in g]) for g in fittable]
+            keys, bias = fit_gates(positives, torch.cat(negatives).float())
+            for g, anchors, key, b in zip(fittable, positives, keys, bias):
+                if bool((anchors @ key + b > 0).all()):  # a gate that misses one of its subjects stays open
                     gate_keys[groups[g]], gate_bias[groups[g]] = key, b
         like = patches.keys
         return PatchSet(patches.keys, patches.bias, patches.values, gate_keys.to(like), gate_bias.to(like))

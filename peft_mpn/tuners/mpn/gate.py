@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from transformers.cache_utils import Cache
+
+from ..recording import Recorders
 
 #: The gate bias of a patch that has no gate: with a zero key the gate is open everywhere.
 OPEN = 1.0
@@ -49,7 +51,7 @@ class SubjectGate:
         # id of a gate-key tensor -> (that tensor, its version, positions seen, [B, P] opened so far)
         self._opened: dict[int, tuple[Any, int, int, torch.Tensor]] = {}
         self._suspended = 0
-        self._recorders: list[list[torch.Tensor]] = []
+        self._recorders = Recorders()
         self.ffn = ffn
         self._handles = [
             block.register_forward_pre_hook(self._start, with_kwargs=True),
@@ -77,19 +79,12 @@ class SubjectGate:
             self._inputs, self._opened = None, {}
         self._inputs = h if self._inputs is None else torch.cat([self._inputs, h], dim=1)
         self._new = h.shape[1]
-        for recorded in self._recorders:
-            recorded.append(h)
+        self._recorders.add(h)
 
-    @contextmanager
-    def record_inputs(self) -> Iterator[list[torch.Tensor]]:
+    def record_inputs(self) -> AbstractContextManager[list[torch.Tensor]]:
         """Collect the gate block's FFN input (detached, [B, T, d]) of every forward pass, like
         `MPNLayer.record_inputs`."""
-        recorded: list[torch.Tensor] = []
-        self._recorders.append(recorded)
-        try:
-            yield recorded
-        finally:
-            self._recorders.remove(recorded)
+        return self._recorders.record()
 
     @contextmanager
     def suspended(self) -> Iterator[None]:

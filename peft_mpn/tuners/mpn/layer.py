@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from transformers.activations import ACT2FN
 
 from ..ffn import FFNSpec, append_neurons, drop_neurons
 from ..layer import FFNBlockLayer
+from ..recording import Recorders
 from .config import MPNConfig
 from .gate import OPEN, SubjectGate
 
@@ -95,7 +96,7 @@ class MPNLayer(FFNBlockLayer):
         self.mpn_activation: dict[str, str] = {}
         self.__dict__["_gates"] = {}  # adapter name -> its SubjectGate (set by the tuner; not a submodule)
         self.__dict__["_extra"] = None
-        self.__dict__["_recorders"] = []
+        self.__dict__["_recorders"] = Recorders()
         self.update_layer(adapter_name, config)
 
     def num_patches(self, adapter_name: str) -> int:
@@ -141,10 +142,17 @@ class MPNLayer(FFNBlockLayer):
         self.mpn_bias[adapter_name] = nn.Parameter(bias.to(device, dtype))
         self.mpn_values[adapter_name] = nn.Parameter(values.to(device, dtype))
         self.mpn_activation[adapter_name] = config.activation
-        if config.gate_layer is not None:  # open gates until an editor (or a saved adapter) sets them
-            self.mpn_gate_keys[adapter_name] = nn.Parameter(torch.zeros(shape).to(device, dtype))
-            self.mpn_gate_bias[adapter_name] = nn.Parameter(torch.full((config.num_patches,), OPEN).to(device, dtype))
+        if config.gate_layer is not None:
+            self.add_gates(adapter_name)
         self.set_adapter(self.active_adapters)
+
+    def add_gates(self, adapter_name: str) -> None:
+        """Give `adapter_name`'s patches open gates (zero keys, bias `OPEN`), like theirs in dtype, device and
+        trainability, until an editor (or a saved adapter) sets them."""
+        keys = self.mpn_keys[adapter_name]
+        self.mpn_gate_keys[adapter_name] = nn.Parameter(torch.zeros_like(keys.detach()), keys.requires_grad)
+        bias = torch.full_like(self.mpn_bias[adapter_name].detach(), OPEN)
+        self.mpn_gate_bias[adapter_name] = nn.Parameter(bias, keys.requires_grad)
 
     def add_patches(self, adapter_name: str, patches: PatchSet) -> None:
         """Append patch neurons to `adapter_name` (their trainability follows the existing ones)."""
@@ -186,15 +194,9 @@ class MPNLayer(FFNBlockLayer):
             )
 
     # -- hooks for editors -----------------------------------------------------------------------------------
-    @contextmanager
-    def record_inputs(self) -> Iterator[list[torch.Tensor]]:
+    def record_inputs(self) -> AbstractContextManager[list[torch.Tensor]]:
         """Collect the FFN input `h` (detached) of every forward pass inside the block."""
-        recorded: list[torch.Tensor] = []
-        self._recorders.append(recorded)
-        try:
-            yield recorded
-        finally:
-            self._recorders.remove(recorded)
+        return self._recorders.record()
 
     @contextmanager
     def extra_patches(self, adapter_name: str, patches: PatchSet) -> Iterator[None]:
@@ -269,9 +271,7 @@ class MPNLayer(FFNBlockLayer):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._recorders:
-            h = self._ffn_input(args, kwargs).detach()
-            for recorded in self._recorders:
-                recorded.append(h)
+            self._recorders.add(self._ffn_input(args, kwargs).detach())
         return super().forward(*args, **kwargs)
 
     def _check_mergeable(self, adapter_name: str) -> None:

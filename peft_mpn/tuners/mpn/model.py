@@ -111,12 +111,7 @@ class MPNModel(FFNBlockTuner):
             return self.subject_gate(adapter_name)
         config.gate_layer = self._gate_layer(config, gate_layer, num_layers(self.model.config))
         for layer in self.patch_layers(adapter_name).values():
-            patches = layer.patches(adapter_name)
-            layer.mpn_gate_keys[adapter_name] = torch.nn.Parameter(torch.zeros_like(patches.keys.detach()))
-            bias = torch.full_like(patches.bias.detach(), 1.0)
-            layer.mpn_gate_bias[adapter_name] = torch.nn.Parameter(bias)
-            for store in (layer.mpn_gate_keys, layer.mpn_gate_bias):
-                store[adapter_name].requires_grad_(patches.keys.requires_grad)
+            layer.add_gates(adapter_name)
         return self._attach_gate(adapter_name)
 
     # -- the interface editors use ---------------------------------------------------------------------------
