@@ -31,7 +31,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from edit_times import _option  # noqa: E402
+
+from peft_mpn.cli.edits import option  # noqa: E402
 
 SPENT: dict[str, float] = defaultdict(float)
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-edits", type=int, default=8)
     parser.add_argument("--data", default="../shared/data/bmike53", help="BMIKE-53 folder.")
-    parser.add_argument("--editor-option", type=_option, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--editor-option", type=option, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
