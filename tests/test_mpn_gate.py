@@ -86,6 +86,35 @@ def test_a_batch_gates_each_row_on_its_own_text():
     torch.testing.assert_close(together, torch.stack(alone), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text"])
+def test_padding_never_opens_a_gate(arch):
+    """A gate that fires on a pad token's FFN input would open for a left-padded row's whole text."""
+    tokenizer = make_tokenizer()
+    tokenizer.padding_side = "left"
+    model = get_peft_model(tiny_model(arch), peft_mpn.MPNConfig(gate_layer=1))
+    tuner = model.base_model
+    ((name, _),) = tuner.patch_layers().items()
+    texts = [SUBJECT_TEXT, "a cat sat on the mat and " + OTHER_TEXT]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    text = batch["attention_mask"].bool()
+    with torch.no_grad(), tuner.subject_gate().record_inputs() as recorded:
+        model(**batch)
+    gate_keys, gate_bias = fit_gates([recorded[0][~text]], recorded[0][text])  # fires on padding, nowhere else
+    assert bool((recorded[0][~text] @ gate_keys[0] + gate_bias[0] > 0).all())
+    d = recorded[0].shape[-1]
+    torch.manual_seed(0)
+    tuner.add_patches(name, PatchSet(torch.zeros(1, d), torch.ones(1), torch.randn(1, d) * 3, gate_keys, gate_bias))
+    with torch.no_grad():
+        together = model(**batch).logits[0, text[0]]
+    with model.disable_adapter():
+        unedited = logits(model, tokenizer, SUBJECT_TEXT)[0]
+    torch.testing.assert_close(together, unedited, atol=1e-5, rtol=1e-5)
+    generated = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    with model.disable_adapter():
+        expected = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert torch.equal(generated, expected)
+
+
 def test_gated_patches_save_and_load_and_do_not_merge(tmp_path):
     model, tokenizer, _ = gated_model()
     model.save_pretrained(tmp_path)

@@ -11,7 +11,9 @@ So each patch may carry a *gate*: a key `g` and bias `c` on the FFN input of an 
 position `t` the gate is open once `g·x_s + c > 0` at some position `s ≤ t` of the text so far; the patch adds its
 value only where its gate is open. `SubjectGate` watches that block, remembers which gates have opened in the text
 so far (across `generate()`'s decoding steps, which reuse one key/value cache), and answers the MPN layers. An
-ungated patch has `g = 0, c = 1`: always open.
+ungated patch has `g = 0, c = 1`: always open. Padding never opens a gate: in a left-padded batch the pad positions'
+FFN inputs are no text, and a gate that fired on them would open for the whole row (the model's `attention_mask`
+says which positions are padding).
 """
 
 from __future__ import annotations
@@ -41,11 +43,15 @@ class SubjectGate:
         block: the transformer block whose FFN input the gates read.
         ffn: that block's FFN module (its forward's first argument, or `input_kwarg`, is the FFN input).
         input_kwarg: the FFN input's keyword name.
+        model: the model whose forward receives the `attention_mask` (padding is read from it); None: every
+            position is text.
     """
 
-    def __init__(self, block: nn.Module, ffn: nn.Module, input_kwarg: str) -> None:
+    def __init__(self, block: nn.Module, ffn: nn.Module, input_kwarg: str, model: nn.Module | None = None) -> None:
         self._input_kwarg = input_kwarg
         self._inputs: torch.Tensor | None = None  # [B, T, d]: this text's FFN inputs so far
+        self._text: torch.Tensor | None = None  # [B, T] bool: which of them are text (not padding)
+        self._mask: torch.Tensor | None = None  # the model's 2-D attention mask, until the gate's block reads it
         self._new = 0  # how many of them the current forward pass added
         self._cache: Any = None  # a weak reference to the key/value cache the text is decoded with
         # id of a gate-key tensor -> (that tensor, its version, positions seen, [B, P] opened so far)
@@ -57,27 +63,41 @@ class SubjectGate:
             block.register_forward_pre_hook(self._start, with_kwargs=True),
             ffn.register_forward_pre_hook(self._record, with_kwargs=True),
         ]
+        if model is not None:
+            self._handles.append(model.register_forward_pre_hook(self._take_mask, with_kwargs=True))
 
     def remove(self) -> None:
         """Detach the hooks (the gated patches then cannot run)."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._inputs = None
+        self._inputs = self._text = self._mask = None
+
+    def _take_mask(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        self._mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
     def _start(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         # the key/value cache, however the model passes it (GPT-2 positionally, Llama by keyword)
         cache = next((value for value in (*args, *kwargs.values()) if isinstance(value, Cache)), None)
         continues = cache is not None and self._cache is not None and self._cache() is cache
         if not continues:
-            self._inputs, self._opened = None, {}
+            self._inputs, self._text, self._opened = None, None, {}
             self._cache = weakref.ref(cache) if cache is not None else None
 
     def _record(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         h = (args[0] if args else kwargs[self._input_kwarg]).detach()
         if self._inputs is not None and self._inputs.shape[0] != h.shape[0]:
-            self._inputs, self._opened = None, {}
+            self._inputs, self._text, self._opened = None, None, {}
+        # a mask is used by the one pass it came with: a pass that does not start at the model (an editor's pass
+        # from a block up) must not read a stale one
+        mask, self._mask = self._mask, None
+        if mask is not None and mask.shape[0] == h.shape[0] and mask.shape[1] >= h.shape[1]:
+            text = mask[:, -h.shape[1] :].to(device=h.device, dtype=torch.bool)
+        else:
+            text = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
         self._inputs = h if self._inputs is None else torch.cat([self._inputs, h], dim=1)
+        self._text = text if self._text is None else torch.cat([self._text, text], dim=1)
         self._new = h.shape[1]
         self._recorders.add(h)
 
@@ -112,6 +132,7 @@ class SubjectGate:
             seen, opened = 0, None  # a gate not seen in this text yet (or changed since): from its first position
         fresh = self._inputs[:, seen:]
         fires = (fresh.to(keys.dtype) @ keys.T + bias) > 0  # [B, T_fresh, P]
+        fires &= self._text[:, seen:, None]
         if opened is not None:
             fires[:, 0] |= opened
         fires = fires.cummax(dim=1).values

@@ -90,7 +90,7 @@ class MPNModel(FFNBlockTuner):
         if layer_index not in gates:
             spec = ffn_spec(self.model)
             block = _block_stack(base_model(self.model), spec)[layer_index]
-            gates[layer_index] = SubjectGate(block, block.get_submodule(spec.block), spec.input_kwarg)
+            gates[layer_index] = SubjectGate(block, block.get_submodule(spec.block), spec.input_kwarg, self.model)
         for layer in self.patch_layers(adapter_name).values():
             layer.attach_gate(adapter_name, gates[layer_index])
         return gates[layer_index]
