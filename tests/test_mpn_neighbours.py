@@ -66,6 +66,8 @@ def test_neighbour_prompts_replace_the_subject_with_others():
     assert neighbour_prompts("Where was she born?", "Ada Lovelace", ["Alan Turing"], 5, generator) == []
     assert neighbour_prompts("Where was Ada born?", None, ["Alan Turing"], 5, generator) == []
     assert len(neighbour_prompts("x is y", "x", [f"s{i}" for i in range(20)], 3, generator)) == 3
+    inflected = neighbour_prompts("Какой город побратим Праги?", "Прага", ["Куско", "Прага"], 5, generator)
+    assert inflected == ["Какой город побратим Куско?"]  # found declined, replaced where it is
     pool = SubjectPool()
     pool.add_unrelated([capital("germany", "berlin")])
     pool.add_edits([capital("france", "lyon"), capital("germany", "rome")])

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ...data.requests import EditRequest
+from ...data.subjects import find_subject
 
 
 class SubjectPool:
@@ -93,19 +94,27 @@ def neighbour_inputs(editor: Any, views: Sequence[tuple[Any, str]]) -> torch.Ten
 def neighbour_prompts(
     prompt: str, subject: str | None, candidates: Sequence[str], count: int, generator: torch.Generator
 ) -> list[str]:
-    """`prompt` with `subject` replaced by up to `count` other subjects drawn from `candidates` (seeded).
+    """`prompt` with its mention of `subject` (`find_subject`: inflected too) replaced by up to `count` other
+    subjects drawn from `candidates` (seeded).
 
-    Nothing when the prompt does not contain its subject (e.g. a translated subject written differently), and no
+    Nothing when the prompt does not mention its subject (e.g. a translated prompt that transliterates it), and no
     candidate that is the subject itself or already appears in the prompt.
     """
     subject = (subject or "").strip()
-    if not subject or subject not in prompt or count < 1:
+    span = find_subject(prompt, subject) if count >= 1 else None
+    if span is None:
         return []
-    others = [other for other in candidates if other != subject and other not in prompt and subject not in other]
+    start, end = span
+    mention = prompt[start:end]
+    others = [
+        other
+        for other in candidates
+        if other not in (subject, mention) and other not in prompt and subject not in other and mention not in other
+    ]
     if not others:
         return []
     picks = torch.randperm(len(others), generator=generator)[:count].tolist()
-    return [prompt.replace(subject, others[i]) for i in picks]
+    return [prompt[:start] + others[i] + prompt[end:] for i in picks]
 
 
 __all__ = ["SubjectPool", "neighbour_inputs", "neighbour_prompts"]

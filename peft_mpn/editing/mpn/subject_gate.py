@@ -5,8 +5,9 @@ fire at the last token of the edit's subject in every version the patch was trai
 text (a memory bank of every position of the unrelated texts, as the patches' own bank) nor anywhere in the edited
 question asked about other subjects (`SubjectPool`'s neighbours) nor anywhere in the edited question with its
 subject cut to its last words (a subject's last token is where its gate reads, and "SAM Colombia" must not open on
-"Colombia"). A patch whose subject cannot be found in one of its prompts (e.g. a translated prompt that writes the
-subject differently) keeps an open gate: it is exactly as ungated.
+"Colombia"). Subjects are found as `peft_mpn.data.subjects.find_subject` finds them (inflected in a translation too);
+a patch whose subject cannot be found in one of its prompts (e.g. a translated prompt that transliterates it) keeps an
+open gate: it is exactly as ungated.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from ...data.requests import EditRequest
+from ...data.subjects import find_subject
 from ...shared_prefix import SharedPrefix
 from ...tuners.ffn import num_layers
 from ...tuners.mpn.gate import OPEN, SubjectGate
@@ -93,11 +95,10 @@ class SubjectGates:
         h, mask, encodings = self._inputs([view.prompt for view in views])
         found: list[torch.Tensor | None] = []
         for row, (view, encoding) in enumerate(zip(views, encodings)):
-            subject = (view.subject or "").strip()
-            start = view.prompt.rfind(subject) if subject else -1
-            end = start + len(subject)
+            span = find_subject(view.prompt, view.subject)
+            end = span[1] if span else -1
             tokens = [i for i, (a, b) in enumerate(encoding["offset_mapping"]) if b > a and a < end <= b]
-            if start < 0 or not tokens:
+            if span is None or not tokens:
                 found.append(None)
                 continue
             offset = h.shape[1] - len(encoding["input_ids"])  # left padding
@@ -110,10 +111,11 @@ class SubjectGates:
         not on a last word that names something else."""
         texts = []
         for view in views:
-            subject = (view.subject or "").strip()
-            words = subject.split()
-            if len(words) > 1 and subject in view.prompt:
-                texts += [view.prompt.replace(subject, " ".join(words[k:])) for k in range(1, len(words))]
+            span = find_subject(view.prompt, view.subject)
+            if span is None:
+                continue
+            (start, end), words = span, view.prompt[span[0] : span[1]].split()
+            texts += [view.prompt[:start] + " ".join(words[k:]) + view.prompt[end:] for k in range(1, len(words))]
         if not texts:
             return None
         h, mask, _ = self._inputs(texts)
