@@ -72,3 +72,24 @@ def test_neighbour_prompts_replace_the_subject_with_others():
     pool.add_unrelated([capital("germany", "berlin")])
     pool.add_edits([capital("france", "lyon"), capital("germany", "rome")])
     assert pool.subjects("en") == ["germany", "france"] and len(pool) == 2
+
+
+def test_a_version_that_does_not_mention_its_subject_as_written_still_gets_a_gate():
+    """'frankreich' is not 'france' written any way `find_subject` knows (like a transliteration): its gate reads
+    the token of the German question most like the subject in the English one."""
+    request = EditRequest.single(
+        "the capital of france is",
+        "lyon",
+        subject="france",
+        parallel={"de": {"prompt": "die hauptstadt von frankreich ist", "target": "lyon", "subject": "france"}},
+    )
+    gated = {}
+    for by_likeness in (True, False):
+        config = MPNEditorConfig(augment_languages=["de"], patch_plan="per_language", subject_by_likeness=by_likeness)
+        editor = MPNEditor(tiny_model("llama", seed=1), make_tokenizer(), config, progress=False)
+        editor.add_unrelated_from_requests([capital("germany", "berlin"), capital("italy", "rome")])
+        assert editor.edit(request).success
+        gated[by_likeness] = editor.layer.patches(editor.adapter_name).gate_keys.any(-1).tolist()
+        pairs = [(view.prompt, "lyon") for view in request.views.values()]
+        assert all(score.exact for score in score_targets(editor.model, editor.tokenizer, pairs))  # still edited
+    assert all(gated[True]) and not all(gated[False])

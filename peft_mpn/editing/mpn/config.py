@@ -167,6 +167,15 @@ class MPNEditorConfig(EditorConfig):
             "gates (Transformer-Patcher's original).",
         },
     )
+    subject_by_likeness: bool = field(
+        default=True,
+        metadata={
+            "help": "Where a version's prompt does not mention its subject as written or inflected (a "
+            "transliteration: 'Хамо Торникрафт' for 'Hamo Thornycroft'), its gate reads the token of its question "
+            "whose gate-block input is most like the subject's last token in the request's other versions. False: "
+            "that patch stays ungated (fires on every question its key matches).",
+        },
+    )
     # speed
     prefix_cache: bool = field(
         default=True,

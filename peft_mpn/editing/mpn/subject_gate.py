@@ -6,17 +6,21 @@ text (a memory bank of every position of the unrelated texts, as the patches' ow
 question asked about other subjects (`SubjectPool`'s neighbours) nor anywhere in the edited question with its
 subject cut to its last words (a subject's last token is where its gate reads, and "SAM Colombia" must not open on
 "Colombia"). Subjects are found as `peft_mpn.data.subjects.find_subject` finds them (inflected in a translation too);
-a patch whose subject cannot be found in one of its prompts (e.g. a translated prompt that transliterates it) keeps an
-open gate: it is exactly as ungated.
+where a translated prompt does not mention it as written (a transliteration: "Хамо Торникрафт" for "Hamo
+Thornycroft"), the gate reads the token of that question whose input is most like the subject's last token in the
+request's other versions. A patch whose subject is still not placed keeps an open gate: it is exactly as ungated.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import string
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from ...data.requests import EditRequest
 from ...data.subjects import find_subject
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 _STEPS = 150
 _MARGIN = 1.0
+_PUNCTUATION = string.punctuation + string.whitespace + "？。、，「」《》『』"
 
 
 class SubjectGates:
@@ -44,10 +49,15 @@ class SubjectGates:
         tokenizer: its (fast) tokenizer: subjects are found by character offsets.
         memory: the bank of unrelated FFN inputs at the gate's block.
         pad: the pad token id.
+        by_likeness: place a subject that a prompt does not mention as written by its likeness to the other
+            versions' (`MPNEditorConfig.subject_by_likeness`).
     """
 
-    def __init__(self, gate: SubjectGate, model: Any, tokenizer: Any, memory: MemoryBank, pad: int) -> None:
+    def __init__(
+        self, gate: SubjectGate, model: Any, tokenizer: Any, memory: MemoryBank, pad: int, by_likeness: bool = True
+    ) -> None:
         self.gate, self.model, self.tokenizer, self.memory, self.pad = gate, model, tokenizer, memory, pad
+        self.by_likeness = by_likeness
         self.neighbours: torch.Tensor | None = None  # the current edit's neighbour questions (`neighbour_inputs`)
         if not getattr(tokenizer, "is_fast", False):
             logger.warning("Subject gates need a fast tokenizer (character offsets); patches stay ungated.")
@@ -70,7 +80,7 @@ class SubjectGates:
                 return None
             gate = tuner.enable_subject_gates(layer, name)
         memory = MemoryBank(editor.config.memory_size, editor.config.seed)
-        return cls(gate, editor.model, editor.tokenizer, memory, editor._pad)
+        return cls(gate, editor.model, editor.tokenizer, memory, editor._pad, editor.config.subject_by_likeness)
 
     def suspended(self) -> Any:
         """`SubjectGate.suspended`: every gate open while an edit trains on its prefix cache."""
@@ -88,21 +98,36 @@ class SubjectGates:
             h = torch.cat([recorded[0].expand(len(texts), -1, -1), h], dim=1)
         return h.float(), inputs["attention_mask"].bool(), encodings
 
-    def _subject_vectors(self, views: Sequence[Any]) -> list[torch.Tensor | None]:
-        """The gate-block input at each view's subject's last token (None where the prompt lacks its subject)."""
+    def _subject_vectors(self, views: Sequence[Any], owners: Sequence[int]) -> list[torch.Tensor | None]:
+        """The gate-block input at each view's subject's last token (None where it cannot be placed). `owners`:
+        each view's request; with `by_likeness`, a view whose prompt does not mention its subject (a
+        transliteration) takes the token of its question most like its request's other versions' subjects."""
         if not getattr(self.tokenizer, "is_fast", False):
             return [None] * len(views)
         h, mask, encodings = self._inputs([view.prompt for view in views])
+        offsets = [h.shape[1] - len(encoding["input_ids"]) for encoding in encodings]  # left padding
         found: list[torch.Tensor | None] = []
         for row, (view, encoding) in enumerate(zip(views, encodings)):
             span = find_subject(view.prompt, view.subject)
             end = span[1] if span else -1
             tokens = [i for i, (a, b) in enumerate(encoding["offset_mapping"]) if b > a and a < end <= b]
-            if span is None or not tokens:
-                found.append(None)
+            found.append(h[row, offsets[row] + tokens[0]] if span and tokens else None)
+        if not self.by_likeness:
+            return found
+        for row, view in enumerate(views):
+            siblings = [r for r in range(len(views)) if owners[r] == owners[row]]
+            known = [found[r] for r in siblings if found[r] is not None]
+            if found[row] is not None or not known:
                 continue
-            offset = h.shape[1] - len(encoding["input_ids"])  # left padding
-            found.append(h[row, offset + tokens[0]])
+            start, end = _question_span(view.prompt, [views[r].prompt for r in siblings])
+            spans = encodings[row]["offset_mapping"]
+            candidates = [
+                t for t, (a, b) in enumerate(spans) if start <= a < b <= end and view.prompt[a:b].strip(_PUNCTUATION)
+            ]
+            if candidates:
+                centre = nn.functional.normalize(torch.stack(known).mean(0), dim=0)
+                inputs = h[row, [offsets[row] + t for t in candidates]]
+                found[row] = inputs[int((nn.functional.normalize(inputs, dim=-1) @ centre).argmax())]
         return found
 
     def _partial_subject_vectors(self, views: Sequence[Any]) -> torch.Tensor | None:
@@ -127,7 +152,7 @@ class SubjectGates:
         """`patches` with a gate each, fitted as the module says (against the memory and `neighbours`, which this
         consumes)."""
         views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
-        vectors = self._subject_vectors(views)
+        vectors = self._subject_vectors(views, [int(r) for r in rows.request])
         trained = sorted({int(r) for patch in plan for r in patch.rows})
         partial = self._partial_subject_vectors([views[r] for r in trained])
         negatives = [v for v in (self.memory.vectors, self.neighbours, partial) if v is not None]
@@ -146,6 +171,14 @@ class SubjectGates:
                     gate_keys[groups[g]], gate_bias[groups[g]] = key, b
         like = patches.keys
         return PatchSet(patches.keys, patches.bias, patches.values, gate_keys.to(like), gate_bias.to(like))
+
+
+def _question_span(prompt: str, versions: Sequence[str]) -> tuple[int, int]:
+    """The characters of `prompt` that differ from its request's other `versions` at the start and the end (the
+    question, without a prompt format's shared few-shot prefix and answer cue)."""
+    start = len(os.path.commonprefix([prompt, *versions]))
+    end = len(prompt) - len(os.path.commonprefix([prompt[::-1], *(v[::-1] for v in versions)]))
+    return (start, end) if start < end else (0, len(prompt))
 
 
 def fit_gates(positives: Sequence[torch.Tensor], negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
