@@ -74,7 +74,8 @@ def find_subject(prompt: str, subject: str | None) -> tuple[int, int] | None:
     if start >= 0:
         return start, start + len(subject)
     start = prompt.casefold().rfind(subject.casefold())
-    if start >= 0 and len(prompt.casefold()) == len(prompt):  # casefold kept every index where it was
+    if start >= 0 and len(prompt.casefold()) == len(prompt) and len(subject.casefold()) == len(subject):
+        # (casefold kept every index where it was: no 'ß' → 'ss')
         return start, start + len(subject)
     pattern = _inflected_pattern(subject)
     matches = list(pattern.finditer(prompt)) if pattern is not None else []

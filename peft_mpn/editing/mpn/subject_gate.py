@@ -114,9 +114,10 @@ class SubjectGates:
             found.append(h[row, offsets[row] + tokens[0]] if span and tokens else None)
         if not self.by_likeness:
             return found
+        mentioned = list(found)  # placed by likeness: not a model for another version's
         for row, view in enumerate(views):
             siblings = [r for r in range(len(views)) if owners[r] == owners[row]]
-            known = [found[r] for r in siblings if found[r] is not None]
+            known = [mentioned[r] for r in siblings if mentioned[r] is not None]
             if found[row] is not None or not known:
                 continue
             start, end = _question_span(view.prompt, [views[r].prompt for r in siblings])
