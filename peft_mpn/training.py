@@ -340,7 +340,9 @@ class EditTrainer(Trainer):
             for param in self.model.parameters():
                 if id(param) not in ids:
                     param.requires_grad_(False)
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        self.objective.finish()
+        return output
 
     def _check_checkpoint(self, checkpoint: str | bool) -> None:
         """Refuse a checkpoint whose adapter has another shape than the one grown for this training set."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -243,3 +244,24 @@ def test_patches_of_earlier_edits_stay_frozen(tmp_path):
     assert all(torch.equal(after[k][:earlier], before[k]) for k in before)
     initial = trainer.objective.plan.initial
     assert not torch.equal(after["base_model.model.model.layers.2.mlp.mpn_values.default"][earlier:], initial.values)
+
+
+def test_trainer_edits_get_subject_gates_like_the_editors(tmp_path):
+    """Patches trained by the Trainer get their gates fitted after training, as `MPNEditor.edit` fits them."""
+    requests = [
+        EditRequest(
+            {lang: dataclasses.replace(view, subject=FACTS[i][0]) for lang, view in request(i).views.items()},
+            "en",
+            case_id=str(i),
+        )
+        for i in range(2)
+    ]
+    editor = MPNEditor(
+        tiny_model("llama"), make_tokenizer(), MPNEditorConfig(), unrelated_texts=MEMORY, progress=False
+    )
+    trainer = EditTrainer(editor, arguments(tmp_path), train_dataset=requests_to_dataset(requests))
+    trainer.train()
+    patches = editor.layer.patches(editor.adapter_name)
+    assert len(patches) and bool(patches.gate_keys.any(-1).all())  # every trained patch got a gate
+    pairs = [(view.prompt, view.target) for r in requests for view in r.views.values()]
+    assert all(all_exact(trainer.model, editor.tokenizer, pairs))  # and the edits still hold through them

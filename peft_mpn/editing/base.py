@@ -134,6 +134,10 @@ class TrainerObjective(Protocol):
         """The batch's share of the editor's other terms, and their values for logging."""
         ...
 
+    def finish(self) -> None:
+        """After training: what the edit needs that the Trainer does not learn (MPN: its subject gates)."""
+        ...
+
     def adapter_size(self, saved_config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The grown adapter's shape; with `saved_config` (an `adapter_config.json`), that adapter's shape."""
         ...

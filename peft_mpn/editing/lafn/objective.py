@@ -64,6 +64,9 @@ class LAFNTrainerObjective:
         total = tokens * (config.locality_weight * locality + config.norm_weight * norm)
         return total, {"locality": locality.item(), "norm": norm.item()}
 
+    def finish(self) -> None:
+        """Nothing: a LAFN edit is complete when its deltas are trained."""
+
     def adapter_size(self, saved_config: dict[str, Any] | None = None) -> dict[str, Any]:
         neurons = (
             self.editor.tuner.neuron_sets(self.editor.adapter_name)

@@ -302,7 +302,7 @@ class MPNEditor(MPNEditorState, Editor):
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
         keys, bias, noise, amplifier = init_patches(plan, self.config, self._generator)
         silent = self._edit_silent(requests, rows, batch, h, torch.arange(len(rows.request)))
-        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, silent)
+        return PatchPlan(plan, PatchSet(keys, bias, noise * amplifier), skipped, silent, rows)
 
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ...data.requests import EditRequest
+from ...tuners.mpn import PatchSet
 
 if TYPE_CHECKING:  # the editor builds this objective; only its type is needed here
     from .editor import MPNEditor
@@ -29,7 +30,8 @@ class MPNTrainerObjective:
         self.editor = editor
         tuner, name = editor.tuner, editor.adapter_name
         self.first = tuner.num_patches(name)  # earlier edits' patches stay frozen
-        self.plan = editor.plan_patches(requests)
+        self.requests = list(requests)
+        self.plan = editor.plan_patches(self.requests)
         if len(self.plan):
             tuner.add_patches(editor.layer_name, self.plan.initial, name)
         self.patch_requests = torch.tensor(self.plan.requests, dtype=torch.long)
@@ -81,6 +83,22 @@ class MPNTrainerObjective:
         config = self.editor.config
         total = (weight * (config.activation_weight * activation + self.editor.memory_weight * memory)).sum()
         return total, {"activation": activation.mean().item(), "memory": memory.mean().item()}
+
+    def finish(self) -> None:
+        """Fit the trained patches' subject gates, as `MPNEditor.edit` does after training (until then they are
+        open: a patch trains on its own prompts, where its gate would open anyway)."""
+        editor, plan = self.editor, self.plan
+        if editor.gates is None or not plan.patches or plan.rows is None:
+            return
+        state = editor.tuner.patch_state(editor.adapter_name)
+        patches = state[editor.layer_name]
+        trained = patches.map(lambda t: t[self.first :])
+        gated = editor.gates.fit(
+            PatchSet(trained.keys, trained.bias, trained.values), plan.patches, plan.rows, self.requests
+        )
+        earlier = patches.map(lambda t: t[: self.first]).tensors(True)
+        state[editor.layer_name] = PatchSet(*(torch.cat([a, b]) for a, b in zip(earlier, gated.tensors(True))))
+        editor.tuner.restore_patches(state, editor.adapter_name)
 
     def adapter_size(self, saved_config: dict[str, Any] | None = None) -> dict[str, Any]:
         if saved_config is not None:

@@ -41,13 +41,15 @@ class PatchPlan:
     `requests[p]` is the index of the request patch `p` serves; `skipped` lists the requests the model
     already gets right in every trained language (they get no patch); `silent` holds this edit's FFN inputs where
     the patches must stay silent besides the memory bank: after each trained answer (`silent_after_answer`) and
-    on neighbour questions (`neighbour_negatives`); None when there are none.
+    on neighbour questions (`neighbour_negatives`); None when there are none; `rows`, the versions the patches'
+    `rows` index (for fitting their subject gates once trained).
     """
 
     patches: list[PlannedPatch]
     initial: PatchSet
     skipped: list[int]
     silent: torch.Tensor | None = None
+    rows: EditRows | None = None  # the planned versions (`PlannedPatch.rows` index them)
 
     @property
     def requests(self) -> list[int]:
