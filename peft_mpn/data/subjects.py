@@ -63,7 +63,7 @@ def find_subject(prompt: str, subject: str | None) -> tuple[int, int] | None:
     Tried in order: the subject as written; ignoring case; each word with an inflected ending (a word of four or
     more letters may lose up to two final letters and gain up to three, words in between as written).
 
-    Example:
+    Examples:
         >>> find_subject("Какой город является городом-побратимом Праги?", "Прага")
         (40, 45)
     """
