@@ -176,6 +176,15 @@ class MPNEditorConfig(EditorConfig):
             "that patch stays ungated (fires on every question its key matches).",
         },
     )
+    subject_gate_hardest: int = field(
+        default=256,
+        metadata={
+            "min": 1,
+            "help": "The gate fit's hinge on negatives averages this many, those scoring highest at each step (out of "
+            "the memory, the neighbour questions and the cut subjects). Fewer weighs each negative still above "
+            "the gate's threshold more, so no training negative is left open; more spreads the push over many.",
+        },
+    )
     # speed
     prefix_cache: bool = field(
         default=True,

@@ -51,13 +51,22 @@ class SubjectGates:
         pad: the pad token id.
         by_likeness: place a subject that a prompt does not mention as written by its likeness to the other
             versions' (`MPNEditorConfig.subject_by_likeness`).
+        hardest: how many of the highest-scoring negatives the fit's hinge averages
+            (`MPNEditorConfig.subject_gate_hardest`).
     """
 
     def __init__(
-        self, gate: SubjectGate, model: Any, tokenizer: Any, memory: MemoryBank, pad: int, by_likeness: bool = True
+        self,
+        gate: SubjectGate,
+        model: Any,
+        tokenizer: Any,
+        memory: MemoryBank,
+        pad: int,
+        by_likeness: bool = True,
+        hardest: int = 256,
     ) -> None:
         self.gate, self.model, self.tokenizer, self.memory, self.pad = gate, model, tokenizer, memory, pad
-        self.by_likeness = by_likeness
+        self.by_likeness, self.hardest = by_likeness, hardest
         self.neighbours: torch.Tensor | None = None  # the current edit's neighbour questions (`neighbour_inputs`)
         if not getattr(tokenizer, "is_fast", False):
             logger.warning("Subject gates need a fast tokenizer (character offsets); patches stay ungated.")
@@ -80,7 +89,16 @@ class SubjectGates:
                 return None
             gate = tuner.enable_subject_gates(layer, name)
         memory = MemoryBank(editor.config.memory_size, editor.config.seed)
-        return cls(gate, editor.model, editor.tokenizer, memory, editor._pad, editor.config.subject_by_likeness)
+        config = editor.config
+        return cls(
+            gate,
+            editor.model,
+            editor.tokenizer,
+            memory,
+            editor._pad,
+            config.subject_by_likeness,
+            config.subject_gate_hardest,
+        )
 
     def suspended(self) -> Any:
         """`SubjectGate.suspended`: every gate open while an edit trains on its prefix cache."""
@@ -166,7 +184,7 @@ class SubjectGates:
         fittable = [g for g in groups if all(vectors[r] is not None for r in g)]
         if fittable and negatives:
             positives = [torch.stack([vectors[r] for r in g]) for g in fittable]
-            keys, bias = fit_gates(positives, torch.cat(negatives).float())
+            keys, bias = fit_gates(positives, torch.cat(negatives).float(), self.hardest)
             for g, anchors, key, b in zip(fittable, positives, keys, bias):
                 if bool((anchors @ key + b > 0).all()):  # a gate that misses one of its subjects stays open
                     gate_keys[groups[g]], gate_bias[groups[g]] = key, b
@@ -182,16 +200,19 @@ def _question_span(prompt: str, versions: Sequence[str]) -> tuple[int, int]:
     return (start, end) if start < end else (0, len(prompt))
 
 
-def fit_gates(positives: Sequence[torch.Tensor], negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_gates(
+    positives: Sequence[torch.Tensor], negatives: torch.Tensor, hardest: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One linear key per group of `positives` ([n_g, d] each): above the margin on its group, below minus the
-    margin on the hardest `negatives` ([N, d]); hinge losses, Adam, a fixed number of steps (no data-dependent
-    stop, so a result is reproducible). Returns keys [G, d] and biases [G] (the scale folded in)."""
+    margin on the `hardest` highest-scoring `negatives` ([N, d]) of each step; hinge losses, Adam, a fixed number
+    of steps (no data-dependent stop, so a result is reproducible). Returns keys [G, d] and biases [G] (the scale
+    folded in)."""
     centres = torch.stack([p.mean(0) for p in positives])
     scale = centres.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     keys = (centres / scale).clone().requires_grad_(True)
     bias = torch.zeros(len(positives), requires_grad=True)
     optimizer = torch.optim.Adam([keys, bias], lr=0.02)
-    hardest = min(256, len(negatives))
+    hardest = min(hardest, len(negatives))
     for _ in range(_STEPS):
         unit = keys * (10 / scale)
         positive = torch.cat([relu_gap(p @ k + b) for p, k, b in zip(positives, unit, bias)]).mean()
