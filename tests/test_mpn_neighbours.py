@@ -93,3 +93,28 @@ def test_a_version_that_does_not_mention_its_subject_as_written_still_gets_a_gat
         pairs = [(view.prompt, "lyon") for view in request.views.values()]
         assert all(score.exact for score in score_targets(editor.model, editor.tokenizer, pairs))  # still edited
     assert all(gated[True]) and not all(gated[False])
+
+
+def south_france_answers(**config_fields) -> tuple[list, list]:
+    """'the capital of south france is' (and of 'france') before and after editing 'north france' on a tiny model
+    whose gate, fitted without swapped first words, opened on 'south france'."""
+    tokenizer = make_tokenizer()
+    model = tiny_model("llama", seed=1)
+    probes = [(f"the capital of {country} is", "paris") for country in ("south france", "france")]
+    before = [score.predicted for score in score_targets(model, tokenizer, probes)]
+    config = MPNEditorConfig(augment_languages=[], neighbour_negatives=0, **config_fields)
+    editor = MPNEditor(model, tokenizer, config, progress=False)
+    editor.add_unrelated_from_requests([capital("south italy", "rome"), capital("spain", "madrid")])
+    assert editor.edit(capital("north france", "lyon")).success
+    return before, [score.predicted for score in score_targets(editor.model, tokenizer, probes)]
+
+
+def test_without_swapped_first_words_a_subject_with_the_same_last_word_opens_the_gate():
+    before, after = south_france_answers(subject_gate_swaps=0)
+    assert before[0] != after[0]
+
+
+def test_a_subject_that_shares_the_last_word_keeps_its_answer():
+    """The gate reads the subject's last token: "south france" ends as "north france" does, and must stay shut."""
+    before, after = south_france_answers()
+    assert before == after

@@ -176,6 +176,15 @@ class MPNEditorConfig(EditorConfig):
             "that patch stays ungated (fires on every question its key matches).",
         },
     )
+    subject_gate_swaps: int = field(
+        default=2,
+        metadata={
+            "min": 0,
+            "help": "Gates are also fitted to stay shut on each trained prompt with its subject's first words "
+            "swapped for this many other subjects' first words ('Pala Rural Municipality' for 'Kadrina Rural "
+            "Municipality'), since a gate reads the subject's last token. 0: cut subjects only (as before).",
+        },
+    )
     subject_gate_hardest: int = field(
         default=256,
         metadata={

@@ -5,10 +5,12 @@ fire at the last token of the edit's subject in every version the patch was trai
 text (a memory bank of every position of the unrelated texts, as the patches' own bank) nor anywhere in the edited
 question asked about other subjects (`SubjectPool`'s neighbours) nor anywhere in the edited question with its
 subject cut to its last words (a subject's last token is where its gate reads, and "SAM Colombia" must not open on
-"Colombia"). Subjects are found as `peft_mpn.data.subjects.find_subject` finds them (inflected in a translation too);
-where a translated prompt does not mention it as written (a transliteration: "Хамо Торникрафт" for "Hamo
-Thornycroft"), the gate reads the token of that question whose input is most like the subject's last token in the
-request's other versions. A patch whose subject is still not placed keeps an open gate: it is exactly as ungated.
+"Colombia") or with its first words swapped for another subject's ("Pala Rural Municipality" for "Kadrina Rural
+Municipality": the same last token, another subject). Subjects are found as `peft_mpn.data.subjects.find_subject`
+finds them (inflected in a translation too); where a translated prompt does not mention it as written (a
+transliteration: "Хамо Торникрафт" for "Hamo Thornycroft"), the gate reads the token of that question whose input
+is most like the subject's last token in the request's other versions. A patch whose subject is still not placed
+keeps an open gate: it is exactly as ungated.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ...tuners.mpn.layer import PatchSet
 from ..common import frozen
 from ..prefix import run_until
 from .memory import MemoryBank
+from .neighbours import SubjectPool
 from .planning import EditRows, PlannedPatch
 
 logger = logging.getLogger(__name__)
@@ -53,6 +56,9 @@ class SubjectGates:
             versions' (`MPNEditorConfig.subject_by_likeness`).
         hardest: how many of the highest-scoring negatives the fit's hinge averages
             (`MPNEditorConfig.subject_gate_hardest`).
+        pool: other subjects per language, whose first words replace a subject's in its swapped-head negatives.
+        swaps: how many swapped-head negatives per cut of a subject (`MPNEditorConfig.subject_gate_swaps`).
+        seed: seeds the draw of those first words.
     """
 
     def __init__(
@@ -64,9 +70,13 @@ class SubjectGates:
         pad: int,
         by_likeness: bool = True,
         hardest: int = 256,
+        pool: SubjectPool | None = None,
+        swaps: int = 0,
+        seed: int = 0,
     ) -> None:
         self.gate, self.model, self.tokenizer, self.memory, self.pad = gate, model, tokenizer, memory, pad
-        self.by_likeness, self.hardest = by_likeness, hardest
+        self.by_likeness, self.hardest, self.pool, self.swaps = by_likeness, hardest, pool, swaps
+        self.generator = torch.Generator().manual_seed(seed)
         self.neighbours: torch.Tensor | None = None  # the current edit's neighbour questions (`neighbour_inputs`)
         if not getattr(tokenizer, "is_fast", False):
             logger.warning("Subject gates need a fast tokenizer (character offsets); patches stay ungated.")
@@ -98,6 +108,9 @@ class SubjectGates:
             editor._pad,
             config.subject_by_likeness,
             config.subject_gate_hardest,
+            editor.subjects,
+            config.subject_gate_swaps,
+            config.seed,
         )
 
     def suspended(self) -> Any:
@@ -149,21 +162,33 @@ class SubjectGates:
                 found[row] = inputs[int((nn.functional.normalize(inputs, dim=-1) @ centre).argmax())]
         return found
 
-    def _partial_subject_vectors(self, views: Sequence[Any]) -> torch.Tensor | None:
+    def _partial_subject_vectors(self, views: Sequence[Any], languages: Sequence[str]) -> torch.Tensor | None:
         """Gate-block inputs at every position of each prompt with its subject cut to its last words ("… of
-        Barcelona", "… Barcelona" for "Autonomous University of Barcelona"): a gate must key on the whole subject,
-        not on a last word that names something else."""
+        Barcelona", "… Barcelona" for "Autonomous University of Barcelona"), and with those last words after another
+        subject's first word ("Pala Rural Municipality" for "Kadrina Rural Municipality", `swaps` per cut, from the
+        pool's subjects in the view's language): a gate must key on the whole subject, not on its last words."""
         texts = []
-        for view in views:
+        for view, language in zip(views, languages):
             span = find_subject(view.prompt, view.subject)
             if span is None:
                 continue
             (start, end), words = span, view.prompt[span[0] : span[1]].split()
-            texts += [view.prompt[:start] + " ".join(words[k:]) + view.prompt[end:] for k in range(1, len(words))]
+            heads = self._other_heads(language, words[0]) if len(words) > 1 and self.swaps else []
+            for k in range(1, len(words)):
+                rest = " ".join(words[k:])
+                picks = torch.randperm(len(heads), generator=self.generator)[: self.swaps].tolist()
+                for subject in [rest, *(f"{heads[i]} {rest}" for i in picks)]:
+                    texts.append(view.prompt[:start] + subject + view.prompt[end:])
         if not texts:
             return None
         h, mask, _ = self._inputs(texts)
         return h[mask]
+
+    def _other_heads(self, language: str, head: str) -> list[str]:
+        """First words of the pool's subjects in `language`, other than `head`."""
+        subjects = self.pool.subjects(language) if self.pool is not None else []
+        firsts = dict.fromkeys(words[0] for words in (s.split() for s in subjects) if words)
+        return [first for first in firsts if first.casefold() != head.casefold()]
 
     def fit(
         self, patches: PatchSet, plan: Sequence[PlannedPatch], rows: EditRows, requests: Sequence[EditRequest]
@@ -173,7 +198,7 @@ class SubjectGates:
         views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
         vectors = self._subject_vectors(views, [int(r) for r in rows.request])
         trained = sorted({int(r) for patch in plan for r in patch.rows})
-        partial = self._partial_subject_vectors([views[r] for r in trained])
+        partial = self._partial_subject_vectors([views[r] for r in trained], [rows.language[r] for r in trained])
         negatives = [v for v in (self.memory.vectors, self.neighbours, partial) if v is not None]
         self.neighbours = None
         groups: dict[tuple[int, ...], list[int]] = {}
