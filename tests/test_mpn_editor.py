@@ -242,9 +242,9 @@ def test_per_language_patches_give_translated_targets_their_own_neurons():
         "the capital of france is", "lyon", parallel={"de": ("die hauptstadt von frankreich ist", "berlin")}
     )
     # one shared patch cannot write both answers; keep_unfixed keeps it to show the plan (rollback would drop it)
-    shared = editor("gpt2", augment=["de"], keep_unfixed=True)
+    shared = editor("gpt2", augment=["de"], patch_plan="edit", keep_unfixed=True)
     # the shared patch fires in German too and the German one overtakes it slowly: no stall rule on the tiny model
-    own = editor("gpt2", augment=["de"], patch_plan="per_language", stall_steps=0)
+    own = editor("gpt2", augment=["de"], stall_steps=0)  # the default plan
     assert shared.edit(request).patches_added == 1
     result = own.edit(request)
     assert result.patches_added == 2 and result.fixed_languages == ["en", "de"]

@@ -110,12 +110,6 @@ def _ft_layer(config: EditorConfig, layer: int) -> tuple[EditorConfig, dict[str,
     return replace(config, layer=layer), {}
 
 
-def _mpn_bench_config() -> MPNEditorConfig:
-    # One patch per trained language: every seen language fixed in 8/8 edits against 3/8 with one shared patch,
-    # faster, at about a point of locality (docs/mpn_patch_plans.md).
-    return MPNEditorConfig(patch_plan="per_language")
-
-
 def _lafn_bench_config() -> LAFNEditorConfig:
     # The settings of the LAFN editing study (docs/lafn_neurons.md): read every prompt at a template slot (without
     # it half the facts had no shared neuron), search the upper blocks (8-17 of Gemma-3-270M's 18), 25 steps.
@@ -141,7 +135,6 @@ SPECS: dict[str, EditorSpec] = {
             MPNEditor,
             MPNEditorConfig,
             "MPN: patch neurons in one FFN, trained on the edit and its parallel versions",
-            bench_config=_mpn_bench_config,
             augments_by_default=True,
             set_layer=_mpn_layer,
             adapter_config=MPNConfig,
@@ -151,7 +144,7 @@ SPECS: dict[str, EditorSpec] = {
             MPNEditor,
             MPNEditorConfig,
             "T-Patcher: MPN with the cross-lingual augmentation off",
-            fixed={"augment_languages": []},
+            fixed={"augment_languages": [], "patch_plan": "edit"},  # one language: the plans coincide
             augments=False,
             no_augment_reason=(
                 "T-Patcher is MPN with augmentation off; drop the augmentation languages {languages} or use 'mpn'."

@@ -40,11 +40,13 @@ class MPNEditorConfig(EditorConfig):
     )
     # patches
     patch_plan: Literal["edit", "per_language", "separate"] = field(
-        default="edit",
+        default="per_language",
         metadata={
-            "help": "'edit': one patch per wrong edit-language token, shared by every language (T-Patcher's plan). "
-            "'per_language': also patches for each augmentation language's own wrong tokens (its answer may be a "
-            "different string, which one shared value vector cannot produce in every language). 'separate': as "
+            "help": "'per_language': patches for the edit language's wrong tokens, shared by every language, and "
+            "for each augmentation language's own wrong tokens (its answer may be a different string, which one "
+            "shared value vector cannot produce in every language). 'edit': shared patches only, one per target "
+            "slot any language gets wrong (T-Patcher's plan read literally; far fewer edits hold in every "
+            "language, docs/mpn_patch_plans.md). 'separate': as "
             "per_language, but the edit language's patches are anchored in the edit language only, so no patch is "
             "trained to fire in several languages: sharper on same-relation neighbours, less general."
         },
@@ -231,7 +233,7 @@ class MPNEditorConfig(EditorConfig):
     @classmethod
     def t_patcher(cls, **overrides: object) -> MPNEditorConfig:
         """Transformer-Patcher: the same editor with cross-lingual augmentation off."""
-        return cls(**{**overrides, "augment_languages": []})
+        return cls(**{"patch_plan": "edit", **overrides, "augment_languages": []})
 
     def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> MPNEditorConfig:
         """Train on exactly `augment_languages` (besides the edit language), seeded with `seed`."""

@@ -296,7 +296,8 @@ class MPNEditor(MPNEditorState, Editor):
         with frozen(self.model), torch.no_grad(), self.layer.record_inputs() as recorded:
             correct = correct_tokens(self._forward(batch, None, None), self._targets(batch, None))
         h = recorded[0].float()
-        plan, skipped = plan_patches(len(requests), rows, correct, self._decision_positions(batch), h, self.config)
+        positions, one_label = self._decision_positions(batch), self.is_classifier
+        plan, skipped = plan_patches(len(requests), rows, correct, positions, h, self.config, one_label=one_label)
         if not plan:
             d = self.layer.hidden_size
             return PatchPlan([], PatchSet(torch.zeros(0, d), torch.zeros(0), torch.zeros(0, d)), skipped)
@@ -326,7 +327,7 @@ class MPNEditor(MPNEditorState, Editor):
             vocab = CandidateVocabulary(batch.target_ids, full_logits, config.vocab_candidates)
         positions = self._decision_positions(batch)
         h = recorded[0].float()  # FFN inputs at the patched layer: fixed while the edit trains
-        plan, skipped = plan_patches(len(requests), rows, correct, positions, h, config)
+        plan, skipped = plan_patches(len(requests), rows, correct, positions, h, config, one_label=self.is_classifier)
         case_ids = [r.case_id for r in requests]
         languages = list(dict.fromkeys(rows.language))
         if not plan:

@@ -66,6 +66,8 @@ def plan_patches(
     positions: torch.Tensor,
     h: torch.Tensor,
     config: MPNEditorConfig,
+    *,
+    one_label: bool = False,
 ) -> tuple[list[PlannedPatch], list[int]]:
     """Patches for the wrong tokens (at most the cap; one for classifiers); requests already right are skipped.
 
@@ -82,6 +84,7 @@ def plan_patches(
         positions: [B, T] positions whose FFN inputs the patches read (-1 for padding).
         h: [B, S, d] FFN inputs at the patched layer.
         config: the editor config (`patch_plan`, `max_patches_per_edit`).
+        one_label: every language's target is the same label (a classifier): shared patches only, whatever the plan.
     """
     patches: list[PlannedPatch] = []
     skipped = []
@@ -96,7 +99,7 @@ def plan_patches(
         slots = _wrong_slots(request_rows if config.patch_plan == "edit" else [edit_row], correct, positions)
         shared = [edit_row] if config.patch_plan == "separate" else request_rows
         patches += _patches_for(index, edit_row, shared, positions, h, slots[:cap] or [0])
-        if config.patch_plan in ("per_language", "separate"):
+        if config.patch_plan in ("per_language", "separate") and not one_label:
             for row in (r for r in request_rows if r != edit_row):
                 slots = _wrong_slots([row], correct, positions)
                 patches += _patches_for(index, row, [row], positions, h, slots[:cap])
