@@ -11,6 +11,7 @@ from tiny import make_tokenizer, tiny_model
 
 import peft_mpn
 from peft_mpn.editing.mpn.subject_gate import fit_gates
+from peft_mpn.editing.prefix import PrefixCache
 from peft_mpn.tuners.config import AdapterCompositionError
 from peft_mpn.tuners.mpn import PatchSet
 
@@ -162,3 +163,45 @@ def test_unloading_leaves_the_base_model_without_the_gate_hooks():
     gate_block = base.model.layers[1]
     assert not gate_block._forward_pre_hooks and not gate_block.mlp._forward_pre_hooks
     assert torch.equal(logits(base, tokenizer, SUBJECT_TEXT), unedited)
+
+
+@pytest.mark.parametrize("only_last_position", [False, True])
+def test_a_prefix_cache_pass_opens_and_shuts_gates_as_the_full_pass_does(only_last_position):
+    """An editor trains on passes that skip the blocks below the patch, the gate's block among them: the patches
+    already in the model must still open only where their subject was mentioned, as at inference."""
+    model, tokenizer, _ = gated_model()
+    tuner = model.base_model
+    ((name, layer),) = tuner.patch_layers().items()
+    tokenizer.padding_side = "left"
+    batch = dict(
+        tokenizer([SUBJECT_TEXT, "a cat sat on the mat and " + OTHER_TEXT], return_tensors="pt", padding=True)
+    )
+    last = torch.full((2, 1), batch["input_ids"].shape[1] - 1)
+    with torch.no_grad():
+        full = model(**batch).logits[:, -1]
+        cache = PrefixCache(
+            model,
+            name,
+            batch,
+            root=tuner.model,
+            positions=last if only_last_position else None,
+            attention=layer.spec.attention,
+            gate=tuner.subject_gate(),
+        )
+        assert cache.positionwise == only_last_position
+        second = torch.tensor([1])
+
+        def inputs(rows=None):
+            if only_last_position:
+                return cache.at_positions(batch, rows)
+            return batch if rows is None else {key: value[rows] for key, value in batch.items()}
+
+        with cache.replay():
+            replayed = model(**inputs()).logits[:, -1]
+        with cache.replay(second):  # one row of the batch: its own gate inputs
+            other_row = model(**inputs(second)).logits[:, -1]
+        with cache.replay(), tuner.subject_gate().suspended():  # every gate open: the other text changes
+            suspended = model(**inputs()).logits[:, -1]
+    torch.testing.assert_close(replayed, full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(other_row[0], full[1], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(suspended[1], full[1], atol=1e-3)

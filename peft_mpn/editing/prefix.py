@@ -11,12 +11,16 @@ that predict its target tokens), everything after the block's self-attention is 
 keeps that attention's output, and later passes run the block, the final norm and the output layer on those
 positions only (`positionwise`), which is most of an edit step's cost gone. The cache checks once that the
 short pass reproduces the block's output and otherwise falls back to the full sequence.
+
+A subject gate (`peft_mpn.tuners.mpn.SubjectGate`) reads a block below the cached one, which replayed passes do
+not run: given the gate, the cache also keeps that block's FFN inputs, and the gates of the patches already in
+the model read them during replay, so those patches open and shut as they do at inference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any
 
 import torch
@@ -24,6 +28,7 @@ from torch import nn
 
 from ..tuners.ffn import locate_block
 from ..tuners.mpn import MPNLayer
+from ..tuners.mpn.gate import SubjectGate
 
 
 class _StopForward(Exception):
@@ -104,6 +109,7 @@ class PrefixCache:
         positions: [B, T] the only positions whose outputs later passes read (-1: none). With ``attention`` too
             and the block last in its stack, later passes can run on those positions only (`positionwise`).
         attention: the block's self-attention module, relative to the block (`FFNSpec.attention`).
+        gate: the subject gate of the patches in the model, if any; its block must lie below the cached one.
     """
 
     def __init__(
@@ -117,6 +123,7 @@ class PrefixCache:
         stop_after: nn.Module | None = None,
         positions: torch.Tensor | None = None,
         attention: str | None = None,
+        gate: SubjectGate | None = None,
     ) -> None:
         location = locate_block(module_name)
         self.stack = (root or model).get_submodule(location.stack)
@@ -142,11 +149,19 @@ class PrefixCache:
         if short:
             handles.append(block.get_submodule(attention).register_forward_hook(keep_attention))
             handles.append(block.register_forward_hook(lambda module, args, output: kept.update(block=_first(output))))
+        self.gate, self.gate_inputs = gate if self.enabled else None, None
         try:
-            run_until(model, block if short else (stop_after or block), inputs)
+            with self.gate.record_inputs() if self.gate is not None else nullcontext([]) as gate_inputs:
+                run_until(model, block if short else (stop_after or block), inputs)
         finally:
             for handle in handles:
                 handle.remove()
+        if self.gate is not None:
+            if not gate_inputs:
+                raise RuntimeError("The subject gate's block was not reached before the cached block.")
+            mask = inputs.get("attention_mask")
+            self.gate_inputs = gate_inputs[0]
+            self.gate_text = torch.ones(self.gate_inputs.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
         if not entering:
             raise RuntimeError(f"Block {self.index} of {location.stack!r} was not reached in the forward pass.")
         self.entering = entering[0]
@@ -205,6 +220,11 @@ class PrefixCache:
         if not self.enabled:
             yield
             return
+        gate = nullcontext()
+        if self.gate is not None:
+            pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+            positions = pick(self.positions) if self.positionwise else None
+            gate = self.gate.replaying(pick(self.gate_inputs), pick(self.gate_text), positions)
         if self.positionwise:
             cached = self._at(self.entering, rows)
             parent_name, _, child = self.attention.rpartition(".")
@@ -221,7 +241,8 @@ class PrefixCache:
                 self.stack[i] = _Replay(original, cached)
             if self.positionwise:
                 setattr(parent, child, stand_in)
-            yield
+            with gate:
+                yield
         finally:
             for i, original in enumerate(originals):
                 self.stack[i] = original

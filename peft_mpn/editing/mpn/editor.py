@@ -202,7 +202,7 @@ class MPNEditor(MPNEditorState, Editor):
                     f"targets must be {kind}, got {request.edit.target!r}."
                 )
         start = time.perf_counter()
-        with frozen(self.model), self.gates.suspended() if self.gates else nullcontext():
+        with frozen(self.model):
             # a later edit of the same fact replaces the earlier one: it trains without the earlier patches
             earlier, replaced = self.history.earlier_versions(list(requests))
             set_aside = self.tuner.drop_patches(earlier, self.adapter_name) if earlier else None
@@ -288,8 +288,7 @@ class MPNEditor(MPNEditorState, Editor):
 
         The same rule as `edit_batch`: one patch per wrong target token of each request (``patch_plan``,
         ``max_patches_per_edit``), keys initialised from its FFN inputs (``key_init``), values ``z ⊙ a``
-        (``amplifier_init``). Train them against `edit_loss` plus `patch_losses`
-        (e.g. with `peft_mpn.training.EditTrainer`).
+        (``amplifier_init``). Train them against `edit_loss` plus `patch_losses` (e.g. `EditTrainer`).
         """
         requests = list(requests)
         rows, batch = self._encode_rows(requests)
@@ -318,6 +317,7 @@ class MPNEditor(MPNEditorState, Editor):
                 stop_after=self.layer,
                 positions=self._decision_positions(batch) if isinstance(batch, TargetBatch) else None,
                 attention=self.layer.spec.attention,
+                gate=self.gates.gate if self.gates else None,  # earlier patches open and shut as at inference
             )
         with torch.no_grad():
             full_logits = self._forward(batch, cache, None)

@@ -57,6 +57,7 @@ class SubjectGate:
         # id of a gate-key tensor -> (that tensor, its version, positions seen, [B, P] opened so far)
         self._opened: dict[int, tuple[Any, int, int, torch.Tensor]] = {}
         self._suspended = 0
+        self._replayed: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         self._recorders = Recorders()
         self.ffn = ffn
         self._handles = [
@@ -116,11 +117,38 @@ class SubjectGate:
         finally:
             self._suspended -= 1
 
+    @contextmanager
+    def replaying(
+        self, inputs: torch.Tensor, text: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> Iterator[None]:
+        """Gates read `inputs` ([B, T, d], this block's FFN inputs recorded in an earlier full pass; `text`
+        [B, T]: which positions are not padding) instead of the pass itself: for passes that start above the gate's
+        block on those rows (an editor's prefix cache), so that patches already in the model open and shut as they
+        will at inference. `positions` ([B, T'], -1 for none): the pass runs on those positions only."""
+        previous, self._replayed = self._replayed, (inputs, text.to(torch.bool), positions)
+        try:
+            yield
+        finally:
+            self._replayed = previous
+
+    def _open_replayed(self, keys: torch.Tensor, bias: torch.Tensor, count: int) -> torch.Tensor:
+        inputs, text, positions = self._replayed
+        fires = ((inputs.to(keys.dtype) @ keys.T + bias) > 0) & text[..., None].to(inputs.device)
+        fires = fires.cummax(dim=1).values
+        if positions is not None:
+            index = positions.clamp(min=0).to(fires.device)
+            fires = fires.gather(1, index[..., None].expand(-1, -1, fires.shape[-1]))
+        if fires.shape[1] < count:
+            raise RuntimeError(f"The replayed gate inputs cover {fires.shape[1]} positions, the pass {count}.")
+        return fires[:, -count:].to(keys.dtype)
+
     def open(self, keys: torch.Tensor, bias: torch.Tensor, positions: int) -> torch.Tensor | None:
         """[B, positions, P]: 1 where each patch's gate is open at the current pass's last `positions` positions
         (None: all open). Raises when the gate's block did not run in this pass."""
         if self._suspended or bool((bias >= OPEN).all() and not keys.any()):
             return None
+        if self._replayed is not None:
+            return self._open_replayed(keys, bias, positions)
         if self._inputs is None or positions != self._new:
             raise RuntimeError(
                 "A gated MPN patch ran in a forward pass that did not run the gate's block (e.g. a pass that starts "
