@@ -286,9 +286,8 @@ class MPNEditor(MPNEditorState, Editor):
     def plan_patches(self, requests: Sequence[EditRequest]) -> PatchPlan:
         """Plan and initialise the patches ``requests`` need, without training them (for training elsewhere).
 
-        The same rule as `edit_batch`: one patch per wrong target token of each request (``patch_plan``,
-        ``max_patches_per_edit``), keys initialised from its FFN inputs (``key_init``), values ``z ⊙ a``
-        (``amplifier_init``). Train them against `edit_loss` plus `patch_losses` (e.g. `EditTrainer`).
+        The same rule as `edit_batch` (``patch_plan``, ``max_patches_per_edit``, ``key_init``, ``amplifier_init``);
+        train them against `edit_loss` plus `patch_losses` (e.g. with `peft_mpn.training.EditTrainer`).
         """
         requests = list(requests)
         rows, batch = self._encode_rows(requests)
@@ -307,6 +306,7 @@ class MPNEditor(MPNEditorState, Editor):
     def _train(self, requests: list[EditRequest]) -> EditResult:
         config = self.config
         rows, batch = self._encode_rows(requests)
+        positions = self._decision_positions(batch)
         with self.layer.record_inputs() as recorded:
             cache = PrefixCache(
                 self.model,
@@ -315,7 +315,7 @@ class MPNEditor(MPNEditorState, Editor):
                 root=self.tuner.model,
                 enabled=config.prefix_cache,
                 stop_after=self.layer,
-                positions=self._decision_positions(batch) if isinstance(batch, TargetBatch) else None,
+                positions=positions if isinstance(batch, TargetBatch) else None,
                 attention=self.layer.spec.attention,
                 gate=self.gates.gate if self.gates else None,  # earlier patches open and shut as at inference
             )
@@ -325,7 +325,6 @@ class MPNEditor(MPNEditorState, Editor):
         vocab = None
         if isinstance(batch, TargetBatch) and config.vocab_candidates is not None:
             vocab = CandidateVocabulary(batch.target_ids, full_logits, config.vocab_candidates)
-        positions = self._decision_positions(batch)
         h = recorded[0].float()  # FFN inputs at the patched layer: fixed while the edit trains
         plan, skipped = plan_patches(len(requests), rows, correct, positions, h, config, one_label=self.is_classifier)
         case_ids = [r.case_id for r in requests]

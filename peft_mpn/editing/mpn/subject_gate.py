@@ -113,10 +113,6 @@ class SubjectGates:
             config.seed,
         )
 
-    def suspended(self) -> Any:
-        """`SubjectGate.suspended`: every gate open while an edit trains on its prefix cache."""
-        return self.gate.suspended()
-
     def _inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
         """Gate-block FFN inputs [B, T, d] of `texts` (left-padded), their mask, and each text's encoding."""
         encodings = [self.tokenizer(t, truncation=True, max_length=128, return_offsets_mapping=True) for t in texts]

@@ -133,8 +133,7 @@ class SubjectGate:
 
     def _open_replayed(self, keys: torch.Tensor, bias: torch.Tensor, count: int) -> torch.Tensor:
         inputs, text, positions = self._replayed
-        fires = ((inputs.to(keys.dtype) @ keys.T + bias) > 0) & text[..., None].to(inputs.device)
-        fires = fires.cummax(dim=1).values
+        fires = _opened(inputs, text.to(inputs.device), keys, bias)
         if positions is not None:
             index = positions.clamp(min=0).to(fires.device)
             fires = fires.gather(1, index[..., None].expand(-1, -1, fires.shape[-1]))
@@ -158,14 +157,24 @@ class SubjectGate:
         ref, version, seen, opened = self._opened.get(id(keys), (None, -1, 0, None))
         if ref is None or ref() is not keys or version != keys._version or seen >= total:
             seen, opened = 0, None  # a gate not seen in this text yet (or changed since): from its first position
-        fresh = self._inputs[:, seen:]
-        fires = (fresh.to(keys.dtype) @ keys.T + bias) > 0  # [B, T_fresh, P]
-        fires &= self._text[:, seen:, None]
-        if opened is not None:
-            fires[:, 0] |= opened
-        fires = fires.cummax(dim=1).values
+        fires = _opened(self._inputs[:, seen:], self._text[:, seen:], keys, bias, opened)  # [B, T_fresh, P]
         self._opened[id(keys)] = (weakref.ref(keys), keys._version, total, fires[:, -1])
         return fires[:, -positions:].to(keys.dtype)
+
+
+def _opened(
+    inputs: torch.Tensor,
+    text: torch.Tensor,
+    keys: torch.Tensor,
+    bias: torch.Tensor,
+    before: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[B, T, P] bool: whether each gate has fired at a text position up to each of `inputs`' positions (`before`:
+    [B, P], already open before the first of them)."""
+    fires = ((inputs.to(keys.dtype) @ keys.T + bias) > 0) & text[..., None]
+    if before is not None:
+        fires[:, 0] |= before
+    return fires.cummax(dim=1).values
 
 
 __all__ = ["OPEN", "SubjectGate"]
