@@ -207,6 +207,24 @@ def test_a_damaged_file_is_named_with_the_fix(mzsre_dir: Path, damage, problem: 
 # -------------------------------------------------------------------------------------------- BMIKE-53
 
 
+def test_bmike_joined_splits_load_in_turn_with_their_split_in_the_case_id(bmike_dir: Path) -> None:
+    other = bmike_dir.parent / "second"
+    other.mkdir()
+    write(other / "second_test_de.json", [{"en": bmike_record(c, "en"), "de": bmike_record(c, "de")} for c in (7, 2)])
+    joined = load_bmike53(bmike_dir.parent, "mysplit+second", ["de"])
+    assert [r.case_id for r in joined] == ["mysplit/7", "mysplit/3", "mysplit/11", "mysplit/5", "second/7", "second/2"]
+    assert joined[4].views["de"].prompt == load_bmike53(other, languages=["de"])[0].views["de"].prompt
+    assert [r.case_id for r in load_bmike53(bmike_dir.parent, "mysplit+second", ["de"], start=3, limit=2)] == [
+        "mysplit/5",
+        "second/7",
+    ]
+    for bad in ("mysplit+", "mysplit+mysplit"):
+        with pytest.raises(ValueError, match="distinct names separated by"):
+            load_bmike53(bmike_dir.parent, bad)
+    with pytest.raises(DatasetLayoutError, match="No BMIKE-53 split 'third'"):
+        load_bmike53(bmike_dir.parent, "mysplit+third", ["de"])
+
+
 def test_bmike_unusual_split_aligned_by_case_id(bmike_dir: Path) -> None:
     requests = load_bmike53(bmike_dir, languages=["de"])
     assert [r.case_id for r in requests] == ["7", "3", "11", "5"]

@@ -178,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--dataset", required=True, choices=DATASETS)
     bench.add_argument("--data", required=True, help="the benchmark's folder (or file), in its published layout")
     bench.add_argument(
-        "--split", default=None, help="the data's split, where it has several (BMIKE-53: zsre, counterfact)"
+        "--split",
+        default=None,
+        help="the data's split, where it has several (BMIKE-53: zsre, counterfact; zsre+counterfact joins them)",
     )
     bench.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
     bench.add_argument("--edit-language", default="en")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -81,6 +82,10 @@ def load_bmike53(
 ) -> list[EditRequest]:
     """Load a BMIKE-53 split: a folder of `<split>_test_<lang>.json[.gz]` (any split name).
 
+    Several splits joined by `+` (`"zsre+counterfact"`, from the folder above the split folders) load as one
+    dataset: each split's cases in turn, their `case_id`s prefixed with the split's name (`"zsre/17"`), since
+    the splits number their cases independently. A lifelong stream takes its 1,000 edits from both.
+
     `split` is inferred from the file names when there is one; `path` may also be the folder above the
     split folders (then give `split` if there are several) or a single file. `<split>_test.json` is
     English-only and optional. `<split>_test_en.json` is not a language of its own (in the published data
@@ -93,6 +98,8 @@ def load_bmike53(
     in Hebrew) is dropped with a warning giving the counts; `strict=True` raises instead.
     """
     root = resolve(path)
+    if split is not None and "+" in split:
+        return select(_joined_splits(root, split, languages, strict), start, limit)
     split, files = _find_split(root, split)
     available = ["en", *sorted(lang for lang in files if lang not in (None, "en"))]
     langs = choose_languages(
@@ -176,6 +183,23 @@ def load_bmike53(
         views.update((lang, record_view(found[case_id], f"{where}, {lang!r}")) for lang, found in versions.items())
         requests.append(edit_request(views, case_id, where))
     return select(requests, start, limit)
+
+
+def _joined_splits(root: Path, splits: str, languages: str | Iterable[str] | None, strict: bool) -> list[EditRequest]:
+    """Every case of each `+`-joined split, in turn, with case ids `<split>/<case_id>`."""
+    names = splits.split("+")
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ValueError(
+            f"Joined BMIKE-53 splits must be distinct names separated by '+' (e.g. 'zsre+counterfact'), "
+            f"got {splits!r}."
+        )
+    if languages is not None and not isinstance(languages, str):
+        languages = list(languages)  # read once per split
+    joined: list[EditRequest] = []
+    for name in names:
+        for request in load_bmike53(root, name, languages, strict=strict):
+            joined.append(dataclasses.replace(request, case_id=f"{name}/{request.case_id}"))
+    return joined
 
 
 def is_bmike53(root: Path) -> bool:

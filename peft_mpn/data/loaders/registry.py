@@ -91,7 +91,7 @@ _SPECS: tuple[DatasetSpec, ...] = (
         languages=BMIKE53_LANGUAGES,
         options={
             "split": "the split, e.g. `zsre` or `counterfact` (any <split>_test_<lang> prefix); needed only "
-            "when `path` holds several",
+            "when `path` holds several; `zsre+counterfact` joins splits (case ids `<split>/<case_id>`)",
             "languages": "which <split>_test_<lang> files to read (default: all found); English always",
             "start": f"{_START}; cases are in file order, aligned by `case_id`",
             "limit": _LIMIT,
