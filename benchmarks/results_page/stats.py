@@ -52,12 +52,17 @@ def paired_difference(
     ``reading``: ``"token"`` (the default), ``"em"`` (also ``exact=True``), ``"gen"`` (the generated answer) or
     ``"stops"``. ``None`` when the runs edited different cases or a run has no ``per_case`` table (older JSON).
     """
-    if run_a.get("case_ids") != run_b.get("case_ids") or "per_case" not in run_a or "per_case" not in run_b:
+    if (
+        run_a.get("case_ids") != run_b.get("case_ids")
+        or run_a.get("judged_case_ids") != run_b.get("judged_case_ids")
+        or "per_case" not in run_a
+        or "per_case" not in run_b
+    ):
         return None
     reading = reading or ("em" if exact else "token")
     cells_a = _case_cells(run_a, languages, probe, copied, reading)
     cells_b = _case_cells(run_b, languages, probe, copied, reading)
-    cases = list(run_a["case_ids"])
+    cases = list(run_a.get("judged_case_ids", run_a["case_ids"]))
     a, b = _macro(cells_a, cases), _macro(cells_b, cases)
     if a is None or b is None:
         return None

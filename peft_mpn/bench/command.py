@@ -46,6 +46,7 @@ def bench(
     locality_tokens: int = 16,
     curve_every: int | None = None,
     curve_sample: int = 50,
+    judge_sample: int | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
@@ -58,6 +59,8 @@ def bench(
     curves = None if curve_every is None else CurveSettings(every=curve_every, sample=curve_sample)
     if curves is not None and not sequential:
         raise ValueError("--curve-every measures a stream of edits: add --sequential.")
+    if judge_sample is not None and not sequential:
+        raise ValueError("--judge-sample judges a sample of a stream's edits: add --sequential, or lower --num-edits.")
     if Path(output).suffix != ".json":
         raise ValueError(f"--output must be a .json path (the .md and .png go next to it), got {output}.")
     if split is not None and "split" not in edit_data.dataset_options(dataset):
@@ -111,6 +114,7 @@ def bench(
         generation=settings,
         checkpoint=Path(output).with_suffix(".checkpoint.pt") if sequential else None,
         curves=curves,
+        judge_sample=judge_sample,
         progress=progress,
     )
     results = {
@@ -142,6 +146,7 @@ def bench(
             "locality_tokens": locality_tokens,
             "curve_every": curve_every,
             "curve_sample": curve_sample,
+            "judge_sample": judge_sample,
         },
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +60,19 @@ def curve_point(
     records: Sequence[Mapping[str, Any]],
     settings: CurveSettings,
     seed: int,
+    judged: Collection[str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One point of the curves after ``len(edited)`` edits (``records``: the bench's per-edit records so far), and
-    the judge's rows it was computed from (in editing order)."""
-    picks = random.Random(seed * 1_000_003 + len(edited)).sample(range(len(edited)), min(settings.sample, len(edited)))
-    sample = [edited[i] for i in sorted(picks)]
+    the judge's rows it was computed from (in editing order).
+
+    The cases judged are `ranked_sample`'s: a uniform sample of those edited so far that mostly repeats from one
+    point to the next (a retention curve follows the same facts, and their unedited judgements are made once);
+    `judged` limits them to those case ids (the run's judged sample, `run_benchmark(judge_sample=...)`).
+    """
+    candidates = edited if judged is None else [r for r in edited if str(r.case_id) in judged]
+    sample = ranked_sample(candidates, settings.sample, seed)
     rows = [row for request in sample for row in judge.rows(editor.model, request)]
-    scores = judge.scores(rows)
+    scores = judge.scores(rows) if rows else {"per_language": {}, "counts": {}}  # no sampled case edited yet
     window = [record["seconds"] for record in records[-settings.every :]]
     memory = getattr(editor, "memory", None)
     point = {
@@ -83,6 +89,21 @@ def curve_point(
         "tokens_per_second": tokens_per_second(editor.model, settings),
     }
     return point, rows
+
+
+def case_rank(case_id: Any, seed: int) -> float:
+    """A case's seeded place in the judging order, in [0, 1): the same whatever else is in the run."""
+    return random.Random(f"{seed}/{case_id}").random()
+
+
+def ranked_sample(requests: Sequence[EditRequest], size: int, seed: int) -> list[EditRequest]:
+    """The `size` requests of lowest `case_rank` (all when fewer), in their given order.
+
+    A uniform sample of `requests`; for a longer list that extends this one, the sample keeps every case of this
+    one that still ranks among the lowest `size`.
+    """
+    ranked = sorted(range(len(requests)), key=lambda i: case_rank(requests[i].case_id, seed))
+    return [requests[i] for i in sorted(ranked[:size])]
 
 
 def adapter_bytes(model: Any) -> int | None:

@@ -125,7 +125,7 @@ def _examples(results: Mapping[str, Any], cases: int = 3) -> list[str]:
     generations = results.get("generations") or {}
     before = {(g["case_id"], g["language"], g["probe"]): g for g in generations.get("before", [])}
     lines = ["", "Generated text on the first edits (edit language):", ""]
-    for case in results["case_ids"][:cases]:
+    for case in results.get("judged_case_ids", results["case_ids"])[:cases]:
         for g in generations.get("after", []):
             if g["case_id"] != case or g["language"] != results["edit_language"]:
                 continue

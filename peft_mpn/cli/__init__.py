@@ -77,6 +77,7 @@ def _bench(args: argparse.Namespace) -> int:
         locality_tokens=args.locality_tokens,
         curve_every=args.curve_every,
         curve_sample=args.curve_sample,
+        judge_sample=args.judge_sample,
         progress=not args.no_progress,
     )
     print("\n".join(f"wrote {path}" for path in paths.values()))
@@ -269,6 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=50,
         metavar="K",
         help="edited cases judged at each curve point (a seeded sample of those edited so far)",
+    )
+    bench.add_argument(
+        "--judge-sample",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --sequential: judge only K of the edited cases (a seeded sample), before, on the curves and at "
+        "the end; every case is still edited (a 1,000-edit stream's judging takes hours on a CPU)",
     )
     bench.set_defaults(run=_bench)
     add_commands(commands, common, progress)
