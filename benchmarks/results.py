@@ -27,6 +27,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_page.generation import generation_headline  # noqa: E402
+from results_page.lifelong import lifelong_section  # noqa: E402
 from results_page.plots import plot_section  # noqa: E402
 from results_page.runs import (  # noqa: E402
     MODES,
@@ -94,6 +95,7 @@ def build_page(
         "",
     ]
     lines += generation_headline(grouped)
+    lines += lifelong_section(runs, docs / "img")
     lines += patch_activations(runs)
     if planned is not None:
         lines += coverage(runs, planned)

@@ -5,6 +5,7 @@
 #   bash benchmarks/run_results.sh --dry-run    # print the commands only
 #   bash benchmarks/run_results.sh --calibrate  # cheap first pass: 10 edits per method, MzsRE, single mode
 #   bash benchmarks/run_results.sh --headline   # the page's generation headline: every method, 30 edits
+#   bash benchmarks/run_results.sh --lifelong   # 1,000 edits in a row with curves: MPN, T-Patcher, FT-M augmented
 #
 # Every method on MzsRE (all 12 languages) and on BMIKE-53 zsRE and CounterFact (16 languages across scripts),
 # 100 edits each (seed 0), single-edit mode and sequential mode (100 in a row). MPN and LAFN train on the parallel
@@ -16,6 +17,12 @@
 # CounterFact, single mode, all 16 languages, judged on generated text as well as teacher-forced (25 to 40 minutes a
 # method on 2 cores; METHODS="mpn t-patcher" runs a subset), into $OUT/headline and benchmarks/results/headline/;
 # the page opens with them.
+# --lifelong streams LIFELONG_EDITS=1000 edits in a row from BMIKE-53 zsRE and CounterFact together (1,773 cases in
+# en de fr es ru zh ja ar) with MPN (de fr es ru zh), T-Patcher and FT-M on the same versions, measured every 100
+# edits (retention, generality, locality, seconds per edit, memory, adapter size, tokens/s) on a seeded sample of
+# CURVE_SAMPLE=50 of the edited cases (--judge-sample: the same sample is the final result), into $OUT/lifelong and
+# benchmarks/results/lifelong/. A stream saves its state every 10 edits and resumes after an interruption; the MPN
+# stream takes several hours on 2 cores (about 12 s an edit and 17 s a judged case).
 # --calibrate runs each method on EDITS=10 MzsRE cases in single mode into results/bench-calibration and writes
 # no page: check that every method runs and read its seconds per edit before starting the full set.
 # After the bench runs comes the classifier-editing task (benchmarks/classifier_task.py, MPN's classifier setting).
@@ -27,13 +34,16 @@ set -euo pipefail
 DRY_RUN=""
 CALIBRATE=""
 HEADLINE=""
+LIFELONG=""
 for argument in "$@"; do
   case "$argument" in
     --dry-run) DRY_RUN=1 ;;
     --calibrate) CALIBRATE=1 ;;
     --headline) HEADLINE=1 ;;
+    --lifelong) LIFELONG=1 ;;
     *)
-      echo "usage: bash benchmarks/run_results.sh [--dry-run] [--calibrate] [--headline] (unknown argument: $argument)" >&2
+      echo "usage: bash benchmarks/run_results.sh [--dry-run] [--calibrate | --headline | --lifelong]" \
+        "(unknown argument: $argument)" >&2
       exit 2
       ;;
   esac
@@ -41,7 +51,8 @@ done
 
 DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-METHODS=${METHODS:-"mpn t-patcher lafn ft-l ft-m icl"}
+ALL_METHODS="mpn t-patcher lafn ft-l ft-m icl"
+EXTRA=""  # options every run of this mode takes
 if [[ -n "$CALIBRATE" ]]; then
   OUT=${OUT:-results/bench-calibration}
   EDITS=${EDITS:-10}
@@ -52,6 +63,14 @@ elif [[ -n "$HEADLINE" ]]; then
   EDITS=${HEADLINE_EDITS:-30}
   MODES="single"
   DATASETS="bmike53-counterfact"
+elif [[ -n "$LIFELONG" ]]; then
+  OUT=${OUT:-results/bench}/lifelong
+  EDITS=${LIFELONG_EDITS:-1000}
+  MODES="sequential"
+  DATASETS="bmike53-zsre+counterfact"
+  ALL_METHODS="mpn t-patcher ft-m-augmented"
+  CURVE_SAMPLE=${CURVE_SAMPLE:-50}
+  EXTRA="--curve-every 100 --curve-sample $CURVE_SAMPLE --judge-sample $CURVE_SAMPLE"
 else
   OUT=${OUT:-results/bench}
   EDITS=${EDITS:-100}
@@ -61,6 +80,8 @@ fi
 AUGMENT="de fr es ru zh"
 DISJOINT="cs bg fa da ca"  # chosen so that no extra BMIKE-53 case is dropped: same cases as the others
 BMIKE_LANGUAGES="en de fr es ru zh ja ar hi th tr vi ko he el uk"
+[[ -n "$LIFELONG" ]] && BMIKE_LANGUAGES="en de fr es ru zh ja ar"  # a judged case costs about 2.5x with all 16
+METHODS=${METHODS:-$ALL_METHODS}
 # The unedited model's judgements are the same for every method on the same cases: judged once, kept here.
 JUDGE_CACHE=${JUDGE_CACHE:-$HOME/.cache/peft_mpn/judged}
 
@@ -83,8 +104,9 @@ run_once() {  # run_once OUTPUT "SUFFIXES" COMMAND...: the command, skipped when
 run() {  # run OUTPUT_NAME ARGS...: one bench run (it writes the .md table and the .png plot, then the JSON)
   local output="$OUT/$1.json"
   shift
+  # shellcheck disable=SC2086  # EXTRA is a list of options
   run_once "$output" ".md .png" peft-mpn bench "$@" --num-edits "$EDITS" --seed "$SEED" --judge-cache "$JUDGE_CACHE" \
-    --output "$output"
+    $EXTRA --output "$output"
 }
 
 data_for() {  # the --dataset/--data/--split/--eval-languages of a dataset name
@@ -94,10 +116,11 @@ data_for() {  # the --dataset/--data/--split/--eval-languages of a dataset name
   esac
 }
 
-augment_for() {  # the --augment-languages of a method
+augment_for() {  # the --method and --augment-languages of a method's run name
   case "$1" in
-    mpn | lafn) echo "--augment-languages $AUGMENT" ;;
-    *) echo "--augment-languages" ;;
+    mpn | lafn) echo "--method $1 --augment-languages $AUGMENT" ;;
+    ft-m-augmented) echo "--method ft-m --augment-languages $AUGMENT" ;;
+    *) echo "--method $1 --augment-languages" ;;
   esac
 }
 
@@ -106,8 +129,8 @@ for mode in $MODES; do
   for method in $METHODS; do
     for dataset in $DATASETS; do
       # shellcheck disable=SC2046  # word splitting of the option lists is intended
-      run "${dataset}_${method}_${mode}" --method "$method" $(data_for "$dataset") $(augment_for "$method") $flag
-      if [[ "$method" == mpn && "$dataset" == bmike53-* && -z "$HEADLINE" ]]; then
+      run "${dataset}_${method}_${mode}" $(data_for "$dataset") $(augment_for "$method") $flag
+      if [[ "$method" == mpn && "$dataset" == bmike53-* && -z "$HEADLINE$LIFELONG" ]]; then
         # shellcheck disable=SC2046,SC2086
         run "${dataset}_mpn-disjoint_${mode}" --method mpn $(data_for "$dataset") --augment-languages $DISJOINT $flag
       fi
@@ -119,7 +142,7 @@ for mode in $MODES; do
   done
 done
 
-if [[ -z "$CALIBRATE" && -z "$HEADLINE" ]]; then
+if [[ -z "$CALIBRATE$HEADLINE$LIFELONG" ]]; then
   # MPN's classifier setting (fact verification from BMIKE-53 CounterFact): its own section of the page.
   run_once "$OUT/classifier_task.json" ".md" python benchmarks/classifier_task.py --data "$DATA/bmike53/counterfact" \
     --output "$OUT/classifier_task.json"
@@ -128,7 +151,7 @@ fi
 [[ -n "$DRY_RUN" || -n "$CALIBRATE" ]] && exit 0
 # The repository keeps every run gzip'd (benchmarks/results/), and the page is built from those copies, so
 # `python benchmarks/results.py benchmarks/results --docs docs` rebuilds it on any machine.
-KEPT=benchmarks/results$([[ -n "$HEADLINE" ]] && echo /headline || true)
+KEPT=benchmarks/results$([[ -n "$HEADLINE" ]] && echo /headline || true)$([[ -n "$LIFELONG" ]] && echo /lifelong || true)
 mkdir -p "$KEPT"
 for result in "$OUT"/*.json; do
   [[ -f "$result" ]] && gzip -9 -n -c "$result" > "$KEPT/$(basename "$result").gz"

@@ -279,6 +279,22 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert all(f"img/{p.name}" in page for p in images)
 
 
+def test_results_page_draws_the_lifelong_curves_of_every_stream(setup, tmp_path):
+    runs = tmp_path / "runs"
+    stream = ("--sequential", "--curve-every", "1", "--judge-sample", "2")
+    for method in ("mpn", "t-patcher"):
+        bench(setup, runs / f"mzsre_{method}_sequential.json", method, *editor_args(method), *stream)
+    docs = tmp_path / "docs"
+    assert load_benchmark_script("results").main([str(runs), "--docs", str(docs)]) == 0
+    page = (docs / "results.md").read_text(encoding="utf-8")
+    section = page[page.index("## Edits in a row: the lifelong curves") :]
+    assert section.index("**MzsRE, 3 edits**, after the last edit (2 edited cases judged") < section.index("![")
+    assert re.search(r"mpn \(augment: de; overlapping\) keeps [\d.]+ \[[\d.]+, [\d.]+\] of the sampled", section)
+    assert "### t-patcher" in section and section.count("\n| 3 | 2 |") == 2  # the last point of each table
+    plot = docs / "img" / "lifelong_mzsre__3_edits.png"
+    assert plot.read_bytes()[:4] == b"\x89PNG" and f"img/{plot.name}" in section
+
+
 def test_a_run_killed_while_writing_leaves_no_json_so_it_counts_as_not_done(setup, tmp_path, monkeypatch):
     output = tmp_path / "run.json"
     results = bench(setup, output, "icl", "--augment-languages")

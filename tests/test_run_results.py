@@ -113,3 +113,25 @@ def test_finished_runs_are_skipped_interrupted_ones_rerun_and_unknown_flags_refu
     ]
     done = subprocess.run(["bash", str(SCRIPT), "--dry-rum"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "unknown argument: --dry-rum" in done.stderr
+
+
+def test_the_headline_runs_every_method_on_thirty_counterfact_cases(tmp_path, cli):
+    lines = listed_commands(tmp_path, "--headline")
+    assert sorted(option(line, "--method") for line in lines) == sorted(EDITORS)
+    for line in lines:
+        load = cli(line)
+        assert load["split"] == "counterfact" and len(load["languages"]) == 16
+        assert option(line, "--num-edits") == "30" and "--sequential" not in line
+        assert option(line, "--output").startswith(str(tmp_path / "out" / "headline"))
+
+
+def test_the_lifelong_streams_are_a_thousand_edits_from_both_bmike_splits_with_curves(tmp_path, cli):
+    lines = listed_commands(tmp_path, "--lifelong")
+    names = [option(line, "--output").rsplit("/", 1)[1] for line in lines]
+    assert names == [f"bmike53-zsre+counterfact_{m}_sequential.json" for m in ("mpn", "t-patcher", "ft-m-augmented")]
+    for line in lines:
+        load = cli(line)
+        assert load["split"] == "zsre+counterfact" and load["languages"] == "en de fr es ru zh ja ar".split()
+        assert option(line, "--num-edits") == "1000" and "--sequential" in line
+        assert option(line, "--curve-every") == "100" and option(line, "--judge-sample") == "50"
+    assert "--method ft-m --augment-languages de fr es ru zh" in lines[2]

@@ -52,18 +52,18 @@ def curve_markdown(results: Mapping[str, Any]) -> list[str]:
         f"### Lifelong curve (a sample of up to {sample} edited cases judged every "
         f"{results.get('curve_settings', {}).get('every')} edits)",
         "",
-        "| edits | "
+        "| edits | judged | "
         + " | ".join(label for label, _, _ in CURVES)
         + " | s/edit (median) | fixed | memory | adapter KB "
         "| tokens/s vs base |",
-        "|---:|" + "---:|" * (len(CURVES) + 5),
+        "|---:|---:|" + "---:|" * (len(CURVES) + 5),
     ]
     for point in curve:
         cells = [_cell(read(point, path, edit)) for _, path, _ in CURVES]
         speed = point.get("tokens_per_second") or {}
         adapter = point.get("adapter_bytes")
         lines.append(
-            f"| {point['edits']} | "
+            f"| {point['edits']} | {len(point['judged_cases'])} | "
             + " | ".join(cells)
             + f" | {_cell(point.get('seconds_per_edit_median'))} | {_cell(point.get('fixed_rate'))} | "
             f"{point.get('memory_size') if point.get('memory_size') is not None else '–'} | "
