@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from tiny import logits, make_tokenizer, next_token, tiny_model
@@ -30,21 +32,28 @@ FRANCE = EditRequest.single(
 )
 
 
-def editor(arch: str = "llama", dtype: torch.dtype = torch.float32, **config) -> LAFNEditor:
+def editor(
+    arch: str = "llama", dtype: torch.dtype = torch.float32, unrelated: list[str] = LOCALITY, **config
+) -> LAFNEditor:
     settings = {
         "max_steps": 150,
         "learning_rate": 0.05,
         "locality_weight": 10.0,
         "locator": LocatorConfig(top_k=16, language_vote=0.5),
+        "preserved_energy": None,  # the KL term alone (random tiny weights share no structure to project out)
         **config,
     }
     return LAFNEditor(
         tiny_model(arch).to(dtype),
         make_tokenizer(),
         LAFNEditorConfig(**settings),
-        unrelated_texts=LOCALITY,
+        unrelated_texts=unrelated,
         progress=False,
     )
+
+
+def all_logits(ed: LAFNEditor, texts: list[str]) -> list[torch.Tensor]:
+    return [logits(ed.model, dict(ed.tokenizer([text], return_tensors="pt")))[0] for text in texts]
 
 
 def test_lafn_edits_a_bfloat16_model_in_every_language_given():
@@ -128,3 +137,42 @@ def test_reset_and_bad_input():
         ed.edit_batch([])
     with pytest.raises(EditRequestError, match="train_languages"):
         editor("llama", train_languages=["ja"]).edit(FRANCE)
+
+
+def test_the_preservation_projection_leaves_the_unrelated_texts_unchanged_at_every_position():
+    unrelated = ["the sky"]  # fewer positions than located neurons: their span can be avoided exactly
+    locator = LocatorConfig(top_k=32, language_vote=0.5)
+    settings = {"unrelated": unrelated, "locality_weight": 0.0, "max_locality_texts": 0, "locator": locator}
+    projected = editor(preserved_energy=1.0, **settings)
+    before = all_logits(projected, unrelated)
+    assert projected.edit(FRANCE).status == "edited"
+    assert next_token(projected.model, projected.tokenizer, FRANCE.edit.prompt) == "lyon"
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(before, all_logits(projected, unrelated)))
+    free = editor(**settings)  # the same edit without the projection moves them
+    assert free.edit(FRANCE).status == "edited"
+    assert not all(torch.allclose(a, b, atol=1e-4) for a, b in zip(before, all_logits(free, unrelated)))
+
+
+def test_an_edit_that_does_not_hold_is_rolled_back_to_the_adapter_before_it():
+    ed = editor()
+    assert ed.edit(FRANCE).status == "edited"
+    kept = ed.state_dict()
+    hard = EditRequest.single(
+        "who wrote hamlet",
+        "paris",
+        rephrases=["hamlet was written by"],
+        parallel={"de": {"prompt": "wer schrieb hamlet", "target": "south", "rephrases": ["hamlet schrieb"]}},
+    )
+    ed.config = replace(ed.config, max_steps=1)
+    result = ed.edit(hard)
+    assert result.status == "unfixed" and result.neurons == {}
+    state = ed.state_dict()
+    assert state["neurons"] == kept["neurons"]
+    assert all(
+        torch.equal(state["deltas"][n][k], kept["deltas"][n][k]) for n in kept["deltas"] for k in kept["deltas"][n]
+    )
+    assert next_token(ed.model, ed.tokenizer, FRANCE.edit.prompt) == "lyon"
+    ed.config = replace(ed.config, keep_unfixed=True)  # kept when asked: its neurons join the adapter
+    assert ed.edit(hard).status == "unfixed" and ed.state_dict()["neurons"] != kept["neurons"]
+    first = editor(max_steps=1)  # a first edit rolled back leaves the plain model
+    assert first.edit(hard).status == "unfixed" and first.tuner is None

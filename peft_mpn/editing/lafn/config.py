@@ -51,6 +51,25 @@ class LAFNEditorConfig(EditorConfig):
     prefix_cache: bool = field(
         default=True, metadata={"help": "Replay the frozen blocks below the lowest edited layer (exact, faster)."}
     )
+    preserved_energy: float | None = field(
+        default=0.99,
+        metadata={
+            "above": 0,
+            "max": 1,
+            "help": "Keep the deltas out of the directions that carry this share of the located neurons' activation "
+            "energy on the unrelated texts (every position, unedited model): after each step the edit's down-"
+            "projection deltas are projected onto the rest, so text like the unrelated texts hardly moves "
+            "(AlphaEdit's preservation projection, on the located neurons). None: no projection (the old "
+            "behaviour). Up/gate deltas (update_input) are not projected.",
+        },
+    )
+    keep_unfixed: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep an edit that does not hold in every training language within max_steps. False (default): "
+            "it is rolled back, neurons and deltas, and reported as unfixed."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.cached and self.activation_threshold is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager, nullcontext
@@ -30,7 +31,10 @@ from ..common import CandidateVocabulary, check_generation_requests, fixed_langu
 from ..prefix import PrefixCache
 from .config import LAFNEditorConfig
 from .objective import LAFNTrainerObjective, delta_norm
+from .preserve import UnrelatedActivations, edit_projections, project
 from .state import LAFNEditorState
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +56,8 @@ class LAFNEditor(LAFNEditorState, Editor):
             are known) or a PeftModel that already carries a LAFN adapter.
         tokenizer: its tokenizer.
         config: editing hyper-parameters.
-        unrelated_texts: unrelated prompts for the KL locality term; keep them apart from the prompts you judge
+        unrelated_texts: unrelated prompts: the first `max_locality_texts` for the KL locality term, all of them
+            for the preservation projection (`preserved_energy`); keep them apart from the prompts you judge
             locality on.
         reference_requests: other facts whose shared neurons are "generic" (see ``LocatorConfig.
             generic_facts_fraction``); estimated once per set of languages and reused for every edit.
@@ -81,6 +86,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         self._pad = pad_token_id(tokenizer)
         self._keeps_logits = takes_logits_to_keep(self.base_model)
         self.unrelated_texts: list[str] = []
+        self._activations: UnrelatedActivations | None = None  # of `unrelated_texts`, read when first needed
         self.reference_requests = list(reference_requests or [])
         self._generic: dict[tuple[str, ...], Any] = {}
         if unrelated_texts is not None:
@@ -88,8 +94,10 @@ class LAFNEditor(LAFNEditorState, Editor):
 
     # -- set-up ----------------------------------------------------------------------------------------------
     def add_unrelated_texts(self, texts: Iterable[str] | Any) -> None:
-        """Unrelated prompts for the KL locality term (the first `max_locality_texts` are kept)."""
-        self.unrelated_texts = (self.unrelated_texts + unrelated_strings(texts))[: self.config.max_locality_texts]
+        """Unrelated prompts: the first `max_locality_texts` enter the KL locality term, every one the
+        preservation projection (`LAFNEditorConfig.preserved_energy`)."""
+        self.unrelated_texts = list(dict.fromkeys(self.unrelated_texts + unrelated_strings(texts)))
+        self._activations = None
 
     @property
     def base_model(self) -> PreTrainedModel:
@@ -156,6 +164,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         for request in requests:
             for layer, indices in self.locate(request).neurons.items():
                 located[layer] = sorted({*located.get(layer, []), *indices})
+        saved = self.state_dict()  # what an edit that does not hold is rolled back to
         trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
@@ -171,6 +180,16 @@ class LAFNEditor(LAFNEditorState, Editor):
         correct = self._row_correct(batch)
         fixed = fixed_languages(correct, [language for _, _, language in rows])
         status = "edited" if len(fixed) == len(languages) else "unfixed"
+        if status == "unfixed" and not self.config.keep_unfixed:
+            logger.warning(
+                "Edit %s holds in %s of %s after %d steps: rolled back (keep_unfixed=True keeps it).",
+                case_ids,
+                fixed,
+                languages,
+                steps,
+            )
+            self.load_state_dict(saved)
+            trained = {}
         return LAFNEditResult(
             case_ids,
             status,
@@ -243,6 +262,7 @@ class LAFNEditor(LAFNEditorState, Editor):
             )
             targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
             locality = self.locality_reference()
+            projections = self._projections(trained)
             optimizer = torch.optim.Adam(params, lr=config.learning_rate)
             losses: dict[str, float] = {}
             step = 0
@@ -258,6 +278,7 @@ class LAFNEditor(LAFNEditorState, Editor):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                project(projections)
                 losses = {"edit": edit_loss.item(), "locality": locality_loss.item(), "norm": norm.item()}
                 step_fixed = bool(((logits.argmax(-1) == targets) | (targets == -100)).all())
                 if step_fixed and all(self._row_correct(batch, cache)):
@@ -267,6 +288,17 @@ class LAFNEditor(LAFNEditorState, Editor):
                         vocab.extend(window_logits_at_targets(self.model(**inputs).logits, batch.target_ids))
                     targets = vocab.map(batch.target_ids)
         return step, losses
+
+    def _projections(self, trained: dict[int, list[int]]) -> list:
+        """The preservation projections of this edit's down deltas (none without `preserved_energy` or texts)."""
+        if self.config.preserved_energy is None or not self.unrelated_texts:
+            return []
+        if self._activations is None:
+            self._activations = UnrelatedActivations(self.unrelated_texts, self.tokenizer)
+        layers = {locate_block(name).index: layer for name, layer in self.tuner.lafn_layers(self.adapter_name).items()}
+        with self._disabled():
+            grams = self._activations.grams(self.model, layers)
+        return edit_projections(layers, self.adapter_name, trained, grams, self.config.preserved_energy)
 
     def _inputs(self, batch: Any) -> dict[str, torch.Tensor]:
         inputs = batch.model_inputs()
@@ -279,13 +311,14 @@ class LAFNEditor(LAFNEditorState, Editor):
 
         Call it once the adapter holds the edit's neurons: the blocks below the lowest edited one are cached.
         """
-        if not self.unrelated_texts or self.config.locality_weight == 0:
+        if not self.unrelated_texts or not self.config.max_locality_texts or self.config.locality_weight == 0:
             return None
         lowest = min(self.tuner.lafn_layers(self.adapter_name), key=lambda name: locate_block(name).index)
         root = self.tuner.model
         # Left padding puts every text's last token in the last column, so the output layer (262k rows on Gemma 3,
         # costlier than the edited blocks) runs on that column alone, in every training step.
-        encoded = self.tokenizer(self.unrelated_texts, return_tensors="pt", padding=True, padding_side="left")
+        texts = self.unrelated_texts[: self.config.max_locality_texts]
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
         inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
