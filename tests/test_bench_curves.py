@@ -31,6 +31,7 @@ def test_a_stream_is_measured_every_n_edits_and_its_last_point_is_the_final_judg
     assert last["per_language"] == results["per_language"]  # every case judged at the end: the final result
     assert last["memory_size"] > curve[0]["memory_size"]  # each edit's inputs joined the bank
     assert last["adapter_bytes"] > 0
+    assert last["retention_all"] == last["per_language"]["en"]["reliability_em"]  # every case judged: the same
     speed = last["tokens_per_second"]
     assert (
         speed["edited"] > 0 and speed["base"] > 0 and speed["ratio"] == pytest.approx(speed["edited"] / speed["base"])
@@ -69,6 +70,7 @@ def test_a_judged_sample_edits_every_case_and_judges_the_same_few_throughout(tmp
     for point in results["curve"]:  # only sampled cases, once edited
         edited = results["case_ids"][: point["edits"]]
         assert set(point["judged_cases"]) == set(judged) & set(edited)
+        assert 0 <= point["retention_all"] <= 1  # every edit made so far, not only the sample
     assert results["curve"][-1]["per_language"] == results["per_language"]
     paths = write_results({**results, "dataset": "tiny"}, tmp_path / "out.json")  # points before any judged edit
     assert paths["curve_plot"].stat().st_size > 0 and "### Lifelong curve" in paths["markdown"].read_text()

@@ -19,7 +19,8 @@ from .runs import dataset_label, run_label
 
 #: The plot's panels: (title, where a point holds it, the edit-language count that gives its Wilson interval).
 PANELS = (
-    ("retention, edit language (exact)", ("per_language", "{edit}", "reliability_em"), "reliability"),
+    ("retention, edit language (exact; dashed: every edit made)", ("per_language", "{edit}", "reliability_em"),
+     "reliability"),
     ("retention, trained languages, translated (exact)", ("metrics", "average_augment", "reliability_translated_em"),
      None),
     ("locality, every judged language (generated)", ("metrics", "average", "locality_gen"), None),
@@ -52,9 +53,11 @@ def bottom_line(title: str, runs: Sequence[Mapping[str, Any]]) -> str:
     for run in runs:
         last, edit = run["curve"][-1], run["edit_language"]
         trained = read(last, PANELS[1][1], edit)
+        every = last.get("retention_all")
         said.append(
             f"{run_label(run)} keeps {_cell(read(last, PANELS[0][1], edit))}{_interval(run, last)} of the sampled "
             f"earlier edits in {edit}"
+            + ("" if every is None else f" ({_cell(every)} of all {last['edits']}, teacher-forced)")
             + ("" if trained is None else f" and {_cell(trained)} in its trained languages (translated answers)")
             + f", leaves {_cell(read(last, PANELS[2][1], edit))} of unrelated continuations unchanged, at "
             f"{_cell(read(last, PANELS[3][1], edit))} s an edit"
@@ -83,7 +86,10 @@ def plot_streams(runs: Sequence[Mapping[str, Any]], title: str, path: Path) -> N
             colour = method_colour(run)
             axis.plot([x for x, _, _ in points], [v for _, v, _ in points], marker="o", color=colour,
                       label=run_label(run))  # fmt: skip
-            if counted:
+            if counted:  # and every edit made so far (teacher-forced, edit language), dashed
+                every = [(p["edits"], p["retention_all"]) for p in curve if p.get("retention_all") is not None]
+                if every:
+                    axis.plot([x for x, _ in every], [v for _, v in every], linestyle="--", color=colour)
                 bounds = [(x, wilson(v, p["counts"].get(edit, {}).get(counted, 0))) for x, v, p in points]
                 bounds = [(x, b) for x, b in bounds if b is not None]
                 if bounds:

@@ -11,6 +11,7 @@ from ..files import atomic_write
 
 #: Each curve: (label, where it is read in a point, colour fixed for the curve).
 CURVES = (
+    ("retention en, every edit, exact", ("retention_all",), "#17becf"),
     ("retention en, exact", ("per_language", "{edit}", "reliability_em"), "#1f77b4"),
     ("retention en, generated", ("per_language", "{edit}", "reliability_gen"), "#6baed6"),
     ("retention seen translated, exact", ("metrics", "average_augment", "reliability_translated_em"), "#d62728"),
@@ -72,7 +73,8 @@ def curve_markdown(results: Mapping[str, Any]) -> list[str]:
     lines += [
         "",
         "Retention: earlier edits judged on the model as it is at that point (exact match of the teacher-forced "
-        "answer; *generated*: the greedy answer). Locality: the sampled cases' own unrelated questions, which no "
+        "answer; *generated*: the greedy answer); *every edit*: all the edits made so far, in the edit language, "
+        "the others on the judged sample. Locality: the sampled cases' own unrelated questions, which no "
         "memory bank holds. *fixed*: share of the window's edits that held when made.",
     ]
     return lines

@@ -1,6 +1,7 @@
 """Lifelong curves: a sequential run measured every so many edits, while it goes on.
 
-After every `CurveSettings.every` edits (and after the last), a seeded sample of the cases edited so far is
+After every `CurveSettings.every` edits (and after the last), every edit made so far is read in its edit
+language (teacher-forced exact match, one row each: `retention_all`), and a seeded sample of them is
 judged on the model as it is then, with the same `Judge` as the final result: retention of earlier edits per
 language (seen / unseen, translated / copied, exact match beside token accuracy, generated beside teacher-forced),
 generality, and locality on the sampled cases' own unrelated prompts, which no memory bank holds (editors keep
@@ -23,6 +24,7 @@ from ..batching import takes_logits_to_keep
 from ..data import EditRequest
 from ..editing.base import Editor
 from ..metrics.judge import Judge
+from ..metrics.scoring import score_targets
 from ..tuners.ffn import base_model
 from .checkpoint import every_nth
 
@@ -77,6 +79,7 @@ def curve_point(
     memory = getattr(editor, "memory", None)
     point = {
         "edits": len(edited),
+        "retention_all": retention_of_every_edit(editor.model, judge.tokenizer, edited, judge.batch_size),
         "judged_cases": [str(request.case_id) for request in sample],
         "metrics": {key: value for key, value in scores.items() if key not in ("per_language", "counts", "per_case")},
         "per_language": scores["per_language"],
@@ -89,6 +92,14 @@ def curve_point(
         "tokens_per_second": tokens_per_second(editor.model, settings),
     }
     return point, rows
+
+
+def retention_of_every_edit(model: Any, tokenizer: Any, edited: Sequence[EditRequest], batch_size: int) -> float:
+    """The share of `edited` whose edit-language target is still the teacher-forced argmax at every token: one
+    row per edit, so a curve point reads every earlier edit, not only the judged sample."""
+    pairs = [(request.edit.prompt, request.edit.target) for request in edited]
+    scores = score_targets(model, tokenizer, pairs, batch_size=batch_size)
+    return statistics.fmean(score.exact for score in scores)
 
 
 def case_rank(case_id: Any, seed: int) -> float:
