@@ -176,3 +176,19 @@ def test_an_edit_that_does_not_hold_is_rolled_back_to_the_adapter_before_it():
     assert ed.edit(hard).status == "unfixed" and ed.state_dict()["neurons"] != kept["neurons"]
     first = editor(max_steps=1)  # a first edit rolled back leaves the plain model
     assert first.edit(hard).status == "unfixed" and first.tuner is None
+
+
+def test_unrelated_activations_count_a_shared_prefix_once_and_the_projector_keeps_the_energy_share():
+    from peft_mpn.editing.lafn.preserve import UnrelatedActivations, preserving_projector
+
+    ed = editor()
+    ed.add_neurons({0: [0, 1, 2]})
+    layers = {0: next(iter(ed.tuner.lafn_layers().values()))}
+    with ed._disabled():
+        nested = UnrelatedActivations(["the sky", "the sky is"], ed.tokenizer).grams(ed.model, layers)[0]
+        longest = UnrelatedActivations(["the sky is"], ed.tokenizer).grams(ed.model, layers)[0]
+    assert torch.allclose(nested, longest, atol=1e-6)  # "the sky" adds no position "the sky is" lacks
+    gram = torch.diag(torch.tensor([4.0, 1.0, 0.0]))
+    assert torch.allclose(preserving_projector(gram, 0.8), torch.diag(torch.tensor([0.0, 1.0, 1.0])))
+    assert torch.allclose(preserving_projector(gram, 0.9), torch.diag(torch.tensor([0.0, 0.0, 1.0])))
+    assert torch.equal(preserving_projector(torch.zeros(2, 2), 0.99), torch.eye(2))

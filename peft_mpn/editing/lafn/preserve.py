@@ -20,9 +20,13 @@ from ...tuners.lafn import LAFNLayer
 
 
 class UnrelatedActivations:
-    """Per block, the Gram matrix ``Σ aᵀa`` of the FFN's intermediate activations ``a`` over every (non-padding)
-    position of unrelated texts, on the model as given (call it with the adapter disabled). Each block is read
-    once, the first time an edit locates neurons in it."""
+    """Per block, the Gram matrix ``Σ aᵀa`` of the FFN's intermediate activations ``a`` over the positions of
+    unrelated texts, on the model as given (call it with the adapter disabled). Each block is read once, the
+    first time an edit locates neurons in it.
+
+    A position counts once however many texts share the tokens up to it: a prompt format's answered questions
+    begin every text, and counted in each they would fill the energy share with the same few directions.
+    """
 
     def __init__(self, texts: Sequence[str], tokenizer: Any, batch_size: int = 16) -> None:
         self.texts, self.tokenizer, self.batch_size = list(texts), tokenizer, batch_size
@@ -48,14 +52,26 @@ class UnrelatedActivations:
 
         handles = [layer.down_proj.register_forward_pre_hook(reader(index)) for index, layer in layers.items()]
         device = next(model.parameters()).device
+        seen: set[tuple[int, ...]] = set()
         try:
             with torch.no_grad():
                 for start in range(0, len(self.texts), self.batch_size):
                     encoded = self.tokenizer(
-                        self.texts[start : start + self.batch_size], return_tensors="pt", padding=True
+                        self.texts[start : start + self.batch_size],
+                        return_tensors="pt",
+                        padding=True,
+                        padding_side="right",  # every real token at its own position
                     )
-                    mask[:] = [encoded["attention_mask"].bool().to(device)]
-                    model(input_ids=encoded["input_ids"].to(device), attention_mask=mask[0].long())
+                    counted = encoded["attention_mask"].bool()
+                    for row, ids in enumerate(encoded["input_ids"].tolist()):
+                        for position in range(int(counted[row].sum())):
+                            prefix = tuple(ids[: position + 1])
+                            counted[row, position] = prefix not in seen
+                            seen.add(prefix)
+                    mask[:] = [counted.to(device)]
+                    model(
+                        input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)
+                    )
         finally:
             for handle in handles:
                 handle.remove()
