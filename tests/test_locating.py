@@ -346,12 +346,13 @@ def test_importing_the_locator_loads_neither_matplotlib_nor_the_editors():
 
 
 # -- errors ---------------------------------------------------------------------------------------------------
-def test_a_language_without_paraphrases_is_refused_by_name(wired):
+def test_a_language_without_paraphrases_is_located_on_its_prompt_or_refused_by_name_when_required(wired):
+    assert locate(wired, request=NO_DE_REPHRASES).neurons  # the default: the single prompt is enough
     with pytest.raises(ValueError, match="'de' has no paraphrases") as error:
-        locate(wired, request=NO_DE_REPHRASES)
+        locate(wired, request=NO_DE_REPHRASES, require_paraphrases=True)
     assert "paraphraser=" in str(error.value) and "require_paraphrases=False" in str(error.value)
     with pytest.raises(ValueError, match="paraphraser returned none"):
-        locate(wired, request=NO_DE_REPHRASES, paraphraser=lambda prompt, language: [])
+        locate(wired, request=NO_DE_REPHRASES, paraphraser=lambda prompt, language: [], require_paraphrases=True)
 
 
 def test_no_overlap_says_how_many_each_language_had(wired):

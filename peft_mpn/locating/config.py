@@ -121,11 +121,12 @@ class LocatorConfig:
         },
     )
     require_paraphrases: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": (
-                "Refuse a language that has only its prompt (no rephrases in the data, none given, none generated): "
-                "the method intersects over paraphrases. False: locate on the single prompt."
+                "Refuse a language that has only its prompt (no rephrases in the data, none given, none generated), "
+                "as a strict reading of the method (it intersects over paraphrases) would. False (default): such a "
+                "language is located on its prompt alone; a fact is not refused for lack of a paraphrase."
             )
         },
     )
