@@ -309,10 +309,17 @@ class EditTrainer(Trainer):
 
     # -- training --------------------------------------------------------------------------------------------
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
-        """Trainer's optimizer; tensors the objective scales (MPN values) get their own group and learning rate."""
+        """Trainer's optimizer; tensors the objective scales (MPN values) get their own group and learning rate,
+        and each step ends with the objective's `after_step` (LAFN's preservation projection)."""
         given = self.optimizer is not None
         optimizer = super().create_optimizer(model)
-        if given or self.objective is None:
+        if self.objective is None:
+            return optimizer
+        if not getattr(optimizer, "_peft_mpn_after_step", False):  # the objective's constraint, once per optimizer
+            objective = self.objective
+            optimizer.register_step_post_hook(lambda *_: objective.after_step())
+            optimizer._peft_mpn_after_step = True
+        if given:
             return optimizer
         for param, scale in self.objective.learning_rate_scales().items():
             for group in optimizer.param_groups:

@@ -211,6 +211,24 @@ def test_lafn_trainer_edits_the_located_neurons_only(tmp_path):
     assert trainer.model.peft_config["default"].neurons == trainer.model.base_model.neuron_sets()
 
 
+def test_lafn_trainer_keeps_the_preservation_projection_after_every_step(tmp_path):
+    unrelated = ["the sky"]  # fewer positions than located neurons: avoided exactly with preserved_energy=1
+    locator = LocatorConfig(top_k=32, language_vote=0.5)
+    config = LAFNEditorConfig(locator=locator, preserved_energy=1.0, locality_weight=0.0, max_locality_texts=0)
+    editor = LAFNEditor(tiny_model("llama"), make_tokenizer(), config, unrelated_texts=unrelated, progress=False)
+    trainer = EditTrainer(
+        editor, arguments(tmp_path, learning_rate=0.02, max_steps=60), train_dataset=requests_to_dataset(REQUESTS[:1])
+    )
+    encoded = dict(trainer.processing_class(unrelated, return_tensors="pt"))
+    with torch.no_grad():
+        before = trainer.model(**encoded).logits
+    trainer.train()
+    with torch.no_grad():
+        after = trainer.model(**encoded).logits
+    assert any(t.any() for t in adapter_tensors(trainer.model).values())  # it trained
+    assert torch.allclose(before, after, atol=1e-4)
+
+
 def test_bad_input_is_refused_with_the_fix(tmp_path):
     editor = MPNEditor(
         tiny_model("llama"), make_tokenizer(), MPNEditorConfig(), unrelated_texts=MEMORY, progress=False

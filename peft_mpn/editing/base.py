@@ -134,6 +134,10 @@ class TrainerObjective(Protocol):
         """The batch's share of the editor's other terms, and their values for logging."""
         ...
 
+    def after_step(self) -> None:
+        """After each optimizer step: a constraint the step must keep (LAFN: its preservation projection)."""
+        ...
+
     def finish(self) -> None:
         """After training: what the edit needs that the Trainer does not learn (MPN: its subject gates)."""
         ...

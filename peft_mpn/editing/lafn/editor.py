@@ -262,7 +262,7 @@ class LAFNEditor(LAFNEditorState, Editor):
             )
             targets = batch.target_ids if vocab is None else vocab.map(batch.target_ids)
             locality = self.locality_reference()
-            projections = self._projections(trained)
+            projections = self.preservation(trained)
             optimizer = torch.optim.Adam(params, lr=config.learning_rate)
             losses: dict[str, float] = {}
             step = 0
@@ -289,8 +289,9 @@ class LAFNEditor(LAFNEditorState, Editor):
                     targets = vocab.map(batch.target_ids)
         return step, losses
 
-    def _projections(self, trained: dict[int, list[int]]) -> list:
-        """The preservation projections of this edit's down deltas (none without `preserved_energy` or texts)."""
+    def preservation(self, trained: dict[int, list[int]]) -> list:
+        """The preservation projections of the down deltas of the `trained` neurons (`{layer: indices}`), for
+        `project` after each step (none without `preserved_energy` or unrelated texts)."""
         if self.config.preserved_energy is None or not self.unrelated_texts:
             return []
         if self._activations is None:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ...data.requests import EditRequest
+from .preserve import project
 
 if TYPE_CHECKING:  # the editor builds this objective; only its type is needed here
     from .editor import LAFNEditor
@@ -36,6 +37,11 @@ class LAFNTrainerObjective:
         if not any(self.trained.values()):
             raise ValueError(f"Every located neuron already belongs to an earlier edit ({self.collisions}).")
         self.locality = editor.locality_reference()
+        self.projections = editor.preservation(self.trained)
+
+    def after_step(self) -> None:
+        """Keep the new deltas off the unrelated texts' activations (`LAFNEditorConfig.preserved_energy`)."""
+        project(self.projections)
 
     @property
     def keeps_earlier_edits(self) -> bool:

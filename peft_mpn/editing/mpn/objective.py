@@ -84,6 +84,9 @@ class MPNTrainerObjective:
         total = (weight * (config.activation_weight * activation + self.editor.memory_weight * memory)).sum()
         return total, {"activation": activation.mean().item(), "memory": memory.mean().item()}
 
+    def after_step(self) -> None:
+        """Nothing: MPN's patches take no constraint between steps."""
+
     def finish(self) -> None:
         """Fit the trained patches' subject gates, as `MPNEditor.edit` does after training (until then they are
         open: a patch trains on its own prompts, where its gate would open anyway)."""
