@@ -309,7 +309,7 @@ def test_an_edit_that_does_not_hold_is_rolled_back_and_the_adapter_is_unchanged(
 
 
 def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_outcome():
-    # one shared patch cannot write "lyon", "the sky is blue" and "a cat sat on the mat" at once
+    # three patches per language cannot write "the sky is blue" and "a cat sat on the mat" token by token
     request = EditRequest.single(
         "the capital of france is",
         "lyon",
@@ -320,7 +320,7 @@ def test_an_edit_that_stops_progressing_ends_before_the_budget_with_the_same_out
     )
     results = {}
     for stall_steps in (30, 0):
-        ed = editor("llama", augment=["de", "fr"], stall_steps=stall_steps, max_steps=300)
+        ed = editor("llama", augment=["de", "fr"], stall_steps=stall_steps, max_steps=300, max_patches_per_edit=3)
         results[stall_steps] = (ed.edit(request), ed.layer.num_patches("default"))
     (stalled, patches_stalled), (full, _) = results[30], results[0]
     assert full.steps == 300 and stalled.steps < 300
