@@ -179,8 +179,6 @@ def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setu
     # reference facts are too few to tell generic neurons on a random model: only a neuron both select is generic.
     settings = ["--augment-languages", "de", "--max-steps", "30", "--learning-rate", "0.05"]
     settings += ["--editor-option", "locator.generic_facts_fraction=1.0"]
-    # a random model's neurons share their activations with the memory texts: no room left after the projection
-    settings += ["--editor-option", "preserved_energy=null"]
     single = bench(setup, tmp_path / "single.json", "lafn", *settings)
     sequential = bench(setup, tmp_path / "sequential.json", "lafn", "--sequential", *settings)
     assert single["timing"]["success_rate"] == 1.0 and all(e["status"] == "edited" for e in single["edits"])

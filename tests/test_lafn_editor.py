@@ -40,7 +40,6 @@ def editor(
         "learning_rate": 0.05,
         "locality_weight": 10.0,
         "locator": LocatorConfig(top_k=16, language_vote=0.5),
-        "preserved_energy": None,  # the KL term alone (random tiny weights share no structure to project out)
         **config,
     }
     return LAFNEditor(
