@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from peft_mpn.bench.curve_report import format_rate
+
 from .runs import language_average, run_label, unedited, unseen_by_every_run
 from .stats import BOOTSTRAP_SAMPLES, format_difference, paired_difference
 
@@ -44,10 +46,6 @@ def _value(result: Mapping[str, Any], languages: Sequence[str], measure: str) ->
     return language_average(result, languages, measure) if languages else None
 
 
-def _cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
 def _tables(runs: Sequence[Mapping[str, Any]], sets: Mapping[str, list[str]]) -> list[str]:
     """The generated table (exact match of the greedy answer; `stops`) and the teacher-forced one, same rows."""
     entries = [("unedited model", unedited(runs)), *((run_label(run), run) for run in runs)]
@@ -60,8 +58,8 @@ def _tables(runs: Sequence[Mapping[str, Any]], sets: Mapping[str, list[str]]) ->
     generated = [f"| method | {header} | answer stops (edit lang.) |", "|---|" + "---:|" * (len(columns) + 1)]
     forced = [f"| method | {header} |", "|---|" + "---:|" * len(columns)]
     for label, result in entries:
-        cells = [_cell(_value(result, sets[where], f"{measure}_gen")) for _, where, measure, _, _ in columns]
-        stops = _cell(_value(result, sets["edit"], "reliability_stops"))
+        cells = [format_rate(_value(result, sets[where], f"{measure}_gen")) for _, where, measure, _, _ in columns]
+        stops = format_rate(_value(result, sets["edit"], "reliability_stops"))
         generated.append(f"| {label} | " + " | ".join(cells) + f" | {stops} |")
         pairs = []
         for _, where, measure, _, _ in columns:
@@ -92,7 +90,7 @@ def bottom_line(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]]) -> l
     patcher = next((run for run in runs if run["method"] == "t-patcher"), None)
 
     def reading(run: Mapping[str, Any], where: str, measure: str) -> str:
-        return _cell(_value(run, sets[where], f"{measure}_gen"))
+        return format_rate(_value(run, sets[where], f"{measure}_gen"))
 
     edits = "" if "edits)" in dataset else f" ({runs[0]['num_edits']} edits)"  # a title may carry the count
     said = [

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from peft_mpn.bench.curve_report import curve_markdown, read, wilson
+from peft_mpn.bench.curve_report import curve_markdown, format_rate, read, wilson
 from peft_mpn.files import atomic_write
 
 from .plots import method_colour
@@ -37,10 +37,6 @@ def _streams(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, A
     return {title: sorted(group, key=run_label) for title, group in sorted(found.items())}
 
 
-def _cell(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
 def _interval(run: Mapping[str, Any], point: Mapping[str, Any]) -> str:
     edit = run["edit_language"]
     bounds = wilson(read(point, PANELS[0][1], edit), point["counts"].get(edit, {}).get("reliability", 0))
@@ -55,12 +51,12 @@ def bottom_line(title: str, runs: Sequence[Mapping[str, Any]]) -> str:
         trained = read(last, PANELS[1][1], edit)
         every = last.get("retention_all")
         said.append(
-            f"{run_label(run)} keeps {_cell(read(last, PANELS[0][1], edit))}{_interval(run, last)} of the sampled "
-            f"earlier edits in {edit}"
-            + ("" if every is None else f" ({_cell(every)} of all {last['edits']}, teacher-forced)")
-            + ("" if trained is None else f" and {_cell(trained)} in its trained languages (translated answers)")
-            + f", leaves {_cell(read(last, PANELS[2][1], edit))} of unrelated continuations unchanged, at "
-            f"{_cell(read(last, PANELS[3][1], edit))} s an edit"
+            f"{run_label(run)} keeps {format_rate(read(last, PANELS[0][1], edit))}{_interval(run, last)} of the "
+            f"sampled earlier edits in {edit}"
+            + ("" if every is None else f" ({format_rate(every)} of all {last['edits']}, teacher-forced)")
+            + ("" if trained is None else f" and {format_rate(trained)} in its trained languages (translated answers)")
+            + f", leaves {format_rate(read(last, PANELS[2][1], edit))} of unrelated continuations unchanged, at "
+            f"{format_rate(read(last, PANELS[3][1], edit))} s an edit"
         )
     judged = len(runs[0]["curve"][-1]["judged_cases"])
     return f"**{title}**, after the last edit ({judged} edited cases judged, exact match, 95% Wilson interval): " + (

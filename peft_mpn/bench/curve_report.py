@@ -38,7 +38,8 @@ def wilson(rate: float | None, n: int, z: float = 1.96) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _cell(value: float | None) -> str:
+def format_rate(value: float | None) -> str:
+    """A table cell: two decimals, or "–" where there is no value."""
     return "–" if value is None else f"{value:.2f}"
 
 
@@ -60,15 +61,15 @@ def curve_markdown(results: Mapping[str, Any]) -> list[str]:
         "|---:|---:|" + "---:|" * (len(CURVES) + 5),
     ]
     for point in curve:
-        cells = [_cell(read(point, path, edit)) for _, path, _ in CURVES]
+        cells = [format_rate(read(point, path, edit)) for _, path, _ in CURVES]
         speed = point.get("tokens_per_second") or {}
         adapter = point.get("adapter_bytes")
         lines.append(
             f"| {point['edits']} | {len(point['judged_cases'])} | "
             + " | ".join(cells)
-            + f" | {_cell(point.get('seconds_per_edit_median'))} | {_cell(point.get('fixed_rate'))} | "
+            + f" | {format_rate(point.get('seconds_per_edit_median'))} | {format_rate(point.get('fixed_rate'))} | "
             f"{point.get('memory_size') if point.get('memory_size') is not None else '–'} | "
-            f"{'–' if adapter is None else f'{adapter / 1024:.0f}'} | {_cell(speed.get('ratio'))} |"
+            f"{'–' if adapter is None else f'{adapter / 1024:.0f}'} | {format_rate(speed.get('ratio'))} |"
         )
     lines += [
         "",

@@ -164,7 +164,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         for request in requests:
             for layer, indices in self.locate(request).neurons.items():
                 located[layer] = sorted({*located.get(layer, []), *indices})
-        saved = self.state_dict()  # what an edit that does not hold is rolled back to
+        saved = None if self.config.keep_unfixed else self.state_dict()  # what an unfixed edit is rolled back to
         trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
@@ -180,7 +180,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         correct = self._row_correct(batch)
         fixed = fixed_languages(correct, [language for _, _, language in rows])
         status = "edited" if len(fixed) == len(languages) else "unfixed"
-        if status == "unfixed" and not self.config.keep_unfixed:
+        if status == "unfixed" and saved is not None:
             logger.warning(
                 "Edit %s holds in %s of %s after %d steps: rolled back (keep_unfixed=True keeps it).",
                 case_ids,

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ...shared_prefix import model_device
 from ...tuners.lafn import LAFNLayer
 
 
@@ -51,7 +52,7 @@ class UnrelatedActivations:
             return hook
 
         handles = [layer.down_proj.register_forward_pre_hook(reader(index)) for index, layer in layers.items()]
-        device = next(model.parameters()).device
+        device = model_device(model)
         seen: set[tuple[int, ...]] = set()
         try:
             with torch.no_grad():
