@@ -144,7 +144,7 @@ class TargetBatch:
         """[B, T] absolute positions (in the padded batch) predicting each target token; -1 where padding."""
         length = self.input_ids.shape[1]
         width = self.target_ids.shape[1]
-        offsets = torch.arange(width) - width  # -T .. -1
+        offsets = torch.arange(width, device=self.target_ids.device) - width  # -T .. -1
         positions = length - 1 + offsets  # last decision position is length - 2
         positions = positions.expand(len(self.encodings), -1).clone()
         positions[self.target_ids == -100] = -1
@@ -165,14 +165,18 @@ def left_pad(
     return input_ids, attention_mask
 
 
-def collate_targets(encodings: Sequence[TargetEncoding], pad_token_id: int) -> TargetBatch:
+def collate_targets(
+    encodings: Sequence[TargetEncoding], pad_token_id: int, device: torch.device | str | None = None
+) -> TargetBatch:
+    """One left-padded `TargetBatch` of `encodings`, its tensors on `device` (the model's `input_device`)."""
     input_ids, attention_mask = left_pad([e.input_ids for e in encodings], pad_token_id)
     width = max(len(e.target_ids) for e in encodings)
     target_ids = torch.full((len(encodings), width), -100, dtype=torch.long)
     for row, encoding in enumerate(encodings):
         target_ids[row, width - len(encoding.target_ids) :] = torch.tensor(encoding.target_ids)
     position_ids = left_padded_positions(attention_mask)
-    return TargetBatch(input_ids, attention_mask, position_ids, target_ids, list(encodings))
+    tensors = (t.to(device) for t in (input_ids, attention_mask, position_ids, target_ids))
+    return TargetBatch(*tensors, list(encodings))
 
 
 def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .batching import left_pad, left_padded_positions
+from .devices import input_device
 
 #: Fewer shared tokens than this are not worth a separate pass.
 MIN_SHARED_TOKENS = 8
@@ -76,7 +77,7 @@ class SharedPrefix:
         ``attention_mask`` covers prefix and rest, and ``past_key_values`` holds the prefix, run now with `model`
         as it is (fresh for each call: a forward or ``generate`` extends it). Otherwise the plain left-padded
         batch (with ``position_ids`` unless ``full_ids``)."""
-        device = model_device(model)
+        device = input_device(model)
         if not self.usable(model, new_tokens):
             input_ids, attention_mask = (t.to(device) for t in left_pad(self.rows, self.pad_token_id))
             plain = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -96,9 +97,3 @@ class SharedPrefix:
             inputs["input_ids"] = rest_ids
             inputs["position_ids"] = left_padded_positions(mask)[:, self.length :]
         return inputs
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of `model`'s first parameter (the CPU for a module without parameters)."""
-    parameter = next(model.parameters(), None)
-    return torch.device("cpu") if parameter is None else parameter.device

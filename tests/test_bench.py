@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -190,6 +191,22 @@ def test_sequential_mode_edits_the_same_cases_in_a_row_and_scores_the_edits(setu
     assert sequential["before"] == single["before"]
     assert single["editor_config"]["locator"]["generic_facts_fraction"] == 1.0
     assert "sequential mode" in (tmp_path / "sequential.md").read_text(encoding="utf-8")
+
+
+def test_the_model_runs_in_the_asked_precision_and_the_run_records_it(setup, tmp_path, monkeypatch):
+    import peft_mpn.bench.runner as runner
+
+    seen = []
+    real = runner.run_benchmark
+    monkeypatch.setattr(
+        "peft_mpn.bench.command.run_benchmark",
+        lambda model, *args, **kwargs: seen.append(next(model.parameters()).dtype) or real(model, *args, **kwargs),
+    )
+    settings = ["--augment-languages", "de", "--max-steps", "3", "--dtype", "bfloat16", "--device", "cpu"]
+    result = bench(setup, tmp_path / "bf16.json", "lafn", *settings)
+    assert seen == [torch.bfloat16]
+    assert (result["arguments"]["dtype"], result["arguments"]["device"]) == ("bfloat16", "cpu")
+    assert len(result["edits"]) == 3 and all(math.isfinite(e["seconds"]) for e in result["edits"])
 
 
 def test_icl_is_scored_through_its_in_context_wrapper():
@@ -419,6 +436,21 @@ def test_judge_speed_gives_every_scoring_configuration_the_same_rows(setup, tmp_
     }
     assert all(row["same_rows"] for row in report["configs"].values())
     assert "| icl:all@3 |" in (tmp_path / "speed.md").read_text()
+
+
+def test_gpu_check_times_each_method_and_reports_the_weights_it_ran(setup, tmp_path):
+    _, model_dir, data_dir = setup
+    script = load_benchmark_script("gpu_check")
+    args = ["--device", "cpu", "--skip-tests", "--architecture", str(model_dir), "--data", str(data_dir)]
+    args += ["--num-edits", "2", "--memory-cases", "1", "--methods", "t-patcher", "ft-m", "no-such-method"]
+    report = script.main([*args, "--output", str(tmp_path / "gpu.json")])
+    rows = {row["method"]: row for row in report["methods"]}
+    assert report["weights"] == "random (architecture only)" and report["tests"] is None
+    assert rows["t-patcher"]["edits"] == rows["ft-m"]["edits"] == 2
+    assert all(rows[m]["seconds_per_step"] > 0 for m in ("t-patcher", "ft-m"))
+    assert "Unknown editor 'no-such-method'" in rows["no-such-method"]["error"]  # reported, the others kept
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| ft-m |" in table and "Random weights" in table
 
 
 def test_edit_speed_times_every_configuration_and_checks_prefix_caching(setup, tmp_path):

@@ -44,6 +44,8 @@ def test_bad_arguments_fail_before_loading(setup, tmp_path, capsys):
         ("mpn", ["--editor-option", "patch_plan.size=2"], r"MPNEditorConfig.patch_plan is str, not a config"),
         ("mpn", ["--data", str(tmp_path / "nowhere")], r"No file or folder at .*nowhere"),
         ("mpn", ["--model", str(tmp_path / "no-model.gguf")], r"no-model\.gguf"),
+        ("mpn", ["--device", "cuda:63"], r"torch sees \d+ CUDA device\(s\)\. Use --device cpu"),
+        ("mpn", ["--device", "gpu"], r"'gpu' is not a device name.*e\.g\. cpu, cuda"),
     ]:
         assert re.search(message, refused(capsys, bench_args(setup, output, method, *extra))), message
     assert not list(tmp_path.iterdir())  # nothing written

@@ -29,6 +29,8 @@ def bench(
     output: str | Path,
     split: str | None = None,
     model_name: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
     edit_language: str = "en",
     augment_languages: Sequence[str] | None = None,
     eval_languages: Sequence[str] | None = None,
@@ -52,9 +54,19 @@ def bench(
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
 
     `augment_languages=None` is `DEFAULT_AUGMENT` (de fr es ru zh, where the data has them) for the methods
-    that augment by default (MPN, LAFN) and none for the others. Returns the written paths (`json`,
-    `markdown`, `plot`).
+    that augment by default (MPN, LAFN) and none for the others. The model is loaded in `dtype` (a torch dtype
+    name) and moved to `device`. Returns the written paths (`json`, `markdown`, `plot`).
     """
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
+        raise ValueError(f"--dtype must name a floating-point torch dtype (float32, bfloat16, float16): {dtype!r}.")
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"--device {device!r} is not a device name ({exc}); e.g. cpu, cuda, cuda:1.") from None
+    gpus = torch.cuda.device_count() if torch_device.type == "cuda" else 0
+    if torch_device.type == "cuda" and (torch_device.index or 0) >= gpus:
+        raise ValueError(f"--device {device}: torch sees {gpus} CUDA device(s). Use --device cpu or a lower index.")
     spec = editor_spec(method)
     curves = None if curve_every is None else CurveSettings(every=curve_every, sample=curve_sample)
     if curves is not None and not sequential:
@@ -92,7 +104,8 @@ def bench(
         available = requests[0].languages if requests else []
         augment_languages = [lang for lang in DEFAULT_AUGMENT if lang in available] if spec.augments_by_default else []
 
-    model, tokenizer = models.load_model(model_name, progress=progress)
+    model, tokenizer = models.load_model(model_name, dtype=torch_dtype, progress=progress)
+    model.to(torch_device)
     started = time.time()
     results = run_benchmark(
         model,
@@ -130,6 +143,8 @@ def bench(
             "data": str(data),
             "split": split,
             "model": model_name,
+            "device": str(torch_device),
+            "dtype": dtype,
             "edit_language": edit_language,
             "augment_languages": list(augment_languages),
             "eval_languages": None if eval_languages is None else list(eval_languages),

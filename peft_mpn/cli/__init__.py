@@ -59,6 +59,8 @@ def _bench(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         model_name=args.model,
+        device=args.device,
+        dtype=args.dtype,
         edit_language=args.edit_language,
         augment_languages=args.augment_languages,
         eval_languages=args.eval_languages,
@@ -184,6 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the data's split, where it has several (BMIKE-53: zsre, counterfact; zsre+counterfact joins them)",
     )
     bench.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
+    bench.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, mps (default: cpu)")
+    bench.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16", "float16"],
+        help="the model's precision (losses are computed in float32 whatever it is; default: float32)",
+    )
     bench.add_argument("--edit-language", default="en")
     bench.add_argument(
         "--augment-languages",

@@ -58,9 +58,9 @@ class CandidateVocabulary:
 
     def extend(self, logits: torch.Tensor) -> None:
         top = logits.topk(min(self.k, logits.shape[-1]), dim=-1).indices
-        self.ids = torch.unique(torch.cat([self.ids, top.flatten()]))
-        self.index = torch.full((self.size,), -100, dtype=torch.long)
-        self.index[self.ids] = torch.arange(len(self.ids))
+        self.ids = torch.unique(torch.cat([self.ids.to(top.device), top.flatten()]))
+        self.index = torch.full((self.size,), -100, dtype=torch.long, device=self.ids.device)
+        self.index[self.ids] = torch.arange(len(self.ids), device=self.ids.device)
         self._weights = None
 
     def map(self, targets: torch.Tensor) -> torch.Tensor:

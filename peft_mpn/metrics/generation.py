@@ -41,7 +41,8 @@ from ..batching import (
     position_limit,
     short_repr,
 )
-from ..shared_prefix import SharedPrefix, model_device
+from ..devices import input_device
+from ..shared_prefix import SharedPrefix
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _decode(
             num_beams=1,
         )
         return [row.tolist() for row in output[:, inputs["input_ids"].shape[1] :]]
-    device = model_device(model)
+    device = input_device(model)
     ids, mask = (tensor.to(device) for tensor in left_pad(rows, pad))
     stop_ids = torch.tensor(stops, dtype=torch.long, device=device)
     done = torch.zeros(len(rows), dtype=torch.bool, device=ids.device)

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..batching import collate_targets, decision_logits, encode_targets, eval_mode, pad_token_id, takes_logits_to_keep
+from ..devices import input_device
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def score_targets(
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
             encodings = [encoded[i] for i in indices]
-            batch = collate_targets(encodings, pad)
+            batch = collate_targets(encodings, pad, input_device(model))
             inputs = batch.model_inputs()
             if keeps_logits:
                 inputs["logits_to_keep"] = batch.window

@@ -40,6 +40,7 @@ from ...batching import (
     takes_logits_to_keep,
 )
 from ...data.requests import EditRequest, EditRequestError
+from ...devices import check_placed, input_device
 from ...tuners.ffn import ffn_blocks, ffn_spec
 from ..base import Editor, EditResult
 from ..common import check_generation_requests, fixed_languages, frozen
@@ -80,6 +81,7 @@ class FTEditor(Editor):
         *,
         progress: bool = True,
     ) -> None:
+        check_placed(model)
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or FTEditorConfig()
@@ -144,7 +146,7 @@ class FTEditor(Editor):
         ]
         languages = list(dict.fromkeys(language for language, _ in rows))
         pairs = [(view.prompt, view.target) for _, view in rows]
-        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad)
+        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad, input_device(self.model))
         with frozen(self.model):
             steps, losses, correct = self._train(batch)
         fixed = fixed_languages(correct, [language for language, _ in rows])
@@ -189,7 +191,7 @@ class FTEditor(Editor):
                     logits = self.model(**cache.at_positions(inputs)).logits[rows, slots]
                 else:
                     logits = decision_logits(self.model, inputs, batch, head)
-            wrong = torch.zeros(len(batch.encodings), dtype=torch.long).index_add_(
+            wrong = torch.zeros(len(batch.encodings), dtype=torch.long, device=logits.device).index_add_(
                 0, rows, (logits.argmax(-1) != targets).long()
             )
             correct = wrong == 0

@@ -9,6 +9,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ...data.requests import EditRequest, EditRequestError
+from ...devices import check_placed
 from ...metrics.scoring import score_targets
 from ..base import Editor, EditResult
 from ..common import check_generation_requests
@@ -44,6 +45,7 @@ class ICLEditor(Editor):
         *,
         progress: bool = True,
     ) -> None:
+        check_placed(model)
         if type(model).__name__.endswith("ForSequenceClassification"):
             raise EditRequestError(
                 f"In-context editing needs a causal LM; {type(model).__name__} is a classifier. "

@@ -23,6 +23,7 @@ from ...batching import (
     window_logits_at_targets,
 )
 from ...data.requests import EditRequest, EditRequestError
+from ...devices import check_placed, input_device
 from ...locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 from ...tuners.ffn import locate_block
 from ...tuners.lafn import LAFNConfig, LAFNModel
@@ -76,6 +77,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         adapter_name: str = "default",
         progress: bool = True,
     ) -> None:
+        check_placed(model)
         if isinstance(model, PeftModel) and not isinstance(model.base_model, LAFNModel):
             raise TypeError(f"The model carries a {type(model.base_model).__name__} adapter, not LAFN.")
         self.model = model
@@ -156,7 +158,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         languages = list(dict.fromkeys(lang for _, _, lang in rows))
         case_ids = [r.case_id for r in requests]
         pairs = [(prompt, target) for prompt, target, _ in rows]
-        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad)
+        batch = collate_targets(encode_targets(self.model, self.tokenizer, pairs), self._pad, input_device(self.model))
         if self._all_correct(batch):
             return LAFNEditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 
@@ -237,7 +239,7 @@ class LAFNEditor(LAFNEditorState, Editor):
                 if self.adapter_name in store:
                     param = store[self.adapter_name]
                     param.requires_grad_(True)
-                    handles.append(param.register_hook(lambda grad, mask=mask: grad * mask))
+                    handles.append(param.register_hook(lambda grad, mask=mask: grad * mask.to(grad)))
                     params.append(param)
         try:
             yield params
@@ -320,7 +322,8 @@ class LAFNEditor(LAFNEditorState, Editor):
         # costlier than the edited blocks) runs on that column alone, in every training step.
         texts = self.unrelated_texts[: self.config.max_locality_texts]
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
-        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        device = input_device(self.model)
+        inputs = {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
         inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
         cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
         if self._keeps_logits:

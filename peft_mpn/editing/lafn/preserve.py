@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ...shared_prefix import model_device
+from ...devices import input_device
 from ...tuners.lafn import LAFNLayer
 
 
@@ -46,13 +46,13 @@ class UnrelatedActivations:
 
         def reader(index: int):
             def hook(module: torch.nn.Module, args: tuple) -> None:
-                a = args[0][mask[0]].detach().double().cpu()  # [positions, width]
+                a = args[0][mask[0].to(args[0].device)].detach().double().cpu()  # [positions, width]
                 sums[index] += a.T @ a
 
             return hook
 
         handles = [layer.down_proj.register_forward_pre_hook(reader(index)) for index, layer in layers.items()]
-        device = model_device(model)
+        device = input_device(model)
         seen: set[tuple[int, ...]] = set()
         try:
             with torch.no_grad():

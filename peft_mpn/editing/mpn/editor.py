@@ -17,12 +17,12 @@ from ...batching import (
     TargetBatch,
     collate_targets,
     encode_targets,
-    left_padded_positions,
     pad_token_id,
     takes_logits_to_keep,
     window_logits_at_targets,
 )
 from ...data.requests import EditRequest, EditRequestError
+from ...devices import check_placed, input_device
 from ...tuners.ffn import ffn_spec
 from ...tuners.mpn import MPNConfig, MPNModel, PatchSet
 from ..base import Editor, EditResult, unrelated_strings
@@ -32,7 +32,7 @@ from . import losses
 from .after_answer import after_answer_inputs
 from .config import MPNEditorConfig
 from .history import EditHistory
-from .memory import MemoryBank, decoder_memory_vectors
+from .memory import MemoryBank, decision_index, decoder_memory_vectors, encode_texts
 from .neighbours import SubjectPool, neighbour_inputs
 from .objective import MPNTrainerObjective
 from .planning import (
@@ -91,6 +91,7 @@ class MPNEditor(MPNEditorState, Editor):
         memory: MemoryBank | None = None,
         progress: bool = True,
     ) -> None:
+        check_placed(model)
         if not isinstance(model, PeftModel):
             model = get_peft_model(model, peft_config or MPNConfig())
         tuner = model.base_model
@@ -162,22 +163,15 @@ class MPNEditor(MPNEditorState, Editor):
         self.subjects.add_unrelated(requests)
 
     def _encode_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        inputs = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
-        inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        if not self.is_encoder and self.tokenizer.padding_side == "left":
-            inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
-        return inputs
+        return encode_texts(self.model, self.tokenizer, texts, encoder=self.is_encoder)
 
     def _memory_positions(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.is_classifier:
-            return h[torch.arange(len(h)), self._decision_index(mask)]
+            return h[torch.arange(len(h), device=h.device), self._decision_index(mask).to(h.device)]
         return h[mask.bool()]
 
     def _decision_index(self, mask: torch.Tensor) -> torch.Tensor:
-        """Where a classifier decides: [CLS] for encoders, the last real token for decoders."""
-        if self.is_encoder:
-            return torch.zeros(len(mask), dtype=torch.long)
-        return mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+        return decision_index(mask, encoder=self.is_encoder)
 
     def reset(self) -> None:
         """Remove every patch this adapter holds and forget past edits' inputs: back to the base model."""
@@ -236,10 +230,10 @@ class MPNEditor(MPNEditorState, Editor):
                 targets.append(view.target)
         if self.is_classifier:
             batch = self._encode_texts(prompts)
-            batch["labels"] = torch.tensor(targets, dtype=torch.long)
+            batch["labels"] = torch.tensor(targets, dtype=torch.long, device=batch["input_ids"].device)
             return rows, batch
         encodings = encode_targets(self.model, self.tokenizer, list(zip(prompts, targets)))
-        return rows, collate_targets(encodings, self._pad)
+        return rows, collate_targets(encodings, self._pad, input_device(self.model))
 
     def _model_inputs(self, batch: Any, rows: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if isinstance(batch, TargetBatch):

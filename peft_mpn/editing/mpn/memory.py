@@ -10,6 +10,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ...batching import left_padded_positions
+from ...devices import input_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -154,3 +157,20 @@ def decoder_memory_vectors(
             vectors = torch.cat([recorded[0][0], vectors])
             gate_vectors = torch.cat([at_gate[0][0], gate_vectors]) if at_gate else None
         yield vectors, gate_vectors
+
+
+def encode_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, encoder: bool) -> dict[str, torch.Tensor]:
+    """`texts` as one padded batch on `model`'s input device (a classifier's inputs, or its memory texts)."""
+    inputs = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
+    inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    if not encoder and tokenizer.padding_side == "left":
+        inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
+    device = input_device(model)
+    return {k: v.to(device) for k, v in inputs.items()}
+
+
+def decision_index(mask: torch.Tensor, *, encoder: bool) -> torch.Tensor:
+    """Where a classifier decides: [CLS] for encoders, the last real token for decoders."""
+    if encoder:
+        return torch.zeros(len(mask), dtype=torch.long, device=mask.device)
+    return mask.shape[1] - 1 - mask.flip(-1).argmax(-1)

@@ -148,9 +148,9 @@ def init_patches(
     else:
         queries = torch.stack([p.edit_anchor for p in patches])
     keys = queries / queries.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-    bias = torch.zeros(len(patches))
-    noise = torch.randn(keys.shape, generator=generator)
-    amplifier = torch.full(keys.shape, config.amplifier_init)
+    bias = torch.zeros(len(patches), device=keys.device)
+    noise = torch.randn(keys.shape, generator=generator).to(keys.device)  # the generator's draws on every device
+    amplifier = torch.full(keys.shape, config.amplifier_init, device=keys.device)
     return keys.clone(), bias, noise, amplifier
 
 

@@ -201,11 +201,13 @@ class SubjectGates:
         for index, patch in enumerate(plan):
             groups.setdefault(tuple(int(r) for r in patch.rows), []).append(index)
         d = patches.keys.shape[1]
-        gate_keys, gate_bias = torch.zeros(len(plan), d), torch.full((len(plan),), OPEN)
+        gate_keys, gate_bias = torch.zeros(len(plan), d), torch.full((len(plan),), OPEN)  # fitted where vectors are
         fittable = [g for g in groups if all(vectors[r] is not None for r in g)]
         if fittable and negatives:
             positives = [torch.stack([vectors[r] for r in g]) for g in fittable]
-            keys, bias = fit_gates(positives, torch.cat(negatives).float(), self.hardest)
+            device = positives[0].device
+            keys, bias = fit_gates(positives, torch.cat([n.to(device) for n in negatives]).float(), self.hardest)
+            gate_keys, gate_bias = gate_keys.to(device), gate_bias.to(device)
             for g, anchors, key, b in zip(fittable, positives, keys, bias):
                 if bool((anchors @ key + b > 0).all()):  # a gate that misses one of its subjects stays open
                     gate_keys[groups[g]], gate_bias[groups[g]] = key, b
@@ -231,7 +233,7 @@ def fit_gates(
     centres = torch.stack([p.mean(0) for p in positives])
     scale = centres.norm(dim=-1, keepdim=True).clamp_min(1e-6)
     keys = (centres / scale).clone().requires_grad_(True)
-    bias = torch.zeros(len(positives), requires_grad=True)
+    bias = torch.zeros(len(positives), device=keys.device, requires_grad=True)
     optimizer = torch.optim.Adam([keys, bias], lr=0.02)
     hardest = min(hardest, len(negatives))
     for _ in range(_STEPS):

@@ -42,8 +42,8 @@ def discriminative_keys(
     queries = torch.stack([patch.anchors.mean(0) for patch in patches]).float()
     if silent is None or len(silent) < 2:
         keys = queries / queries.pow(2).sum(-1, keepdim=True).clamp(min=1e-12)
-        return keys * margin, torch.zeros(len(patches))
-    silent = silent.float()
+        return keys * margin, torch.zeros(len(patches), device=keys.device)
+    silent = silent.float().to(queries.device)
     mean = silent.mean(0)
     centred = silent - mean
     covariance = centred.T @ centred / len(silent)

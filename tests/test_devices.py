@@ -1,0 +1,143 @@
+"""Every editor on every device and precision it may meet: the CPU in float32 and bfloat16 here, and CUDA when a
+GPU is present (`pytest -m gpu`, or `python benchmarks/gpu_check.py`, which runs these first).
+
+An edit must train, be judged and be saved and reloaded with every tensor where the model lives and nothing
+non-finite anywhere; the same edit in bfloat16 holds like the float32 one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from peft import PeftModel
+from tiny import make_tokenizer, tiny_model
+
+from peft_mpn import EditRequest
+from peft_mpn.editing import EDITORS, make_editor
+from peft_mpn.metrics import Judge
+
+REQUEST = EditRequest.single(
+    "the capital of france is",
+    "lyon",
+    rephrases=["the city of france is"],
+    locality_prompt="the capital of germany is",
+    locality_answer="berlin",
+    parallel={
+        "de": {
+            "prompt": "die hauptstadt von frankreich ist",
+            "target": "lyon",
+            "rephrases": ["die stadt"],
+            "locality_prompt": "die hauptstadt von deutschland ist",
+            "locality_answer": "berlin",
+        }
+    },
+)
+GPU = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (pytest -m gpu)")
+PLACES = [
+    pytest.param("cpu", torch.float32, id="cpu-float32"),
+    pytest.param("cpu", torch.bfloat16, id="cpu-bfloat16"),
+    pytest.param("cuda", torch.float32, id="cuda-float32", marks=[GPU, needs_cuda]),
+    pytest.param("cuda", torch.bfloat16, id="cuda-bfloat16", marks=[GPU, needs_cuda]),
+]
+
+
+def _placed_model(device: str, dtype: torch.dtype) -> torch.nn.Module:
+    return tiny_model("gemma3_text").to(device=device, dtype=dtype)
+
+
+def _finite_numbers(value) -> bool:
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite_numbers(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value) or math.isnan(value)  # NaN: "no such probe"
+
+
+@pytest.mark.parametrize(("device", "dtype"), PLACES)
+@pytest.mark.parametrize("name", EDITORS)
+def test_every_editor_edits_and_is_judged_where_the_model_lives(name, device, dtype):
+    tokenizer = make_tokenizer()
+    model = _placed_model(device, dtype)
+    judge = Judge(tokenizer, augment_languages=["de"])
+    judge.reference(model, [REQUEST])
+    editor = make_editor(name, model, tokenizer, progress=False)
+    result = editor.edit(REQUEST)
+    assert result.status in ("edited", "skipped", "unfixed", "collided")
+    assert all(math.isfinite(loss) for loss in result.losses.values())
+    for parameter in editor.model.parameters():
+        assert parameter.device.type == device
+        assert torch.isfinite(parameter.float()).all()
+    rows = judge.rows(editor.model, REQUEST)
+    scores = judge.scores(rows)
+    assert set(scores["per_language"]) == {"en", "de"}
+    assert _finite_numbers(scores)
+
+
+@pytest.mark.parametrize(("device", "dtype"), PLACES)
+@pytest.mark.parametrize("name", ["mpn", "lafn"])
+def test_an_adapter_saved_on_the_device_reloads_there_with_the_same_outputs(name, device, dtype, tmp_path):
+    tokenizer = make_tokenizer()
+    editor = make_editor(name, _placed_model(device, dtype), tokenizer, progress=False)
+    editor.edit(REQUEST)
+    editor.model.save_pretrained(tmp_path / "edit")
+    reloaded = PeftModel.from_pretrained(_placed_model(device, dtype), tmp_path / "edit").eval()
+    batch = tokenizer(["the capital of france is", "the capital of germany is"], return_tensors="pt").to(device)
+    editor.model.eval()
+    with torch.no_grad():
+        expected = editor.model(**batch).logits
+        actual = reloaded(**batch).logits
+    assert actual.device.type == device and actual.dtype == expected.dtype
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_an_edit_in_bfloat16_ends_as_the_float32_edit_does(name):
+    tokenizer = make_tokenizer()
+    outcome = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        result = make_editor(name, _placed_model("cpu", dtype), tokenizer, progress=False).edit(REQUEST)
+        outcome[dtype] = (result.status, result.fixed_languages)
+    assert outcome[torch.bfloat16] == outcome[torch.float32]
+
+
+@GPU
+@needs_cuda
+@pytest.mark.parametrize("name", ["mpn", "lafn"])
+def test_edit_trainer_trains_on_the_gpu_and_the_edit_holds_there(name, tmp_path):
+    from transformers import TrainingArguments
+
+    from peft_mpn.data import requests_to_dataset
+    from peft_mpn.metrics import score_targets
+    from peft_mpn.training import EditTrainer
+
+    tokenizer = make_tokenizer()
+    editor = make_editor(name, _placed_model("cuda", torch.float32), tokenizer, progress=False)
+    if editor.uses_unrelated_text:
+        editor.add_unrelated_texts(["the weather is nice today", "a cat sat on the mat", "hello world again"])
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=0.05,
+        max_steps=60,
+        per_device_train_batch_size=2,
+        lr_scheduler_type="constant",
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        logging_steps=10,
+        seed=0,
+    )
+    trainer = EditTrainer(editor, arguments, train_dataset=requests_to_dataset([REQUEST]))
+    trainer.train()
+    assert all(p.device.type == "cuda" for p in trainer.model.parameters())
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    assert score_targets(trainer.model, tokenizer, [("the capital of france is", "lyon")])[0] is not None
+
+
+@pytest.mark.parametrize("name", EDITORS)
+def test_a_model_without_weights_is_refused_with_the_fix(name):
+    with pytest.raises(ValueError, match="on the meta device.*Load it with from_pretrained"):
+        make_editor(name, tiny_model("llama").to("meta"), make_tokenizer(), progress=False)
