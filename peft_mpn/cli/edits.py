@@ -13,6 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+#: `--model`'s help: what a model can be named by (the offline ones are `peft_mpn.models.OFFLINE_MODELS`).
+MODEL_HELP = (
+    "Hub id, local folder, .gguf file, or an offline model: gemma-3-270m (the default; the models extra) or "
+    "qwen2.5-coder-1.5b-instruct (the qwen extra)"
+)
+
 #: Methods whose edit is an adapter the commands can save, push and compose.
 ADAPTER_METHODS = ("mpn", "t-patcher", "lafn")
 
@@ -92,16 +98,16 @@ def _facts(args: argparse.Namespace) -> list[Any]:
 def load_base(model: str | None, adapter: str | None = None, *, progress: bool = True) -> tuple[Any, Any]:
     """The base model to edit or to load `adapter` on: `model`, else the one the adapter names.
 
-    An adapter made on the offline default names it by its Hub id (`DEFAULT_MODEL_HUB_ID`); without ``--model``
-    it is loaded on the offline default, the weights it was made on.
+    An adapter made on an offline model (`OFFLINE_MODELS`) names it by its Hub id; without ``--model`` it is
+    loaded on that offline model, the weights it was made on.
     """
-    from ..models import DEFAULT_MODEL_HUB_ID, load_model
+    from ..models import load_model, offline_model_for
 
     if model is None and adapter is not None:
         from peft import PeftConfig
 
         recorded = PeftConfig.from_pretrained(adapter).base_model_name_or_path
-        model = None if recorded in (None, DEFAULT_MODEL_HUB_ID) else recorded
+        model = offline_model_for(recorded) or recorded
     return load_model(model, progress=progress)
 
 
@@ -258,7 +264,7 @@ def run_compose(args: argparse.Namespace) -> int:
 def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argparse.ArgumentParser) -> None:
     """The edit, evaluate, push, list and compose subcommands, on the `commands` subparsers (`common`: the flags
     every subcommand takes; `progress`: ``--no-progress``)."""
-    model_help = "Hub id, local folder or .gguf file (default: Gemma-3-270M, or the base model the adapter names)"
+    model_help = f"{MODEL_HELP}; default: gemma-3-270m, or the base model the adapter names"
     edit = commands.add_parser(
         "edit",
         parents=[common, progress],
