@@ -209,6 +209,32 @@ def test_the_model_runs_in_the_asked_precision_and_the_run_records_it(setup, tmp
     assert len(result["edits"]) == 3 and all(math.isfinite(e["seconds"]) for e in result["edits"])
 
 
+def _without_timing(result: dict) -> dict:
+    kept = {k: v for k, v in result.items() if k not in ("timing", "wall_seconds", "started", "arguments")}
+    kept["edits"] = [{k: v for k, v in edit.items() if k != "seconds"} for edit in result["edits"]]
+    return kept
+
+
+def test_a_run_split_over_two_processes_gives_the_one_process_result_row_for_row(setup, tmp_path):
+    settings = ["--augment-languages", "de", "--max-steps", "4", "--num-edits", "3"]
+    one = bench(setup, tmp_path / "one.json", "mpn", *settings)
+    two = bench(setup, tmp_path / "two.json", "mpn", *settings, "--num-processes", "2")
+    assert two["arguments"]["num_processes"] == 2
+    assert _without_timing(two) == _without_timing(one)
+    assert [e["case_id"] for e in two["edits"]] == one["case_ids"]
+
+
+def test_shards_that_do_not_make_up_one_run_are_refused(setup, tmp_path, capsys):
+    from peft_mpn.bench import merge_shards
+
+    with pytest.raises(ValueError, match=r"Shards \[0\] do not make up one run"):
+        merge_shards([{"shard": [0, 2], "run": {}, "records": [], "before_rows": [], "after_rows": []}])
+    output = tmp_path / "stream.json"
+    assert main(bench_args(setup, output, "mpn", "--sequential", "--num-processes", "2")) == 2
+    assert re.search(r"a stream \(--sequential\) is one process", capsys.readouterr().err)
+    assert not output.exists()
+
+
 def test_icl_is_scored_through_its_in_context_wrapper():
     # A model taught to follow the demonstration: only a run that scores editor.model (the wrapper that puts the
     # fact in front of every prompt) sees the new target; the plain model keeps answering "paris".

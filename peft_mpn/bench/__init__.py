@@ -7,11 +7,12 @@ JSON, a Markdown table and a per-language plot; `command.bench` is `peft-mpn ben
 
 from .command import bench
 from .report import plot_results, results_markdown, write_results
-from .runner import check_generation, package_versions, run_benchmark, select_cases
+from .runner import check_generation, merge_shards, package_versions, run_benchmark, select_cases
 
 __all__ = [
     "bench",
     "check_generation",
+    "merge_shards",
     "package_versions",
     "plot_results",
     "results_markdown",

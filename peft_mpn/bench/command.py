@@ -18,7 +18,7 @@ from ..editing.registry import DEFAULT_AUGMENT, check_method_options, editor_con
 from ..metrics.generation import GenerationSettings
 from .curves import CurveSettings
 from .report import write_results
-from .runner import check_generation, package_versions, run_benchmark
+from .runner import check_generation, merge_shards, package_versions, run_benchmark
 
 
 def bench(
@@ -49,14 +49,21 @@ def bench(
     curve_every: int | None = None,
     curve_sample: int = 50,
     judge_sample: int | None = None,
+    num_processes: int = 1,
     progress: bool = True,
 ) -> dict[str, Path]:
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
 
     `augment_languages=None` is `DEFAULT_AUGMENT` (de fr es ru zh, where the data has them) for the methods
     that augment by default (MPN, LAFN) and none for the others. The model is loaded in `dtype` (a torch dtype
-    name) and moved to `device`. Returns the written paths (`json`, `markdown`, `plot`).
+    name) and moved to `device`. `num_processes > 1` splits a single-edit run's cases over that many processes,
+    each with its own model (`run_in_processes`). Returns the written paths (`json`, `markdown`, `plot`).
     """
+    if num_processes < 1 or (num_processes > 1 and sequential):
+        raise ValueError(
+            f"--num-processes {num_processes}: it splits a single-edit run's cases over processes (at least 1); a "
+            "stream (--sequential) is one process. Drop one of the two."
+        )
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise ValueError(f"--dtype must name a floating-point torch dtype (float32, bfloat16, float16): {dtype!r}.")
@@ -104,13 +111,8 @@ def bench(
         available = requests[0].languages if requests else []
         augment_languages = [lang for lang in DEFAULT_AUGMENT if lang in available] if spec.augments_by_default else []
 
-    model, tokenizer = models.load_model(model_name, dtype=torch_dtype, progress=progress)
-    model.to(torch_device)
     started = time.time()
-    results = run_benchmark(
-        model,
-        tokenizer,
-        requests,
+    run_settings = dict(
         method=method,
         num_edits=num_edits,
         seed=seed,
@@ -128,15 +130,19 @@ def bench(
         checkpoint=Path(output).with_suffix(".checkpoint.pt") if sequential else None,
         curves=curves,
         judge_sample=judge_sample,
-        progress=progress,
     )
+    load = (model_name, torch_dtype, str(torch_device))
+    if num_processes > 1:
+        results = run_in_processes(num_processes, load, requests, run_settings, progress=progress)
+    else:
+        model, tokenizer = load_placed(*load, progress=progress)
+        results = run_benchmark(model, tokenizer, requests, **run_settings, progress=progress)
     results = {
         **results,
         "dataset": dataset,
         "split": split,
         "data": str(data),
         "model": model_name or "gemma-3-270m",
-        "model_path": getattr(model, "name_or_path", None),
         "arguments": {
             "method": method,
             "dataset": dataset,
@@ -162,6 +168,7 @@ def bench(
             "curve_every": curve_every,
             "curve_sample": curve_sample,
             "judge_sample": judge_sample,
+            "num_processes": num_processes,
         },
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),
@@ -169,3 +176,50 @@ def bench(
         "wall_seconds": time.time() - started,
     }
     return write_results(results, output)
+
+
+def load_placed(model_name: str | None, dtype: torch.dtype, device: str, *, progress: bool) -> tuple[Any, Any]:
+    """`load_model` in `dtype`, moved to `device`."""
+    model, tokenizer = models.load_model(model_name, dtype=dtype, progress=progress)
+    return model.to(device), tokenizer
+
+
+def run_in_processes(
+    count: int,
+    load: tuple[str | None, torch.dtype, str],
+    requests: Sequence[EditRequest],
+    settings: Mapping[str, Any],
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`run_benchmark` of a single-edit run split over `count` processes (`shard=(i, count)`), merged into the
+    result one process gives (`merge_shards`). Each process loads its own model and takes an equal share of the
+    torch threads; with several GPUs, process i runs on GPU i (mod their number)."""
+    import multiprocessing
+
+    model_name, dtype, device = load
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    threads = max(1, torch.get_num_threads() // count)
+    jobs = [
+        (index, count, model_name, dtype, f"cuda:{index % gpus}" if gpus > 1 else device, threads, requests, settings)
+        for index in range(count)
+    ]
+    with multiprocessing.get_context("spawn").Pool(count) as pool:
+        shards = pool.starmap(_run_shard, [(*job, progress and job[0] == 0) for job in jobs])
+    return merge_shards(shards)
+
+
+def _run_shard(
+    index: int,
+    count: int,
+    model_name: str | None,
+    dtype: torch.dtype,
+    device: str,
+    threads: int,
+    requests: Sequence[EditRequest],
+    settings: Mapping[str, Any],
+    progress: bool,
+) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    model, tokenizer = load_placed(model_name, dtype, device, progress=False)
+    return run_benchmark(model, tokenizer, requests, **settings, shard=(index, count), progress=progress)

@@ -85,6 +85,7 @@ def run_benchmark(
     checkpoint_every: int = 10,
     curves: CurveSettings | None = None,
     judge_sample: int | None = None,
+    shard: tuple[int, int] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -121,6 +122,10 @@ def run_benchmark(
         judge_sample: sequential mode: judge (before, on the curves and at the end) only this many of the edited
             cases, a seeded uniform sample (`ranked_sample`); every case is still edited. Judging a case in 8
             languages costs about twice an MPN edit on 2 CPU cores, so a 1,000-edit stream is judged on a sample.
+        shard: ``(index, count)``, single mode: edit and judge only every ``count``-th selected case from the
+            ``index``-th, and return the shard's rows (``merge_shards`` joins the shards of a run into its result,
+            the same as one process's). Single edits do not depend on each other (`Editor.reset` also restarts
+            the editor's random draws), so the shards can run in parallel processes.
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
@@ -131,6 +136,10 @@ def run_benchmark(
     """
     if curves is not None and not sequential:
         raise ValueError("Curves measure a stream of edits: pass sequential=True (--sequential) with them.")
+    if shard is not None and (sequential or not 0 <= shard[0] < shard[1]):
+        raise ValueError(
+            f"shard={shard!r}: shards split a single-edit run's cases (index < count); a stream is one process."
+        )
     if judge_sample is not None and (not sequential or judge_sample < 1):
         raise ValueError(
             f"judge_sample={judge_sample!r}: a sample of the judged cases is for a stream (sequential=True) and must "
@@ -148,7 +157,8 @@ def run_benchmark(
     if unknown:
         raise ValueError(f"Language(s) {unknown} are not in the data (it has {available}); load them or drop them.")
     edit_ids, memory_ids = select_cases(len(requests), num_edits, seed, memory_cases)
-    edits = [requests[i] for i in edit_ids]
+    all_edits = [requests[i] for i in edit_ids]
+    edits = all_edits if shard is None else all_edits[shard[0] :: shard[1]]
     unrelated = [requests[i] for i in memory_ids]
     seen = [lang for lang in augment if lang in languages]
 
@@ -236,13 +246,64 @@ def run_benchmark(
     if stream is not None:
         stream.remove()
 
+    run = {
+        "method": method,
+        "mode": mode,
+        "model_path": getattr(model, "name_or_path", None),
+        "edit_language": edit_language,
+        "languages": languages,
+        "augment_languages": augment,
+        "seen_languages": seen,
+        "num_edits": num_edits,
+        "seed": seed,
+        "case_ids": [str(r.case_id) for r in all_edits],
+        "memory_case_ids": [str(r.case_id) for r in unrelated],
+        "editor_config": config.to_dict(),
+        "adapter_options": dict(adapter_options or {}),
+        "prompt_format": template,
+        "generation": None if generation is None else asdict(generation),
+        **({"curve": curve, "curve_settings": asdict(curves)} if curves is not None else {}),
+        **({"judged_case_ids": [str(r.case_id) for r in judged]} if judge_sample is not None else {}),
+    }
+    if shard is not None:
+        rows = {"records": records, "before_rows": before_rows, "after_rows": after_rows}
+        return {"shard": list(shard), "run": run, **rows}
+    return assemble_result(run, records, before_rows, after_rows)
+
+
+def merge_shards(shards: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The result of a single-edit run from its shards (`run_benchmark(..., shard=(i, n))` for every i < n): the
+    same edits, rows and scores, in the same order, as the run in one process."""
+    counts = {shard["shard"][1] for shard in shards}
+    indices = sorted(shard["shard"][0] for shard in shards)
+    if len(counts) != 1 or indices != list(range(len(shards))) or len(shards) != counts.pop():
+        raise ValueError(f"Shards {indices} do not make up one run: give each shard of it exactly once.")
+    run = shards[0]["run"]
+    position = {case_id: i for i, case_id in enumerate(run["case_ids"])}
+
+    def ordered(key: str) -> list[dict[str, Any]]:  # a stable sort: a case's own rows keep their order
+        return sorted((row for shard in shards for row in shard[key]), key=lambda row: position[row["case_id"]])
+
+    return assemble_result(run, ordered("records"), ordered("before_rows"), ordered("after_rows"))
+
+
+def assemble_result(
+    run: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    before_rows: Sequence[Mapping[str, Any]],
+    after_rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A run's result (see `run_benchmark`) from its settings, edit records and the judge's rows."""
+    judge = Judge(None, languages=run["languages"], augment_languages=run["seen_languages"])
+    judge.edit_language = run["edit_language"]
     after = judge.scores(after_rows)
     before = judge.scores(before_rows)
     seconds = [r["seconds"] for r in records]
     successes = [r["success"] for r in records]
     return {
-        "method": method,
-        "mode": "sequential" if sequential else "single",
+        "method": run["method"],
+        "mode": run["mode"],
+        "model_path": run["model_path"],
         "metrics": _overall(after),
         "per_language": after["per_language"],
         "counts": after["counts"],
@@ -252,29 +313,22 @@ def run_benchmark(
             "per_case": before["per_case"],
         },
         "per_case": after["per_case"],
-        "edit_language": edit_language,
-        "languages": languages,
-        "augment_languages": augment,
-        "seen_languages": seen,
+        "edit_language": run["edit_language"],
+        "languages": run["languages"],
+        "augment_languages": run["augment_languages"],
+        "seen_languages": run["seen_languages"],
         "unseen_languages": after["unseen_languages"],
-        "edits": records,
+        "edits": list(records),
         "timing": {
             "seconds_per_edit_mean": statistics.fmean(seconds),
             "seconds_per_edit_median": statistics.median(seconds),
             "seconds_total": sum(seconds),
             "success_rate": statistics.fmean(successes),
         },
-        "num_edits": num_edits,
-        "seed": seed,
-        "case_ids": [str(r.case_id) for r in edits],
-        "memory_case_ids": [str(r.case_id) for r in unrelated],
-        "editor_config": config.to_dict(),
-        "adapter_options": dict(adapter_options or {}),
-        "prompt_format": template,
-        "generation": None if generation is None else asdict(generation),
+        **{key: run[key] for key in ("num_edits", "seed", "case_ids", "memory_case_ids", "editor_config")},
+        **{key: run[key] for key in ("adapter_options", "prompt_format", "generation")},
         "generations": {"before": generated_texts(before_rows), "after": generated_texts(after_rows)},
-        **({"curve": curve, "curve_settings": asdict(curves)} if curves is not None else {}),
-        **({"judged_case_ids": [str(r.case_id) for r in judged]} if judge_sample is not None else {}),
+        **{key: run[key] for key in ("curve", "curve_settings", "judged_case_ids") if key in run},
     }
 
 

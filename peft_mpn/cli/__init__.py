@@ -60,6 +60,7 @@ def _bench(args: argparse.Namespace) -> int:
         split=args.split,
         model_name=args.model,
         device=args.device,
+        num_processes=args.num_processes,
         dtype=args.dtype,
         edit_language=args.edit_language,
         augment_languages=args.augment_languages,
@@ -192,6 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="float32",
         choices=["float32", "bfloat16", "float16"],
         help="the model's precision (losses are computed in float32 whatever it is; default: float32)",
+    )
+    bench.add_argument(
+        "--num-processes",
+        type=int,
+        default=1,
+        help="split a single-edit run's cases over this many processes, each with its own model and an equal share "
+        "of the torch threads (and its own GPU where there are several); the result is the one process's, row "
+        "for row (default: 1)",
     )
     bench.add_argument("--edit-language", default="en")
     bench.add_argument(

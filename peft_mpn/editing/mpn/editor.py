@@ -174,11 +174,16 @@ class MPNEditor(MPNEditorState, Editor):
         return decision_index(mask, encoder=self.is_encoder)
 
     def reset(self) -> None:
-        """Remove every patch this adapter holds and forget past edits' inputs: back to the base model."""
+        """Remove every patch this adapter holds and forget past edits' inputs: back to the base model. The random
+        draws start again from the seed, so an edit made after a reset does not depend on the edits before it."""
         self.tuner.clear_patches(self.adapter_name)
         self.memory.clear_edits()
         self.subjects.clear_edits()
         self.history.clear()
+        self._generator.manual_seed(self.config.seed)
+        if self.gates:
+            self.gates.memory.clear_edits()
+            self.gates.generator.manual_seed(self.config.seed)
 
     # -- editing ---------------------------------------------------------------------------------------------
     def _progress_postfix(self) -> dict[str, Any]:

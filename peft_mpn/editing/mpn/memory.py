@@ -32,6 +32,7 @@ class MemoryBank:
     def __init__(self, max_size: int = 20000, seed: int = 0, max_edit_size: int | None = None) -> None:
         self.max_size = max_size
         self.max_edit_size = max_size if max_edit_size is None else max_edit_size
+        self.seed = seed
         self._generator = torch.Generator().manual_seed(seed)
         self._unrelated: torch.Tensor | None = None
         self._edits: torch.Tensor | None = None
@@ -79,7 +80,8 @@ class MemoryBank:
         return sample
 
     def clear_edits(self) -> None:
-        """Forget the inputs of past edits (keep the unrelated text)."""
+        """Forget the inputs of past edits (keep the unrelated text); the sampling starts again from the seed."""
+        self._generator.manual_seed(self.seed)
         self._edits = None
         self._edit_vectors_seen = 0
         self._joined = None
