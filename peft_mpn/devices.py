@@ -38,8 +38,15 @@ def input_device(model: nn.Module) -> torch.device:
 
 
 def check_placed(model: nn.Module) -> None:
-    """Refuse a model whose weights are on the `meta` device (loaded without weights), with the fix."""
-    meta = [name for name, parameter in model.named_parameters() if parameter.device.type == "meta"]
+    """Refuse a model whose weights are on the `meta` device (loaded without weights), with the fix. Weights that
+    accelerate offloaded (a `device_map` with "cpu" or "disk") are meta too, but their module's hook brings them in
+    for each forward pass: those are placed."""
+    hooked = [name for name, module in model.named_modules() if hasattr(module, "_hf_hook")]
+    meta = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.device.type == "meta" and not any(not h or name.startswith(f"{h}.") for h in hooked)
+    ]
     if meta:
         raise ValueError(
             f"{len(meta)} of the model's weights are on the meta device (e.g. {meta[0]}): it was built without "

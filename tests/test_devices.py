@@ -15,7 +15,9 @@ from peft import PeftModel
 from tiny import make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
-from peft_mpn.editing import EDITORS, make_editor
+from peft_mpn.data.requests import EditRequestError
+from peft_mpn.editing import EDITORS, editor_config, make_editor
+from peft_mpn.locating import LocatorConfig
 from peft_mpn.metrics import Judge
 
 REQUEST = EditRequest.single(
@@ -141,3 +143,34 @@ def test_edit_trainer_trains_on_the_gpu_and_the_edit_holds_there(name, tmp_path)
 def test_a_model_without_weights_is_refused_with_the_fix(name):
     with pytest.raises(ValueError, match="on the meta device.*Load it with from_pretrained"):
         make_editor(name, tiny_model("llama").to("meta"), make_tokenizer(), progress=False)
+
+
+def _dispatched(tmp_path) -> torch.nn.Module:
+    """The tiny Gemma 3 dispatched by accelerate with its middle block offloaded to disk (hooks bring it in)."""
+    from accelerate import dispatch_model
+
+    device_map = {name: "cpu" for name in ("model.embed_tokens", "model.layers.0", "model.layers.2", "model.norm")}
+    device_map.update({"model.rotary_emb": "cpu", "lm_head": "cpu", "model.layers.1": "disk"})
+    return dispatch_model(tiny_model("gemma3_text"), device_map=device_map, offload_dir=str(tmp_path / "offload"))
+
+
+@pytest.mark.parametrize("name", ["mpn", "t-patcher", "ft-m", "icl", "lafn"])
+def test_a_model_dispatched_with_an_offloaded_block_edits_like_the_undispatched_one(name, tmp_path):
+    tokenizer = make_tokenizer()
+    options = {"locator": LocatorConfig(layers=[2])} if name == "lafn" else {}  # LAFN: the block on a device
+    editors = [
+        make_editor(name, model, tokenizer, editor_config(name, **options), progress=False)
+        for model in (tiny_model("gemma3_text"), _dispatched(tmp_path))
+    ]
+    results = [editor.edit(REQUEST) for editor in editors]
+    assert results[1].status == results[0].status and results[1].steps == results[0].steps
+    batch = tokenizer(["the capital of france is", "the capital of germany is"], return_tensors="pt")
+    with torch.no_grad():
+        logits = [editor.model(**batch).logits for editor in editors]
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=1e-5)
+
+
+def test_lafn_refuses_to_train_neurons_in_an_offloaded_block_with_the_fix(tmp_path):
+    editor = make_editor("lafn", _dispatched(tmp_path), make_tokenizer(), progress=False)
+    with pytest.raises(EditRequestError, match=r"blocks \[1\].*offloaded.*LocatorConfig.layers"):
+        editor.edit(REQUEST)

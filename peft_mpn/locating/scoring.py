@@ -32,8 +32,12 @@ from .config import LocatorConfig
 
 # -- the model's FFNs -------------------------------------------------------------------------------------------
 def _column_norms(down: nn.Module) -> torch.Tensor:
-    """`||W_down[:, k]||` per neuron, whichever way the weight is stored (`neuron_dim`)."""
-    return down.weight.detach().float().norm(dim=1 - neuron_dim(down, down=True))
+    """`||W_down[:, k]||` per neuron, whichever way the weight is stored (`neuron_dim`); a weight that accelerate
+    offloaded (`device_map`) is brought in for the reading."""
+    from accelerate.utils import align_module_device
+
+    with align_module_device(down):
+        return down.weight.detach().float().norm(dim=1 - neuron_dim(down, down=True))
 
 
 def searched_blocks(model: nn.Module, config: LocatorConfig | None = None) -> FFNBlocks:

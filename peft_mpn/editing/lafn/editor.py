@@ -25,7 +25,7 @@ from ...batching import (
 from ...data.requests import EditRequest, EditRequestError
 from ...devices import check_placed, input_device
 from ...locating import LocatorConfig, estimate_generic_neurons, locate_neurons
-from ...tuners.ffn import locate_block
+from ...tuners.ffn import ffn_blocks, locate_block
 from ...tuners.lafn import LAFNConfig, LAFNModel
 from ..base import Editor, EditResult, unrelated_strings
 from ..common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
@@ -166,6 +166,13 @@ class LAFNEditor(LAFNEditorState, Editor):
         for request in requests:
             for layer, indices in self.locate(request).neurons.items():
                 located[layer] = sorted({*located.get(layer, []), *indices})
+        offloaded = [i for i, down in ffn_blocks(self.base_model, list(located)).downs.items() if down.weight.is_meta]
+        if offloaded:
+            raise EditRequestError(
+                f"LAFN would train neurons in blocks {offloaded}, whose weights accelerate offloaded (device_map "
+                "'cpu'/'disk' offload): their deltas cannot live there. Keep those blocks on a device in the "
+                "device_map, or search other blocks (LocatorConfig.layers)."
+            )
         saved = None if self.config.keep_unfixed else self.state_dict()  # what an unfixed edit is rolled back to
         trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
