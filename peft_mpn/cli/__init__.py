@@ -32,6 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
         augment_languages=args.augment_languages,
         layer=args.layer,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     print()
     print(report.markdown())
@@ -147,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = commands.add_parser(
         "demo",
-        parents=[common],
+        parents=[common, progress],
         help="edit real facts in English with MPN and T-Patcher; judge and show every language",
     )
     demo.add_argument("--model", default=None, help=MODEL_HELP)
