@@ -77,7 +77,9 @@ def study_location(model, tokenizer, facts, references, config, progress) -> dic
     return result
 
 
-def plot_location(location: dict, folder: Path) -> list[str]:
+def plot_location(location: dict, folder: Path, model: str | None = None) -> list[str]:
+    """The layer distribution and the language-overlap heatmap as PNGs in `folder` (another model than the default:
+    its name in the titles and the file names)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,10 +101,11 @@ def plot_location(location: dict, folder: Path) -> list[str]:
     ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
     ax.set_xlabel("layer")
     ax.set_ylabel("language-agnostic neurons per fact")
-    ax.set_title(f"Gemma-3-270M, {len(location['real'])} MzsRE facts, generic neurons removed")
+    ax.set_title(f"{model or 'Gemma-3-270M'}, {len(location['real'])} MzsRE facts, generic neurons removed")
     ax.legend()
     fig.tight_layout()
-    layers_png = folder / "lafn_layers.png"
+    suffix = "" if model is None else "_" + model.replace("/", "-")
+    layers_png = folder / f"lafn_layers{suffix}.png"
     fig.savefig(layers_png, dpi=120)
     plt.close(fig)
 
@@ -117,10 +120,10 @@ def plot_location(location: dict, folder: Path) -> list[str]:
             ax.text(
                 j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black"
             )
-    ax.set_title("Jaccard overlap of per-language neuron sets (mean over facts)")
+    ax.set_title(f"{model or 'Gemma-3-270M'}: Jaccard overlap of per-language sets", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
-    overlap_png = folder / "lafn_overlap.png"
+    overlap_png = folder / f"lafn_overlap{suffix}.png"
     fig.savefig(overlap_png, dpi=120)
     plt.close(fig)
     return [str(layers_png), str(overlap_png)]
@@ -329,7 +332,8 @@ def main() -> None:
     report: dict = {"args": vars(args), "torch_threads": torch.get_num_threads()}
     if not args.skip_location:
         report["location"] = study_location(model, tokenizer, facts, references, config, progress=True)
-        report["plots"] = plot_location(json.loads(json.dumps(report["location"])), Path(args.plots))
+        location = json.loads(json.dumps(report["location"]))
+        report["plots"] = plot_location(location, Path(args.plots), args.model)
     if not args.skip_editing:
         report["editing"] = study_editing(
             model,
