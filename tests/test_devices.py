@@ -145,29 +145,40 @@ def test_a_model_without_weights_is_refused_with_the_fix(name):
         make_editor(name, tiny_model("llama").to("meta"), make_tokenizer(), progress=False)
 
 
-def _dispatched(tmp_path) -> torch.nn.Module:
-    """The tiny Gemma 3 dispatched by accelerate with its middle block offloaded to disk (hooks bring it in)."""
+def _dispatched(tmp_path, device: str = "cpu") -> torch.nn.Module:
+    """The tiny Gemma 3 dispatched by accelerate on `device`, its middle block offloaded (to disk from the CPU, to
+    CPU memory from a GPU): the hooks bring that block's weights in for each forward pass."""
     from accelerate import dispatch_model
 
-    device_map = {name: "cpu" for name in ("model.embed_tokens", "model.layers.0", "model.layers.2", "model.norm")}
-    device_map.update({"model.rotary_emb": "cpu", "lm_head": "cpu", "model.layers.1": "disk"})
-    return dispatch_model(tiny_model("gemma3_text"), device_map=device_map, offload_dir=str(tmp_path / "offload"))
+    main = 0 if device == "cuda" else "cpu"
+    device_map = {name: main for name in ("model.embed_tokens", "model.layers.0", "model.layers.2", "model.norm")}
+    offload = "disk" if main == "cpu" else "cpu"
+    device_map.update({"model.rotary_emb": main, "lm_head": main, "model.layers.1": offload})
+    model = tiny_model("gemma3_text")
+    return dispatch_model(model, device_map=device_map, offload_dir=str(tmp_path / "offload"), main_device=main)
 
 
+DISPATCHES = [
+    pytest.param("cpu", 1e-5, id="cpu+disk"),
+    pytest.param("cuda", 1e-4, id="cuda+cpu", marks=[GPU, needs_cuda]),
+]
+
+
+@pytest.mark.parametrize(("device", "tolerance"), DISPATCHES)
 @pytest.mark.parametrize("name", ["mpn", "t-patcher", "ft-m", "icl", "lafn"])
-def test_a_model_dispatched_with_an_offloaded_block_edits_like_the_undispatched_one(name, tmp_path):
+def test_a_model_dispatched_with_an_offloaded_block_edits_like_the_undispatched_one(name, device, tolerance, tmp_path):
     tokenizer = make_tokenizer()
     options = {"locator": LocatorConfig(layers=[2])} if name == "lafn" else {}  # LAFN: the block on a device
     editors = [
         make_editor(name, model, tokenizer, editor_config(name, **options), progress=False)
-        for model in (tiny_model("gemma3_text"), _dispatched(tmp_path))
+        for model in (tiny_model("gemma3_text").to(device), _dispatched(tmp_path, device))
     ]
     results = [editor.edit(REQUEST) for editor in editors]
     assert results[1].status == results[0].status and results[1].steps == results[0].steps
-    batch = tokenizer(["the capital of france is", "the capital of germany is"], return_tensors="pt")
+    batch = tokenizer(["the capital of france is", "the capital of germany is"], return_tensors="pt").to(device)
     with torch.no_grad():
         logits = [editor.model(**batch).logits for editor in editors]
-    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=tolerance)
 
 
 def test_lafn_refuses_to_train_neurons_in_an_offloaded_block_with_the_fix(tmp_path):
