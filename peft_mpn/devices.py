@@ -2,10 +2,10 @@
 
 - **Device.** A tensor is made where the module that consumes it lives: a batch on the device of the model's input
   embeddings (`input_device`; under an accelerate `device_map` the first block's), a tensor a hook combines with an
-  activation on that activation's device. `model_device` is the first parameter's device, for models on one device.
+  activation on that activation's device.
 - **Precision.** The model runs in its own dtype; losses, log-probabilities and the statistics editors fit (gates,
-  projections, memory vectors) are computed in float32 (`LOSS_DTYPE`), and what goes back into the model is cast to
-  the receiving tensor's dtype.
+  projections, memory vectors) are computed in float32, and what goes back into the model is cast to the receiving
+  tensor's dtype.
 """
 
 from __future__ import annotations
@@ -13,19 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: The dtype of every loss and fitted statistic, whatever the model's dtype.
-LOSS_DTYPE = torch.float32
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of `model`'s first parameter (the CPU for a module without parameters)."""
-    parameter = next(model.parameters(), None)
-    return torch.device("cpu") if parameter is None else parameter.device
-
 
 def input_device(model: nn.Module) -> torch.device:
-    """Where `model`'s inputs go: its input embeddings' device (a dispatched model's first block), else
-    `model_device`."""
+    """Where `model`'s inputs go: its input embeddings' device (a dispatched model's first block), else its first
+    parameter's (the CPU for a module without parameters)."""
     getter = getattr(model, "get_input_embeddings", None)
     try:
         embeddings = getter() if callable(getter) else None
@@ -34,7 +25,8 @@ def input_device(model: nn.Module) -> torch.device:
     weight = getattr(embeddings, "weight", None)
     if isinstance(weight, torch.Tensor) and weight.device.type != "meta":
         return weight.device
-    return model_device(model)
+    parameter = next(model.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
 
 
 def check_placed(model: nn.Module) -> None:

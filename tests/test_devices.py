@@ -108,8 +108,8 @@ def test_an_edit_in_bfloat16_ends_as_the_float32_edit_does(name):
 @GPU
 @needs_cuda
 @pytest.mark.parametrize("name", ["mpn", "lafn"])
-def test_edit_trainer_trains_on_the_gpu_and_the_edit_holds_there(name, tmp_path):
-    from transformers import TrainingArguments
+def test_edit_trainer_trains_on_the_gpu_with_finite_losses(name, tmp_path):
+    from test_training import arguments
 
     from peft_mpn.data import requests_to_dataset
     from peft_mpn.metrics import score_targets
@@ -119,19 +119,8 @@ def test_edit_trainer_trains_on_the_gpu_and_the_edit_holds_there(name, tmp_path)
     editor = make_editor(name, _placed_model("cuda", torch.float32), tokenizer, progress=False)
     if editor.uses_unrelated_text:
         editor.add_unrelated_texts(["the weather is nice today", "a cat sat on the mat", "hello world again"])
-    arguments = TrainingArguments(
-        output_dir=str(tmp_path),
-        learning_rate=0.05,
-        max_steps=60,
-        per_device_train_batch_size=2,
-        lr_scheduler_type="constant",
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        logging_steps=10,
-        seed=0,
-    )
-    trainer = EditTrainer(editor, arguments, train_dataset=requests_to_dataset([REQUEST]))
+    settings = arguments(tmp_path, max_steps=60, per_device_train_batch_size=2, logging_steps=10, use_cpu=False)
+    trainer = EditTrainer(editor, settings, train_dataset=requests_to_dataset([REQUEST]))
     trainer.train()
     assert all(p.device.type == "cuda" for p in trainer.model.parameters())
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -22,6 +22,7 @@ import torch
 
 from ..batching import takes_logits_to_keep
 from ..data import EditRequest
+from ..devices import input_device
 from ..editing.base import Editor
 from ..metrics.judge import Judge
 from ..metrics.scoring import score_targets
@@ -131,9 +132,7 @@ def tokens_per_second(model: Any, settings: CurveSettings) -> dict[str, float | 
     rows, length = settings.speed_batch
     vocab = int(getattr(getattr(model, "config", None), "vocab_size", 1000) or 1000)
     input_ids = torch.randint(0, min(vocab, 1000), (rows, length), generator=torch.Generator().manual_seed(0))
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        input_ids = input_ids.to(parameter.device)
+    input_ids = input_ids.to(input_device(model))
 
     kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(base_model(model)) else {}
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..batching import pad_token_id
 from ..data.requests import EditRequest, FactView, Target
+from ..devices import input_device
 from .config import LocatorConfig
 
 #: `(prompt, language) -> paraphrases of prompt in that language`.
@@ -148,7 +149,7 @@ def model_paraphraser(
 
     def paraphrase(prompt: str, language: str) -> list[str]:
         text = template.replace("{prompt}", prompt).replace("{language}", LANGUAGE_NAMES.get(language, language))
-        device = next(model.parameters()).device
+        device = input_device(model)
         inputs = {k: v.to(device) for k, v in tokenizer(text, return_tensors="pt").items() if k != "token_type_ids"}
         with torch.no_grad():
             output = model.generate(

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..batching import encode_target, eval_mode, left_padded_positions, pad_token_id
 from ..data.requests import Target
+from ..devices import input_device
 from ..tuners.ffn import FFNBlocks, ffn_blocks, neuron_dim
 from .config import LocatorConfig
 
@@ -207,7 +208,7 @@ def score_neurons(
             "FactViews or an EditRequest rather than bare prompt strings), or use scoring='activation'."
         )
     encoder = ffns.spec.encoder
-    device = next(ffns.model.parameters()).device
+    device = input_device(ffns.model)
     norms = {layer: _column_norms(down).to(device) for layer, down in ffns.downs.items()}
     per_batch = config.batch_size if config.scoring == "activation" else max(1, config.batch_size // config.ig_steps)
     chunks = []

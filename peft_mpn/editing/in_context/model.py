@@ -41,6 +41,7 @@ from ...batching import (
     position_limit,
     takes_logits_to_keep,
 )
+from ...devices import input_device
 from .config import ICLEditorConfig
 
 
@@ -75,7 +76,7 @@ class InContextModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return input_device(self.model)
 
     def get_output_embeddings(self) -> nn.Module | None:
         """The wrapped model's output layer."""
