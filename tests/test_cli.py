@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from test_bench import bench_args, bench_folders
@@ -85,3 +89,55 @@ def test_version_is_the_installed_distribution_s(capsys):
         main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"peft-mpn {metadata.version('peft-mpn')}"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def console_script(args: list[str], report: str, env: dict[str, str] | None = None) -> str:
+    """Run the ``peft-mpn`` console script (``startup/peft_mpn_cli.py``) with `args` in a fresh interpreter, then
+    print `report` (a Python expression); returns what it printed."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['peft-mpn', *{args!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'startup' / 'peft_mpn_cli.py')!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('REPORT', {report})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=True
+    )
+    return done.stdout
+
+
+def test_the_console_script_answers_help_and_version_without_importing_the_package_or_torch():
+    heavy = "sorted(m for m in ('peft_mpn', 'peft', 'transformers', 'torch') if m in sys.modules)"
+    for args in (["--help"], ["--online", "-h"], ["--version"]):
+        out = console_script(args, heavy)
+        assert out.splitlines()[-1] == "REPORT []", out
+    assert "{demo,bench,edit,evaluate,push,list,compose}" in console_script(["--help"], "1")
+
+
+def test_the_console_script_s_help_is_the_whole_parser_s(capsys):
+    from peft_mpn.cli import build_parser, top
+
+    with pytest.raises(SystemExit):
+        top.answer(["--help"])
+    assert capsys.readouterr().out == build_parser().format_help()
+
+
+def test_the_console_script_turns_the_hub_off_before_huggingface_hub_reads_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    report = "__import__('huggingface_hub').constants.HF_HUB_OFFLINE"
+    missing = str(tmp_path / "no-adapter")
+    assert console_script(["list", missing], report, env).splitlines()[-1] == "REPORT True"
+    assert console_script(["--online", "list", missing], report, env).splitlines()[-1] == "REPORT False"
+
+
+def test_the_installed_command_is_the_console_script():
+    from importlib import metadata
+
+    (script,) = metadata.entry_points(group="console_scripts", name="peft-mpn")
+    assert script.value == "peft_mpn_cli:main"

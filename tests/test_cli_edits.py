@@ -130,7 +130,7 @@ def test_bad_facts_fail_in_one_line_before_the_model_loads(shell, capsys, tmp_pa
 
 
 def test_online_only_where_the_hub_is_named():
-    from peft_mpn.cli import _names_hub
+    from peft_mpn.cli.top import names_hub as _names_hub
 
     assert _names_hub(["push", "out/all", "me/all"]) and _names_hub(["list", "me/capitals"])
     assert _names_hub(

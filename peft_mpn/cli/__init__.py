@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from .edits import MODEL_HELP, add_commands
 from .edits import option as _option
-
-DEBUG_VARIABLE = "PEFT_MPN_DEBUG"
-"""Set to 1 for the traceback of an error in the arguments, data or files, as `--debug` does."""
+from .top import DEBUG_VARIABLE, add_command, settle_environment, top_level_parser
+from .top import with_flags as _with_flags
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -37,16 +34,6 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(report.markdown())
     return 0
-
-
-def _version() -> str:
-    """The installed distribution's version, read without importing the package's torch-heavy modules."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("peft-mpn")
-    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
-        return "(not installed)"
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -88,69 +75,14 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Options whose value is a local path or free text, never a Hub id (`_names_hub` skips them).
-_LOCAL_VALUES = {"--output", "--facts", "--unrelated", "--data", "--judge-cache", "--prompt", "--target"}
-_REPO_ID = re.compile(r"^[\w][\w.-]*/[\w.-]+$")
-
-
-def _names_hub(argv: Sequence[str]) -> bool:
-    """Whether the command needs the Hub: a push, or a model / adapter named like ``org/name`` that is not a
-    local path. Read from the raw arguments: Hub access must be settled before huggingface_hub is imported."""
-    words = [word for word in argv if not word.startswith("-")]
-    if words[:1] == ["push"]:
-        return True
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-            continue
-        if word in _LOCAL_VALUES:
-            skip = True
-        elif _REPO_ID.match(word) and not Path(word).expanduser().exists():
-            return True
-    return False
-
-
-def _with_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--online`` and ``--debug``; on a subcommand they default to unset, so they never undo the top level's."""
-    top = parser.prog == "peft-mpn"
-    default = False if top else argparse.SUPPRESS
-    parser.add_argument(
-        "--online",
-        action="store_true",
-        default=default,
-        help="allow Hugging Face Hub access (default: on for push and for Hub ids named like org/name; otherwise off, "
-        "as a Hub miss on a machine without the internet hangs before it fails)",
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=default,
-        help="show the traceback of an error in the arguments, data or files (default: one line, 'peft-mpn: "
-        f"error: ...', exit status 2); {DEBUG_VARIABLE}=1 does the same",
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    if "--online" not in arguments and not _names_hub(arguments):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub miss otherwise hangs before failing
-    # Before torch is imported: OpenMP's spin-waiting makes CPU forwards several times slower on a busy machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = argparse.ArgumentParser(prog="peft-mpn", description="Cross-lingual knowledge editing with PEFT.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    _with_flags(parser)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``peft-mpn`` parser (its top level is `top.top_level_parser`'s, which ``--help`` shows alone)."""
+    parser, commands = top_level_parser()
     common = _with_flags(argparse.ArgumentParser(add_help=False, prog="common"))
     progress = argparse.ArgumentParser(add_help=False)
     progress.add_argument("--no-progress", action="store_true", help="no progress bars")
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo",
-        parents=[common, progress],
-        help="edit real facts in English with MPN and T-Patcher; judge and show every language",
-    )
+    demo = add_command(commands, "demo", parents=[common, progress])
     demo.add_argument("--model", default=None, help=MODEL_HELP)
     demo.add_argument(
         "--data",
@@ -170,10 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..data.loaders import DATASETS
     from ..editing.registry import EDITORS, SPECS, options_help
 
-    bench = commands.add_parser(
+    bench = add_command(
+        commands,
         "bench",
         parents=[common, progress],
-        help="edit seeded benchmark cases with one method; judge every language before and after",
         description="Edit seeded benchmark cases with one method; judge every language before and after.\n\nmethods:\n"
         + "\n".join(f"  {name:10} {spec.summary}" for name, spec in SPECS.items()),
         epilog=options_help(),
@@ -300,7 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     bench.set_defaults(run=_bench)
     add_commands(commands, common, progress)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``peft-mpn`` with `argv` (default: the command line)."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    settle_environment(arguments)  # the console script did so already, before anything heavy was imported
+    parser = build_parser()
     args = parser.parse_args(arguments)
     try:
         return args.run(args)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .top import add_command
+
 #: `--model`'s help: what a model can be named by (the offline ones are `peft_mpn.models.OFFLINE_MODELS`).
 MODEL_HELP = (
     "Hub id, local folder, .gguf file, or an offline model: gemma-3-270m (the default; the models extra) or "
@@ -265,11 +267,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argpa
     """The edit, evaluate, push, list and compose subcommands, on the `commands` subparsers (`common`: the flags
     every subcommand takes; `progress`: ``--no-progress``)."""
     model_help = f"{MODEL_HELP}; default: gemma-3-270m, or the base model the adapter names"
-    edit = commands.add_parser(
-        "edit",
-        parents=[common, progress],
-        help="edit facts into an adapter folder (adapter, edit manifest, model card)",
-    )
+    edit = add_command(commands, "edit", parents=[common, progress])
     edit.add_argument("--output", required=True, metavar="FOLDER", help="the adapter folder to write")
     edit.add_argument("--prompt", help="the prompt whose answer changes, in the edit language")
     edit.add_argument("--target", help="the new answer")
@@ -316,11 +314,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argpa
     edit.add_argument("--base-model", help="the Hub id to record as the base model (default: the loaded model's)")
     edit.set_defaults(run=run_edit)
 
-    evaluate = commands.add_parser(
-        "evaluate",
-        parents=[common, progress],
-        help="judge an adapter on its facts in every language, teacher-forced and greedy",
-    )
+    evaluate = add_command(commands, "evaluate", parents=[common, progress])
     evaluate.add_argument("adapter", help="adapter folder or Hub repo id")
     evaluate.add_argument("--facts", metavar="FILE", help="facts with their parallel versions (default: manifest)")
     evaluate.add_argument("--model", default=None, help=model_help)
@@ -335,11 +329,7 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argpa
     )
     evaluate.set_defaults(run=run_evaluate)
 
-    push = commands.add_parser(
-        "push",
-        parents=[common, progress],
-        help="push an adapter folder to the Hub in one commit",
-    )
+    push = add_command(commands, "push", parents=[common, progress])
     push.add_argument("adapter", help="adapter folder (from peft-mpn edit or compose)")
     push.add_argument("repo_id", help="the Hub repo, e.g. me/capital-fixes")
     push.add_argument("--revision", help="a branch to push to (created if needed)")
@@ -348,16 +338,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser, progress: argpa
     push.add_argument("--model", default=None, help=model_help)
     push.set_defaults(run=run_push)
 
-    listing = commands.add_parser("list", parents=[common], help="list the edits an adapter folder or repo holds")
+    listing = add_command(commands, "list", parents=[common])
     listing.add_argument("source", help="adapter folder or Hub repo id")
     listing.add_argument("--revision", help="the repo's branch, tag or commit")
     listing.set_defaults(run=run_list)
 
-    compose = commands.add_parser(
-        "compose",
-        parents=[common, progress],
-        help="combine edit adapters into one adapter folder",
-    )
+    compose = add_command(commands, "compose", parents=[common, progress])
     compose.add_argument("sources", nargs="+", help="adapter folders or Hub repo ids")
     compose.add_argument("--output", required=True, metavar="FOLDER", help="the combined adapter folder to write")
     compose.add_argument("--model", default=None, help=model_help)
