@@ -574,6 +574,21 @@ def test_paired_difference_and_its_bootstrap_interval():
     assert paired_difference(a, {"case_ids": a["case_ids"]}, ["de"], "reliability", False) is None
 
 
+def test_a_plotted_bar_s_interval_is_a_bootstrap_over_the_edited_cases():
+    load_benchmark_script("results")
+    from results_page.stats import case_interval
+
+    cases = ["c0", "c1", "c2", "c3"]
+    per_case = {case: {"de": {"reliability": [v, float(v == 1.0)]}} for case, v in zip(cases, [1.0, 0.5, 0.5, 0.0])}
+    value, low, high = case_interval({"per_case": per_case}, cases, ["de"], "reliability", None)
+    assert value == pytest.approx(0.5) and 0.0 <= low < value < high <= 1.0
+    exact = case_interval({"per_case": per_case}, cases, ["de"], "reliability", None, reading="em")
+    assert exact[0] == pytest.approx(0.25)
+    same = {case: {"de": {"reliability": [0.75, 0.0]}} for case in cases}
+    assert case_interval({"per_case": same}, cases, ["de"], "reliability", None) == pytest.approx((0.75, 0.75, 0.75))
+    assert case_interval({"metrics": {}}, cases, ["de"], "reliability", None) is None  # older results: no cells
+
+
 def test_output_head_script_times_both_inputs():
     script = load_benchmark_script("output_head")
     args = ["--vocab", "64", "--hidden", "8", "--rows", "2", "--sequence", "5", "--positions", "2"]

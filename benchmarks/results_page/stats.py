@@ -85,3 +85,28 @@ def format_difference(value: tuple[float, float, float] | None) -> str:
         return "–"
     difference, low, high = value
     return f"{difference:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def case_interval(
+    result: Mapping[str, Any],
+    cases: Sequence[str],
+    languages: Sequence[str],
+    probe: str,
+    copied: bool | None,
+    reading: str = "token",
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, float] | None:
+    """One reading of `result` (a run, or its ``before``) over ``languages`` (macro, as the metric averages),
+    with a 95% bootstrap interval over ``cases``: ``(value, low, high)``; None without a ``per_case`` table."""
+    if "per_case" not in result:
+        return None
+    cells = _case_cells(result, languages, probe, copied, reading)
+    value = _macro(cells, cases)
+    if value is None:
+        return None
+    rng = random.Random(seed)
+    draws = sorted(
+        v for v in (_macro(cells, rng.choices(cases, k=len(cases))) for _ in range(samples)) if v is not None
+    )
+    return value, draws[int(0.025 * (len(draws) - 1))], draws[int(0.975 * (len(draws) - 1))]
