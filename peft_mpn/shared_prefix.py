@@ -10,6 +10,7 @@ right-aligned like the left-padded batch's, so ``[:, -k:]`` means the same posit
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,9 @@ def supports_shared_prefix(model: nn.Module, length: int) -> bool:
     if isinstance(window, int) and length > window - 1:
         return False
     base = getattr(model, "get_base_model", lambda: model)()
-    return callable(getattr(base, "generate", None))
+    # a wrapper with a `generate` of its own (`InContextModel`) takes no cache from outside
+    takes_cache = "past_key_values" in inspect.signature(base.forward).parameters
+    return callable(getattr(base, "generate", None)) and takes_cache
 
 
 class SharedPrefix:

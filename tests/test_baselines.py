@@ -184,6 +184,31 @@ def test_icl_model_equals_the_model_reading_the_demonstration_first(arch, paddin
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "gemma3_text"])
+def test_icl_generate_is_the_model_s_generate_after_the_demonstration_batched_or_not(arch):
+    from peft_mpn.metrics.generation import generate_greedy
+
+    tokenizer = make_tokenizer()
+    tokenizer.padding_side = "left"
+    model = tiny_model(arch).eval()
+    ed = ICLEditor(model, tokenizer, progress=False)
+    ed.edit(EditRequest.single("the capital of france is", "lyon"))
+    prompts = ["the capital of france is", "who wrote hamlet and", "a cat"]
+    expected = []
+    for prompt in prompts:
+        explicit = dict(tokenizer([CONTEXT + prompt], return_tensors="pt"))
+        out = model.generate(**explicit, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        expected.append(out[0, explicit["input_ids"].shape[1] :].tolist())
+    batch = dict(tokenizer(prompts, return_tensors="pt", padding=True))
+    out = ed.model.generate(**batch, max_new_tokens=6, do_sample=False)
+    assert torch.equal(out[:, : batch["input_ids"].shape[1]], batch["input_ids"])  # the input, then the new tokens
+    assert out[:, batch["input_ids"].shape[1] :].tolist() == expected
+    assert [list(t) for t in generate_greedy(ed.model, tokenizer, prompts, 6, batch_size=2)] == expected
+    with pytest.raises(ValueError, match="left-padded"):
+        tokenizer.padding_side = "right"
+        ed.model.generate(**dict(tokenizer(prompts, return_tensors="pt", padding=True)), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3_text"])
 def test_icl_scores_are_the_argmax_of_the_model_reading_the_demonstration_first(arch):
     tokenizer = make_tokenizer()
     model = tiny_model(arch).eval()

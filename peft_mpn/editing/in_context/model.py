@@ -18,8 +18,9 @@ demonstrations by sentence-embedding similarity; token overlap needs no second m
 whenever the question shares its subject's tokens (names are often copied across languages).
 
 The context is tokenised on its own and joined as token ids, so the question is tokenised exactly as
-without it; for tokenisers that split at newlines this equals tokenising the joined text. ``generate`` is
-not wrapped: score with teacher forcing.
+without it; for tokenisers that split at newlines this equals tokenising the joined text. ``generate`` reads
+the same joined rows with the wrapped model's own ``generate`` (its key-value cache, the demonstrations' shared
+tokens run once) and returns the input followed by the new tokens, as ``generate`` does.
 """
 
 from __future__ import annotations
@@ -122,6 +123,49 @@ class InContextModel(nn.Module):
     def _content_tokens(self, tokens: Iterable[int]) -> frozenset[int]:
         return frozenset(int(t) for t in tokens) - self._special
 
+    def _joined(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[list[list[int]], list[int]]:
+        """Each row's own tokens, and its stored facts' demonstrations followed by them (the row's own <bos> gives
+        way to the context's: the context's last token then predicts what it did)."""
+        rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
+        bos = self.tokenizer.bos_token_id
+        joined = []
+        for row in rows:
+            context = self.context_ids(self.retrieve(row))
+            own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
+            check_length(
+                self._limit,
+                len(context) + len(own),
+                f"An input with the stored facts in front ({len(own)} tokens of its own, {len(context)} of "
+                "demonstrations)",
+                "Shorten the prompt or the target, or the demonstrations (a shorter ICLEditorConfig.template, "
+                "a smaller num_demonstrations).",
+            )
+            joined.append(context + own)
+        return rows, joined
+
+    @torch.no_grad()
+    def generate(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """The wrapped model's ``generate`` on context + each row; returns ``input_ids`` followed by the new
+        tokens (``[B, S + new]``). Rows must be left-padded (or unpadded), as for any decoder's ``generate``;
+        ``kwargs`` (``max_new_tokens``, ``do_sample``, ``eos_token_id``, ...) go to the wrapped model's."""
+        from ...shared_prefix import SharedPrefix
+
+        taken = sorted(k for k in ("past_key_values", "position_ids", "inputs_embeds") if kwargs.get(k) is not None)
+        if taken:
+            raise ValueError(f"InContextModel.generate builds its own {taken}; pass input_ids and attention_mask.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if not bool(attention_mask[:, -1].all()):
+            raise ValueError("InContextModel.generate needs left-padded rows (tokenizer.padding_side = 'left').")
+        _, joined = self._joined(input_ids, attention_mask)
+        new_tokens = int(kwargs.get("max_new_tokens") or 0)
+        inputs = SharedPrefix(joined, self._pad).inputs(self.model, full_ids=True, new_tokens=new_tokens)
+        kwargs.setdefault("pad_token_id", self._pad)
+        output = self.model.generate(**inputs, **kwargs)
+        return torch.cat([input_ids, output[:, inputs["input_ids"].shape[1] :].to(input_ids.device)], dim=1)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -143,22 +187,7 @@ class InContextModel(nn.Module):
         length = input_ids.shape[1]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
-        bos = self.tokenizer.bos_token_id
-        joined = []
-        for row in rows:
-            context = self.context_ids(self.retrieve(row))
-            # The row's own <bos> gives way to the context's; the context's last token then predicts what it did.
-            own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
-            check_length(
-                self._limit,
-                len(context) + len(own),
-                f"An input with the stored facts in front ({len(own)} tokens of its own, {len(context)} of "
-                "demonstrations)",
-                "Shorten the prompt or the target, or the demonstrations (a shorter ICLEditorConfig.template, "
-                "a smaller num_demonstrations).",
-            )
-            joined.append(context + own)
+        rows, joined = self._joined(input_ids, attention_mask)
         ids, mask = left_pad(joined, self._pad, min_length=length)  # at least the input's width (over-padded inputs)
         ids, mask = ids.to(input_ids.device), mask.to(input_ids.device)
         inputs = {
