@@ -305,8 +305,11 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert "`translated / copied`" in page and "–" in page
     # the headline is what generate() shows, the teacher-forced reading of the same cells beside it
     assert page.index("## What `generate()` shows after an edit") < page.index("## MPN against T-Patcher")
-    assert "**MzsRE, single editing (3 edits):** mpn (augment: de; overlapping) writes the new answer" in page
-    assert re.search(r"MPN − T-Patcher, generated, .*: on MPN's training languages \(de\) [+-][\d.]+ \[", page)
+    bottom = re.search(r"\*\*MzsRE, single editing \(3 edits\)\*\* \(generated, greedy\): (.*)", page).group(1)
+    ranked = r"unrelated continuations left unchanged: (mpn|t-patcher) [\d.]+, (mpn|t-patcher) [\d.]+;"
+    assert re.search(ranked, bottom)
+    assert re.search(r"in the languages a run trained on \(de; translated answers\): mpn [\d.]+;", bottom)
+    assert re.search(r"MPN − T-Patcher, .*: on MPN's training languages [+-][\d.]+ \[", bottom)
     generated = page[page.index("Generated (greedy") : page.index("Teacher-forced, the same cells")]
     row = next(line for line in generated.splitlines() if line.startswith("| t-patcher |"))
     assert len(row.strip("|").split("|")) == 7 and re.fullmatch(r"[\d.]+", row.strip("|").split("|")[1].strip())

@@ -83,34 +83,53 @@ def _difference(mpn: Mapping[str, Any], other: Mapping[str, Any], languages: Seq
     return format_difference(paired_difference(mpn, other, languages, probe, copied, reading="gen"))
 
 
+def _short_label(run: Mapping[str, Any]) -> str:
+    """The method, marked where the group may hold it twice (MPN's disjoint augmentation, FT-M's augmented run)."""
+    if run["method"] == "mpn" and run.get("augment_languages") and not run.get("seen_languages"):
+        return "mpn (disjoint)"
+    if run["method"] == "ft-m" and run.get("augment_languages"):
+        return "ft-m (augmented)"
+    return run["method"]
+
+
+def _ranked(runs: Sequence[Mapping[str, Any]], values: Sequence[float | None]) -> str:
+    """``t-patcher 1.00, mpn 0.98, ...``: the runs with a value, highest first."""
+    pairs = sorted(((v, _short_label(run)) for run, v in zip(runs, values) if v is not None), key=lambda p: -p[0])
+    return ", ".join(f"{label} {format_rate(value)}" for value, label in pairs) or "–"
+
+
 def bottom_line(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One paragraph: what the methods of one group write after an edit, read from the generated cells."""
+    """One paragraph: what the methods of one group write after an edit, reading by reading (generated cells),
+    each method ranked, then MPN − T-Patcher with its interval."""
     sets = language_sets(runs)
     mpn = next((run for run in runs if run["method"] == "mpn" and run.get("seen_languages")), None)
     patcher = next((run for run in runs if run["method"] == "t-patcher"), None)
 
-    def reading(run: Mapping[str, Any], where: str, measure: str) -> str:
-        return format_rate(_value(run, sets[where], f"{measure}_gen"))
+    def ranked(where: str, measure: str, among: Sequence[Mapping[str, Any]] = runs) -> str:
+        return _ranked(among, [_value(run, sets[where], f"{measure}_gen") for run in among])
 
     edits = "" if "edits)" in dataset else f" ({runs[0]['num_edits']} edits)"  # a title may carry the count
-    said = [
-        f"**{dataset}, {mode} editing{edits}:** "
-        + "; ".join(
-            f"{run_label(run)} writes the new answer for {reading(run, 'edit', 'reliability')} of the edits in the "
-            f"edit language and {reading(run, 'untrained', 'reliability_translated')} in the languages no run "
-            f"trained on (translated answers), and leaves {reading(run, 'all', 'locality')} of unrelated "
-            "continuations unchanged"
-            for run in runs
-        )
-        + "."
+    readings = [
+        f"unrelated continuations left unchanged: {ranked('all', 'locality')}",
+        f"the new answer written in the edit language: {ranked('edit', 'reliability')}",
     ]
+    trained = [run for run in runs if run.get("seen_languages")]
+    if trained:
+        readings.append(
+            f"in the languages a run trained on ({' '.join(sets['trained'])}; translated answers): "
+            + ranked("trained", "reliability_translated", trained)
+        )
+    if sets["untrained"]:
+        readings.append(
+            f"in the languages no run trained on (translated answers): {ranked('untrained', 'reliability_translated')}"
+        )
+    said = [f"**{dataset}, {mode} editing{edits}** (generated, greedy): " + "; ".join(readings) + "."]
     if mpn is not None and patcher is not None and sets["trained"]:
         untrained, locality = COLUMNS[2], COLUMNS[5]
         said.append(
-            f"MPN − T-Patcher, generated, with a 95% paired bootstrap interval over the cases ({BOOTSTRAP_SAMPLES} "
-            f"resamples): on MPN's training languages ({' '.join(sets['trained'])}) "
-            f"{_difference(mpn, patcher, sets['trained'], COLUMNS[1])}, on the untrained ones "
-            f"{_difference(mpn, patcher, sets['untrained'], untrained)}, locality "
+            f"MPN − T-Patcher, with a 95% paired bootstrap interval over the cases ({BOOTSTRAP_SAMPLES} "
+            f"resamples): on MPN's training languages {_difference(mpn, patcher, sets['trained'], COLUMNS[1])}, on "
+            f"the untrained ones {_difference(mpn, patcher, sets['untrained'], untrained)}, locality "
             f"{_difference(mpn, patcher, sets['all'], locality)}."
         )
     return [" ".join(said), ""]

@@ -112,12 +112,11 @@ def compute_cross_lingual_edit(
         generated); ``average`` (all languages),
         ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``:
         the per-language values averaged over those languages (a language without a value is skipped);
-        ``counts``: ``{language: {measure: number of cases}}``; ``per_case``: ``{case: {language: {probe:
-        [token accuracy, exact match(, generated, stops)]}}}`` (the last two with ``generated``), the case scores
-        every per-language value averages
-        (rows of a case,
-        language and probe averaged), with ``"copied"`` outside the edit language, for comparing two edits
-        case by case; ``edit_language``, ``augment_languages``,
+        ``counts``: ``{language: {measure: number of cases}}``;
+        ``per_case``: ``{case: {language: {probe: [token, exact, generated, stops]}}}`` (token accuracy and
+        exact match; the last two with ``generated``), the case scores every per-language value averages (rows
+        of a case, language and probe averaged), with ``"copied"`` outside the edit language, for comparing two
+        edits case by case; ``edit_language``, ``augment_languages``,
         ``unseen_languages``, ``num_cases``. Every score is a fraction in [0, 1] or ``None``.
 
     Raises:
