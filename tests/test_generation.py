@@ -73,6 +73,24 @@ def test_generation_is_the_same_batched_and_one_prompt_at_a_time(tokenizer):
     assert [len(tokens) for tokens in batched] == [3, 5, 2, 4]
 
 
+def test_answers_and_continuations_decode_together_as_they_do_apart(tokenizer, monkeypatch):
+    """An answer ends at its line break, an unrelated continuation runs its budget: in one batch as apart."""
+    import peft_mpn.metrics.generation as generation
+
+    model = tiny_model("llama")
+    prompts = ["the capital of france is", "a cat sat on the", "who wrote hamlet", "the sky is"]
+    free = generate_greedy(model, tokenizer, prompts, 6, batch_size=1)
+    monkeypatch.setattr(generation, "line_break_tokens", lambda _: frozenset({free[0][2], free[2][1]}))  # "breaks"
+    flags, budgets = [True, False, True, False], [6, 6, 5, 6]
+    together = generate_greedy(model, tokenizer, prompts, budgets, batch_size=4, stop_at_line_break=flags)
+    apart = [
+        generate_greedy(model, tokenizer, [p], n, batch_size=1, stop_at_line_break=f)[0]
+        for p, n, f in zip(prompts, budgets, flags)
+    ]
+    assert together == apart
+    assert len(together[0]) == 3 and len(together[2]) == 2 and together[1] == free[1] and together[3] == free[3]
+
+
 def test_teacher_forcing_misses_a_repeating_answer_that_generation_catches_and_the_fix_prevents(tokenizer):
     original = edited(tokenizer, silent_after_answer=0, warm_start=False)  # Transformer-Patcher's training
     (score,) = score_targets(original.model, tokenizer, [(PROMPT, TARGET)])

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from ..batching import (
     check_length,
@@ -99,18 +99,24 @@ def generate_greedy(
     max_new_tokens: int | Sequence[int],
     *,
     batch_size: int = 16,
-    stop_at_line_break: bool = False,
+    stop_at_line_break: bool | Sequence[bool] = False,
 ) -> list[tuple[int, ...]]:
-    """Greedy continuations of `prompts` (token ids; up to `max_new_tokens[i]` each, stopping at EOS).
+    """Greedy continuations of `prompts` (token ids; up to `max_new_tokens[i]` each, stopping at EOS, and at a
+    line break where `stop_at_line_break[i]`: the end of a generated answer).
 
-    Prompts are batched by length with left padding; each batch decodes only as long as its longest budget, or
-    (`stop_at_line_break`) until every row has written a line break, the end of a generated answer.
-    The model's own `generate` is used when it has one (with its key-value cache); a module without it (e.g.
-    `InContextModel`) is decoded step by step on the whole sequence.
+    Prompts are batched by length with left padding, whatever their budgets and stops; a batch decodes until each
+    of its rows has ended (its stop or its budget). Every step reads every weight once whatever the rows, so
+    answers and unrelated continuations decode together. The model's own `generate` is used when it has one (with
+    its key-value cache); a module without it is decoded step by step on the whole sequence.
     """
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    if len(budgets) != len(prompts):
-        raise ValueError(f"{len(budgets)} token budgets for {len(prompts)} prompts.")
+    at_breaks = (
+        [stop_at_line_break] * len(prompts) if isinstance(stop_at_line_break, bool) else list(stop_at_line_break)
+    )
+    if len(budgets) != len(prompts) or len(at_breaks) != len(prompts):
+        raise ValueError(
+            f"{len(budgets)} token budgets and {len(at_breaks)} line-break flags for {len(prompts)} prompts."
+        )
     encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts]
     limit = position_limit(model)
     for prompt, ids, budget in zip(prompts, encoded, budgets):
@@ -124,18 +130,16 @@ def generate_greedy(
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), budgets[i]))
     out: list[tuple[int, ...]] = [()] * len(encoded)
     pad = pad_token_id(tokenizer)
-    stops = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    if stop_at_line_break:
-        stops += sorted(line_break_tokens(tokenizer))
+    eos = frozenset() if tokenizer.eos_token_id is None else frozenset([tokenizer.eos_token_id])
+    breaks = line_break_tokens(tokenizer) if any(at_breaks) else frozenset()
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            rows = [encoded[i] for i in indices]
-            steps = max(budgets[i] for i in indices)
-            generated = _decode(model, rows, steps, pad, stops)
-            for index, tokens in zip(indices, generated):
+            stops = [eos | breaks if at_breaks[i] else eos for i in indices]
+            generated = _decode(model, [encoded[i] for i in indices], [budgets[i] for i in indices], pad, stops)
+            for index, tokens, row_stops in zip(indices, generated, stops):
                 tokens = tokens[: budgets[index]]
-                end = next((position for position, token in enumerate(tokens) if token in stops), None)
+                end = next((position for position, token in enumerate(tokens) if token in row_stops), None)
                 out[index] = tuple(tokens if end is None else tokens[: end + 1])
     return out
 
@@ -156,10 +160,31 @@ def line_break_tokens(tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     return found
 
 
+class _RowsEnded(StoppingCriteria):
+    """Per row: ended once it has written one of its stop tokens or its budget of new tokens (called once per
+    generated token, so a wrapper that lengthens the prompt, `InContextModel`, counts the same)."""
+
+    def __init__(self, budgets: Sequence[int], stops: Sequence[frozenset[int]]) -> None:
+        self.budgets, self.stops = list(budgets), list(stops)
+        self.ended = [False] * len(self.budgets)
+        self.written = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        self.written += 1
+        for row, (token, budget, stops) in enumerate(zip(input_ids[:, -1].tolist(), self.budgets, self.stops)):
+            self.ended[row] = self.ended[row] or token in stops or self.written >= budget
+        return torch.tensor(self.ended, dtype=torch.bool, device=input_ids.device)
+
+
 def _decode(
-    model: nn.Module, rows: Sequence[Sequence[int]], steps: int, pad: int, stops: list[int]
+    model: nn.Module,
+    rows: Sequence[Sequence[int]],
+    budgets: Sequence[int],
+    pad: int,
+    stops: Sequence[frozenset[int]],
 ) -> list[list[int]]:
-    """Greedy tokens after each row (left-padded), `steps` at most, a row finished at any of `stops`."""
+    """Greedy tokens after each row (left-padded), `budgets[i]` at most, a row ended at any of `stops[i]`."""
+    steps = max(budgets)
     generate = getattr(model, "generate", None)
     if callable(generate):
         # a prompt format's answered questions run once (`SharedPrefix`)
@@ -169,13 +194,14 @@ def _decode(
             max_new_tokens=steps,
             do_sample=False,
             pad_token_id=pad,
-            eos_token_id=stops or None,
+            eos_token_id=sorted(frozenset.intersection(*stops)) or None,  # the stops every row has (EOS)
+            stopping_criteria=StoppingCriteriaList([_RowsEnded(budgets, stops)]),
             num_beams=1,
         )
         return [row.tolist() for row in output[:, inputs["input_ids"].shape[1] :]]
     device = input_device(model)
     ids, mask = (tensor.to(device) for tensor in left_pad(rows, pad))
-    stop_ids = torch.tensor(stops, dtype=torch.long, device=device)
+    ended = _RowsEnded(budgets, stops)
     done = torch.zeros(len(rows), dtype=torch.bool, device=ids.device)
     new: list[torch.Tensor] = []
     for _ in range(steps):
@@ -183,9 +209,9 @@ def _decode(
         token = logits[:, -1].argmax(-1)
         token = torch.where(done, torch.full_like(token, pad), token)
         new.append(token)
-        done |= torch.isin(token, stop_ids)
         ids = torch.cat([ids, token[:, None]], dim=1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        done = ended(ids, logits).to(done.device)
         if bool(done.all()):
             break
     return torch.stack(new, dim=1).tolist() if new else [[] for _ in rows]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..data.requests import EditRequest
 from .edit_metrics import COLUMNS, PROBES
-from .generation import GenerationSettings, answer_readings, generate_greedy
+from .generation import GenerationSettings, generate_greedy, read_answer, target_length
 from .probes import Probe, edit_probes
 from .scoring import score_targets
 
@@ -175,16 +175,28 @@ def _add_generation(
     settings: GenerationSettings,
     pre_generation: Mapping[str, Sequence[int]] | None,
 ) -> None:
-    """Add each row's `generated` reading (answers judged on greedy generation; locality against `pre_generation`)."""
+    """Add each row's `generated` reading (answers judged on greedy generation; locality against `pre_generation`).
+
+    Answers and unrelated continuations decode together (`generate_greedy`: each step reads every weight once
+    whatever the rows): answers end at their line break or `len(target) + stop_slack` tokens, continuations run
+    `locality_tokens`."""
     answers = [i for i, probe in enumerate(probes) if probe.probe != "locality"]
-    readings = answer_readings(
+    unrelated = [
+        i
+        for i, probe in enumerate(probes)
+        if probe.probe == "locality" and pre_generation and probe.language in pre_generation
+    ]
+    budgets = [target_length(tokenizer, str(probes[i].target)) + settings.stop_slack for i in answers]
+    generated = generate_greedy(
         model,
         tokenizer,
-        [(probes[i].prompt, str(probes[i].target)) for i in answers],
-        settings,
+        [probes[i].prompt for i in [*answers, *unrelated]],
+        budgets + [settings.locality_tokens] * len(unrelated),
         batch_size=settings.batch_size,
+        stop_at_line_break=[True] * len(answers) + [False] * len(unrelated),
     )
-    for i, reading in zip(answers, readings):
+    for i, tokens in zip(answers, generated):
+        reading = read_answer(tokenizer, tokens, str(probes[i].target), stop_slack=settings.stop_slack)
         rows[i]["generated"] = {
             "text": reading.text,
             "answer": reading.answer,
@@ -192,19 +204,7 @@ def _add_generation(
             "stops": reading.stops,
             "repeats": reading.repeats,
         }
-    unrelated = [
-        i
-        for i, probe in enumerate(probes)
-        if probe.probe == "locality" and pre_generation and probe.language in pre_generation
-    ]
-    generated = generate_greedy(
-        model,
-        tokenizer,
-        [probes[i].prompt for i in unrelated],
-        settings.locality_tokens,
-        batch_size=settings.batch_size,
-    )
-    for i, tokens in zip(unrelated, generated):
+    for i, tokens in zip(unrelated, generated[len(answers) :]):
         reference = tuple(pre_generation[probes[i].language])
         rows[i]["generated"] = {
             "text": tokenizer.decode(tokens, skip_special_tokens=True),
