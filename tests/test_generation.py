@@ -223,3 +223,22 @@ def test_the_output_layer_reads_a_contiguous_input_and_computes_the_same_logits(
     assert seen == [False, True]  # `hidden[:, -2:]` is a strided view; inside, the head gets it contiguous
     assert torch.equal(plain, fast)
     assert head._forward_pre_hooks == {}  # nothing left on the model afterwards
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])  # the tiny Gemma 3's sliding window is too short to split
+def test_teacher_forced_scores_run_a_shared_prompt_format_once_and_read_the_same(tokenizer, arch):
+    model = tiny_model(arch)
+    shared = "q: who wrote hamlet a: shakespeare q: the sky is a: blue q: "  # a prompt format's answered questions
+    pairs = [(shared + p, t) for p, t in [("the capital of france is a:", "lyon"), ("a cat sat on a:", "the mat")]]
+    pairs += [(shared + "music plays a:", "loud and clear now"), ("no format here", "at all")]
+    prefix_passes = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: prefix_passes.append(kwargs.get("use_cache") is True), with_kwargs=True
+    )
+    together = score_targets(model, tokenizer, pairs[:3], batch_size=3)
+    handle.remove()
+    assert any(prefix_passes)  # the shared tokens ran on their own
+    apart = [score_targets(model, tokenizer, [pair], batch_size=1)[0] for pair in pairs[:3]]
+    assert [s.predicted for s in together] == [s.predicted for s in apart]
+    mixed = score_targets(model, tokenizer, pairs, batch_size=4)  # nothing shared: the plain batch
+    assert [s.predicted for s in mixed[:3]] == [s.predicted for s in apart]

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ..batching import collate_targets, decision_logits, encode_targets, eval_mode, pad_token_id, takes_logits_to_keep
+from ..batching import (
+    TargetBatch,
+    collate_targets,
+    decision_logits,
+    encode_targets,
+    eval_mode,
+    pad_token_id,
+    takes_logits_to_keep,
+)
 from ..devices import input_device
+from ..shared_prefix import SharedPrefix
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,24 @@ def score_targets(
             indices = order[start : start + batch_size]
             encodings = [encoded[i] for i in indices]
             batch = collate_targets(encodings, pad, input_device(model))
-            inputs = batch.model_inputs()
-            if keeps_logits:
-                inputs["logits_to_keep"] = batch.window
+            inputs = _inputs(model, batch, pad) if keeps_logits else batch.model_inputs()
             widths = [len(encoding.target_ids) for encoding in encodings]
             predicted = decision_logits(model, inputs, batch, head).argmax(-1).split(widths)
             for index, encoding, tokens in zip(indices, encodings, predicted):
                 scores[index] = TargetScore(tuple(tokens.tolist()), encoding.target_ids)
     return scores  # type: ignore[return-value]
+
+
+def _inputs(model: nn.Module, batch: TargetBatch, pad: int) -> dict[str, Any]:
+    """The batch's model inputs with ``logits_to_keep`` (its window). The tokens every row starts with (a prompt
+    format's answered questions: more than half of a short probe's) run once (`SharedPrefix`), where each row
+    keeps all its decision positions after them."""
+    rows = [encoding.input_ids for encoding in batch.encodings]
+    shared = SharedPrefix(rows, pad)
+    rests = [len(encoding.input_ids) - shared.length for encoding in batch.encodings]
+    if shared.usable(model) and all(rest > len(e.target_ids) for rest, e in zip(rests, batch.encodings)):
+        inputs = shared.inputs(model)
+    else:
+        inputs = batch.model_inputs()
+    inputs["logits_to_keep"] = batch.window
+    return inputs
