@@ -183,6 +183,14 @@ def test_icl_model_equals_the_model_reading_the_demonstration_first(arch, paddin
         assert torch.allclose(wrapped[row][mask[row]], explicit[-n:], atol=1e-5)
 
 
+def test_an_icl_demonstration_ends_the_answer_once_in_a_prompt_format():
+    tokenizer = make_tokenizer()
+    ed = ICLEditor(tiny_model("gpt2"), tokenizer, progress=False)
+    request = EditRequest.single("the capital of france is", "lyon").with_prompt_format("q: {prompt} a: {answer}\n")
+    ed.edit(request)
+    assert ed.model.facts[0].text == "New fact: q: the capital of france is a: lyon\n"
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "gemma3_text"])
 def test_icl_generate_is_the_model_s_generate_after_the_demonstration_batched_or_not(arch):
     from peft_mpn.metrics.generation import generate_greedy

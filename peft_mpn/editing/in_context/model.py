@@ -84,7 +84,10 @@ class InContextModel(nn.Module):
         return self.model.get_output_embeddings()
 
     def add_fact(self, prompt: str, target: str) -> None:
-        text = self.settings.template.format(prompt=prompt, target=target)
+        """Store a fact. A target that ends the way a prompt format ends an answer (a line break) gives that ending
+        to the template, so the demonstration is not followed by two line breaks where the format has one (a
+        model that reads "A: London\n\n" goes on to predict a blank line after the answer)."""
+        text = self.settings.template.format(prompt=prompt, target=target.rstrip())
         self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
 
     def restore_facts(self, facts: Sequence[tuple[str, frozenset[int]]]) -> None:
