@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default="../shared/data/bmike53", help="BMIKE-53 folder.")
     parser.add_argument("--editor-option", type=option, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", help="The model's dtype (float32 or bfloat16).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     import peft_mpn
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"peft_mpn from {Path(peft_mpn.__file__).parent}", file=sys.stderr)
     instrument()
     augment = ["de", "fr", "es", "ru", "zh"]
-    model, tokenizer = load_model(None, progress=False)
+    model, tokenizer = load_model(None, dtype=args.dtype, progress=False)
     requests = data.load_edit_requests(args.data, "bmike53", split="counterfact", languages=["en", *augment])
     requests = format_requests(requests, resolve_prompt_format(None, model))
     edit_ids, memory_ids = select_cases(len(requests), args.num_edits, 0, 25)
