@@ -51,7 +51,7 @@ done
 
 DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-ALL_METHODS="mpn t-patcher lafn ft-l ft-m icl"
+ALL_METHODS="mpn t-patcher lafn ft-l ft-m icl icl-gated"
 EXTRA=""  # options every run of this mode takes
 if [[ -n "$CALIBRATE" ]]; then
   OUT=${OUT:-results/bench-calibration}

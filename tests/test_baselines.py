@@ -304,3 +304,29 @@ def test_fine_tuning_with_the_prefix_cache_makes_the_same_edit(name, arch):
         edits.append((result.status, result.steps, ed.weight.detach().clone()))
     (status_a, steps_a, a), (status_b, steps_b, b) = edits
     assert (status_a, steps_a) == (status_b, steps_b) and torch.allclose(a, b, atol=1e-5)
+
+
+UNRELATED_TEXTS = ["a cat sat on the mat", "the sun shines over hills", "music plays loud", "who wrote hamlet"]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+def test_gated_icl_shows_the_fact_to_its_prompt_and_to_no_unrelated_text_and_reloads(arch):
+    tokenizer = make_tokenizer()
+    model = tiny_model(arch).eval()
+    ed = make_editor("icl-gated", model, tokenizer, progress=False)
+    with pytest.raises(ValueError, match="add_unrelated_texts"):
+        ed.edit(EditRequest.single("the capital of france is", "lyon"))
+    ed.reset()
+    ed.add_unrelated_texts(UNRELATED_TEXTS)
+    ed.edit(EditRequest.single("the capital of france is", "lyon"))
+    prompts = ["the capital of france is", *UNRELATED_TEXTS]
+    wrapped = [logits(ed.model, dict(tokenizer([p], return_tensors="pt")))[0] for p in prompts]
+    plain = [logits(model, dict(tokenizer([p], return_tensors="pt")))[0] for p in prompts]
+    explicit = logits(model, dict(tokenizer([CONTEXT + prompts[0]], return_tensors="pt")))[0]
+    assert torch.allclose(wrapped[0], explicit[-len(wrapped[0]) :], atol=1e-5)  # the fact, in front of its prompt
+    assert all(torch.allclose(w, p, atol=1e-5) for w, p in zip(wrapped[1:], plain[1:]))  # no unrelated text sees it
+    assert [ed.model.retrieve(tokenizer(p)["input_ids"]) for p in prompts] == [[0], [], [], [], []]
+    fresh = make_editor("icl-gated", tiny_model(arch).eval(), tokenizer, progress=False)
+    fresh.load_state_dict(ed.state_dict())
+    batch = dict(tokenizer(prompts, return_tensors="pt", padding=True))
+    assert torch.allclose(logits(fresh.model, batch), logits(ed.model, batch), atol=1e-6)

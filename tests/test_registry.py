@@ -31,6 +31,8 @@ REQUEST = EditRequest.single(
 def test_every_registered_method_builds_an_editor_that_follows_the_contract(name):
     editor = make_editor(name, tiny_model("llama"), make_tokenizer(), progress=False)
     assert isinstance(editor, Editor)
+    if editor.uses_unrelated_text:
+        editor.add_unrelated_texts(["a cat sat on the mat", "the sun shines over hills", "music plays loud"])
     result = editor.edit(REQUEST)
     assert isinstance(result, EditResult) and result.status in ("edited", "skipped", "unfixed", "collided")
     assert result.case_ids == [REQUEST.case_id]

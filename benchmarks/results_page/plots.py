@@ -21,6 +21,7 @@ METHOD_COLOURS = {
     "ft-m": "#9467bd",
     "ft-m-augmented": "#c5b0d5",
     "icl": "#8c564b",
+    "icl-gated": "#e377c2",
 }
 
 

@@ -191,6 +191,19 @@ SPECS: dict[str, EditorSpec] = {
             no_layer_reason="in-context editing changes no weights",
             options_note="in-context editing trains nothing, it puts the fact in front of the prompt",
         ),
+        EditorSpec(
+            "icl-gated",
+            ICLEditor,
+            ICLEditorConfig.gated,
+            "ICL behind a retrieval gate: the stored fact only where the input's middle-block state matches it",
+            augments=False,
+            no_augment_reason=(
+                "In-context editing demonstrates the edit-language fact only; it has no use for the augmentation "
+                "languages {languages}. Drop them (pass --augment-languages with no value)."
+            ),
+            no_layer_reason="in-context editing changes no weights",
+            options_note="in-context editing trains nothing; the gate is calibrated on the unrelated cases",
+        ),
     )
 }
 
@@ -207,7 +220,7 @@ def editor_spec(name: str) -> EditorSpec:
 
 
 def make_editor(name: str, model: Any, tokenizer: Any, config: EditorConfig | None = None, **kwargs: Any) -> Editor:
-    """Build an editor by name: `"mpn"`, `"t-patcher"`, `"lafn"`, `"ft-l"`, `"ft-m"` or `"icl"`.
+    """Build an editor by name: `"mpn"`, `"t-patcher"`, `"lafn"`, `"ft-l"`, `"ft-m"`, `"icl"` or `"icl-gated"`.
 
     Args:
         name: the method (see `EDITORS`).

@@ -23,6 +23,30 @@ class ICLEditorConfig(EditorConfig):
         },
     )
 
+    gate_depth: float | None = field(
+        default=None,
+        metadata={
+            "min": 0,
+            "max": 1,
+            "help": "Retrieval gate: put a stored fact in front of an input only where the input's hidden state at "
+            "this depth (a fraction of the blocks; 0.5: the middle one), averaged over its question, is closer to "
+            "the fact's than every unrelated text given to the editor is. None (default): every input gets its "
+            "closest fact by token overlap, as IKE does.",
+        },
+    )
+    gate_margin: float = field(
+        default=0.01,
+        metadata={
+            "help": "How much closer (cosine) than any unrelated text an input must be to a fact; above 0, so the "
+            "unrelated text closest to a fact stays shut however its key is batched (padding moves the last digits)."
+        },
+    )
+
+    @classmethod
+    def gated(cls) -> ICLEditorConfig:
+        """In-context editing behind the retrieval gate at the middle block (`"icl-gated"`)."""
+        return cls(gate_depth=0.5)
+
     def __post_init__(self) -> None:
         missing = [key for key in ("{prompt}", "{target}") if key not in self.template]
         if missing:

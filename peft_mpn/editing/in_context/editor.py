@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ...data.requests import EditRequest, EditRequestError
 from ...devices import check_placed
 from ...metrics.scoring import score_targets
-from ..base import Editor, EditResult
+from ..base import Editor, EditResult, unrelated_strings
 from ..common import check_generation_requests
 from .config import ICLEditorConfig
 from .model import InContextModel
@@ -55,6 +55,7 @@ class ICLEditor(Editor):
         self.config = config or ICLEditorConfig()
         self.progress = progress
         self.model = InContextModel(model, tokenizer, self.config)
+        self.uses_unrelated_text = self.config.gate_depth is not None  # the retrieval gate calibrates on it
 
     def reset(self) -> None:
         """Forget every stored fact."""
@@ -62,12 +63,26 @@ class ICLEditor(Editor):
 
     supports_checkpoints = True
 
+    def add_unrelated_texts(self, texts: Iterable[str] | Any) -> None:
+        """Calibrate the retrieval gate (``gate_depth``) on unrelated `texts`: a fact is put in front of an input
+        only where the input is closer to it than every one of them."""
+        if self.model.gate is None:
+            super().add_unrelated_texts(texts)
+            return
+        self.model.gate.add_unrelated([self.tokenizer(text)["input_ids"] for text in unrelated_strings(texts)])
+
     def state_dict(self) -> dict[str, Any]:
-        """The stored facts (demonstration text and the prompt tokens retrieval compares)."""
-        return {"facts": [[fact.text, sorted(fact.prompt_tokens)] for fact in self.model.facts]}
+        """The stored facts (demonstration text and the prompt tokens retrieval compares), and the retrieval
+        gate's keys."""
+        state: dict[str, Any] = {"facts": [[fact.text, sorted(fact.prompt_tokens)] for fact in self.model.facts]}
+        if self.model.gate is not None:
+            state["gate"] = self.model.gate.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.restore_facts([(text, frozenset(tokens)) for text, tokens in state["facts"]])
+        if self.model.gate is not None:
+            self.model.gate.load_state_dict(state["gate"])
 
     def edit_batch(self, requests: Sequence[EditRequest]) -> EditResult:
         check_generation_requests(requests, "In-context editing")

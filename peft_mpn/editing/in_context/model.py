@@ -44,6 +44,7 @@ from ...batching import (
 )
 from ...devices import input_device
 from .config import ICLEditorConfig
+from .gate import RetrievalGate
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class InContextModel(nn.Module):
         self._keeps_logits = takes_logits_to_keep(model)
         self._limit = position_limit(model)
         self._contexts: dict[tuple[int, ...], list[int]] = {}
+        self.gate = None
+        if config.gate_depth is not None:
+            self.gate = RetrievalGate(model, config.gate_depth, config.gate_margin, self._pad)
 
     @property
     def config(self) -> Any:
@@ -88,6 +92,8 @@ class InContextModel(nn.Module):
         to the template, so the demonstration is not followed by two line breaks where the format has one (a
         model that reads "A: London\n\n" goes on to predict a blank line after the answer)."""
         text = self.settings.template.format(prompt=prompt, target=target.rstrip())
+        if self.gate is not None:
+            self.gate.add_fact(self.tokenizer(prompt)["input_ids"])
         self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
 
     def restore_facts(self, facts: Sequence[tuple[str, frozenset[int]]]) -> None:
@@ -100,11 +106,18 @@ class InContextModel(nn.Module):
         """Forget the stored facts after the first `keep` (default: all of them)."""
         del self.facts[keep:]
         self._contexts.clear()
+        if self.gate is not None:
+            self.gate.clear(keep)
 
-    def retrieve(self, tokens: Sequence[int]) -> list[int]:
-        """Indices of the facts put in front of ``tokens``, least similar first."""
+    def retrieve(self, tokens: Sequence[int], key: torch.Tensor | None = None) -> list[int]:
+        """Indices of the facts put in front of ``tokens``, least similar first. With the retrieval gate, only
+        facts whose gate ``key`` (``gate.keys_of``; computed here if not given) opens, by hidden-state likeness."""
         if not self.facts:
             return []
+        if self.gate is not None:
+            key = self.gate.keys_of([list(tokens)])[0] if key is None else key
+            opened = sorted(self.gate.open_facts(key))
+            return [index for _, index in opened[-self.settings.num_demonstrations :]]
         query = self._content_tokens(tokens)
 
         def similarity(index: int) -> tuple[float, int]:
@@ -131,9 +144,10 @@ class InContextModel(nn.Module):
         way to the context's: the context's last token then predicts what it did)."""
         rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask)]
         bos = self.tokenizer.bos_token_id
+        keys = self.gate.keys_of(rows) if self.gate is not None and self.facts else [None] * len(rows)
         joined = []
-        for row in rows:
-            context = self.context_ids(self.retrieve(row))
+        for row, key in zip(rows, keys):
+            context = self.context_ids(self.retrieve(row, key))
             own = row[1:] if context and row and context[0] == bos and row[0] == bos else row
             check_length(
                 self._limit,
