@@ -44,8 +44,10 @@ class ICLEditorConfig(EditorConfig):
 
     @classmethod
     def gated(cls) -> ICLEditorConfig:
-        """In-context editing behind the retrieval gate at the middle block (`"icl-gated"`)."""
-        return cls(gate_depth=0.5)
+        """In-context editing behind the retrieval gate three quarters of the way up (`"icl-gated"`). Chosen on 10
+        BMIKE-53 zsRE cases (Gemma-3-270M): at 0.75 the gate opened for 10/10 German versions, 9/10 rephrases and
+        5/10 Chinese versions of the edit and for 0/10 unrelated questions; at 0.5 for 10, 10, 3 and 1."""
+        return cls(gate_depth=0.75)
 
     def __post_init__(self) -> None:
         missing = [key for key in ("{prompt}", "{target}") if key not in self.template]

@@ -6,7 +6,9 @@ state: the output of one block (`depth` of the way up; the middle blocks represe
 its language) averaged over the question's tokens. An input sees a fact only where its key is closer to the
 fact's (cosine) than every unrelated text the editor was given is (plus `margin`); the threshold is the fact's own,
 calibrated on those texts. Tokens that every unrelated text starts with (a prompt format's answered questions)
-are left out of every average, since they say nothing about the question.
+are left out of every average, since they say nothing about the question, and every key is measured from the
+unrelated texts' mean: a middle block's states share a large common direction, so uncentred, any two questions
+are nearly parallel (cosines near 1) and no threshold tells them apart.
 """
 
 from __future__ import annotations
@@ -38,14 +40,24 @@ class RetrievalGate:
         self.layer = min(int(depth * num_layers(model.config)), num_layers(model.config) - 1)
         self.block = _block(model, self.layer)
         self.preamble: list[int] = []  # the tokens every unrelated text starts with
+        self._unrelated_states: torch.Tensor | None = None  # [N, d] pooled states of the unrelated texts
+        self._fact_states: list[torch.Tensor] = []  # [d] pooled state of each stored fact's prompt
         self.unrelated: torch.Tensor | None = None  # [N, d] unit keys
         self.keys: list[torch.Tensor] = []  # one unit key [d] per stored fact
         self.thresholds: list[float] = []
 
-    @torch.no_grad()
     def keys_of(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Unit keys [B, d] of token rows: the block's output averaged over each row's tokens after the preamble
-        (where the row starts with it; otherwise over every token)."""
+        """Unit keys [B, d] of token rows: `states` less the unrelated texts' mean, normalised."""
+        return self._unit(self.states(rows))
+
+    def _unit(self, states: torch.Tensor) -> torch.Tensor:
+        centre = 0 if self._unrelated_states is None else self._unrelated_states.mean(0)
+        return nn.functional.normalize(states - centre, dim=-1)
+
+    @torch.no_grad()
+    def states(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The block's output [B, d] averaged over each row's tokens after the preamble (where the row starts
+        with it; otherwise over every token)."""
         ids, mask = left_pad(rows, self.pad)
         device = input_device(self.model)
         inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
@@ -66,28 +78,37 @@ class RetrievalGate:
             skip = len(self.preamble) if list(row[: len(self.preamble)]) == self.preamble else 0
             skip = min(skip, len(row) - 1)  # at least the row's last token
             weights[r, ids.shape[1] - len(row) : ids.shape[1] - len(row) + skip] = 0
-        pooled = (hidden * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim=True).clamp_min(1)
-        return nn.functional.normalize(pooled, dim=-1)
+        return (hidden * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim=True).clamp_min(1)
 
     def add_unrelated(self, rows: Sequence[Sequence[int]]) -> None:
         """Calibrate on unrelated token rows (at least two: their shared start is the preamble)."""
         rows = [list(row) for row in rows if row]
         if len(rows) < 2:
             raise ValueError("The retrieval gate calibrates on unrelated texts: give it at least two.")
-        if self.unrelated is None:
+        if self._unrelated_states is None:
             self.preamble = _common_prefix(rows)
-        keys = torch.cat([self.keys_of(rows[i : i + 16]) for i in range(0, len(rows), 16)])
-        self.unrelated = keys if self.unrelated is None else torch.cat([self.unrelated, keys])
+        states = torch.cat([self.states(rows[i : i + 16]) for i in range(0, len(rows), 16)])
+        if self._unrelated_states is not None:
+            states = torch.cat([self._unrelated_states, states])
+        self._unrelated_states = states
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        """Every key from the stored states, centred on the unrelated texts' mean; each fact's threshold."""
+        self.unrelated = self._unit(self._unrelated_states)
+        self.keys = [self._unit(state) for state in self._fact_states]
         self.thresholds = [self._threshold(key) for key in self.keys]
 
     def add_fact(self, prompt: Sequence[int]) -> None:
         """Key a stored fact on its edit prompt's tokens and calibrate its threshold."""
-        if self.unrelated is None:
+        if self._unrelated_states is None:
             raise ValueError(
                 "The retrieval gate calibrates each fact on unrelated text: call editor.add_unrelated_texts(...) "
                 "(or add_unrelated_from_requests) before editing, or turn the gate off (gate_depth=None)."
             )
-        key = self.keys_of([list(prompt)])[0]
+        state = self.states([list(prompt)])[0]
+        key = self._unit(state)
+        self._fact_states.append(state)
         self.keys.append(key)
         self.thresholds.append(self._threshold(key))
 
@@ -103,22 +124,25 @@ class RetrievalGate:
 
     def clear(self, keep: int = 0) -> None:
         """Forget the facts after the first `keep` (the calibration on unrelated text stays)."""
+        del self._fact_states[keep:]
         del self.keys[keep:]
         del self.thresholds[keep:]
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "preamble": list(self.preamble),
-            "unrelated": None if self.unrelated is None else self.unrelated.cpu(),
-            "keys": [key.cpu() for key in self.keys],
+            "unrelated_states": None if self._unrelated_states is None else self._unrelated_states.cpu(),
+            "fact_states": [state.cpu() for state in self._fact_states],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         device = input_device(self.model)
         self.preamble = list(state["preamble"])
-        self.unrelated = None if state["unrelated"] is None else state["unrelated"].to(device)
-        self.keys = [key.to(device) for key in state["keys"]]
-        self.thresholds = [self._threshold(key) for key in self.keys]
+        unrelated = state["unrelated_states"]
+        self._unrelated_states = None if unrelated is None else unrelated.to(device)
+        self._fact_states = [fact.to(device) for fact in state["fact_states"]]
+        if self._unrelated_states is not None:
+            self._calibrate()
 
 
 def _block(model: nn.Module, index: int) -> nn.Module:
