@@ -58,6 +58,8 @@ def _finite_numbers(value) -> bool:
     return not isinstance(value, float) or math.isfinite(value) or math.isnan(value)  # NaN: "no such probe"
 
 
+UNRELATED = ["the weather is nice today", "a cat sat on the mat", "hello world again"]
+
 @pytest.mark.parametrize(("device", "dtype"), PLACES)
 @pytest.mark.parametrize("name", EDITORS)
 def test_every_editor_edits_and_is_judged_where_the_model_lives(name, device, dtype):
@@ -66,6 +68,8 @@ def test_every_editor_edits_and_is_judged_where_the_model_lives(name, device, dt
     judge = Judge(tokenizer, augment_languages=["de"])
     judge.reference(model, [REQUEST])
     editor = make_editor(name, model, tokenizer, progress=False)
+    if editor.uses_unrelated_text:
+        editor.add_unrelated_texts(UNRELATED)
     result = editor.edit(REQUEST)
     assert result.status in ("edited", "skipped", "unfixed", "collided")
     assert all(math.isfinite(loss) for loss in result.losses.values())
@@ -100,7 +104,10 @@ def test_an_edit_in_bfloat16_ends_as_the_float32_edit_does(name):
     tokenizer = make_tokenizer()
     outcome = {}
     for dtype in (torch.float32, torch.bfloat16):
-        result = make_editor(name, _placed_model("cpu", dtype), tokenizer, progress=False).edit(REQUEST)
+        editor = make_editor(name, _placed_model("cpu", dtype), tokenizer, progress=False)
+        if editor.uses_unrelated_text:
+            editor.add_unrelated_texts(UNRELATED)
+        result = editor.edit(REQUEST)
         outcome[dtype] = (result.status, result.fixed_languages)
     assert outcome[torch.bfloat16] == outcome[torch.float32]
 
@@ -118,7 +125,7 @@ def test_edit_trainer_trains_on_the_gpu_with_finite_losses(name, tmp_path):
     tokenizer = make_tokenizer()
     editor = make_editor(name, _placed_model("cuda", torch.float32), tokenizer, progress=False)
     if editor.uses_unrelated_text:
-        editor.add_unrelated_texts(["the weather is nice today", "a cat sat on the mat", "hello world again"])
+        editor.add_unrelated_texts(UNRELATED)
     settings = arguments(tmp_path, max_steps=60, per_device_train_batch_size=2, logging_steps=10, use_cpu=False)
     trainer = EditTrainer(editor, settings, train_dataset=requests_to_dataset([REQUEST]))
     trainer.train()
