@@ -87,7 +87,8 @@ def planned_runs() -> list[str]:
     """The run names `benchmarks/run_results.sh` lists (its ``--dry-run``), in its order."""
     listed = subprocess.run(
         ["bash", str(BENCHMARKS / "run_results.sh"), "--dry-run"],
-        env={**os.environ, "OUT": "planned", "EDITS": "100"},
+        # the full plan, whatever subset the calling run_results.sh was asked for (METHODS=icl ...)
+        env={**{k: v for k, v in os.environ.items() if k != "METHODS"}, "OUT": "planned", "EDITS": "100"},
         capture_output=True,
         text=True,
         check=True,
