@@ -60,6 +60,7 @@ def _finite_numbers(value) -> bool:
 
 UNRELATED = ["the weather is nice today", "a cat sat on the mat", "hello world again"]
 
+
 @pytest.mark.parametrize(("device", "dtype"), PLACES)
 @pytest.mark.parametrize("name", EDITORS)
 def test_every_editor_edits_and_is_judged_where_the_model_lives(name, device, dtype):

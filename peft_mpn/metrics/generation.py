@@ -240,6 +240,11 @@ def target_length(tokenizer: PreTrainedTokenizerBase, target: str) -> int:
     return len(tokenizer(" " + target.lstrip(" "), add_special_tokens=False)["input_ids"])
 
 
+def answer_budget(tokenizer: PreTrainedTokenizerBase, target: str, settings: GenerationSettings) -> int:
+    """How many tokens an answer to `target` is generated for: the target's length plus `stop_slack`."""
+    return target_length(tokenizer, target) + settings.stop_slack
+
+
 def answer_readings(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -248,8 +253,8 @@ def answer_readings(
     *,
     batch_size: int = 16,
 ) -> list[AnswerReading]:
-    """Greedy answers to `(prompt, target)` pairs, each generated for `len(target) + stop_slack` tokens, judged."""
-    budgets = [target_length(tokenizer, target) + settings.stop_slack for _, target in pairs]
+    """Greedy answers to `(prompt, target)` pairs, each generated for `answer_budget` tokens, judged."""
+    budgets = [answer_budget(tokenizer, target, settings) for _, target in pairs]
     prompts = [prompt for prompt, _ in pairs]
     generated = generate_greedy(model, tokenizer, prompts, budgets, batch_size=batch_size, stop_at_line_break=True)
     return [
@@ -269,6 +274,7 @@ def _stop_position(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int], en
 __all__ = [
     "AnswerReading",
     "GenerationSettings",
+    "answer_budget",
     "answer_readings",
     "generate_greedy",
     "normalise",

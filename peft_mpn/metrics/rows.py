@@ -14,7 +14,7 @@ from typing import Any
 
 from ..data.requests import EditRequest
 from .edit_metrics import COLUMNS, PROBES
-from .generation import GenerationSettings, generate_greedy, read_answer, target_length
+from .generation import GenerationSettings, answer_budget, generate_greedy, read_answer
 from .probes import Probe, edit_probes
 from .scoring import score_targets
 
@@ -186,7 +186,7 @@ def _add_generation(
         for i, probe in enumerate(probes)
         if probe.probe == "locality" and pre_generation and probe.language in pre_generation
     ]
-    budgets = [target_length(tokenizer, str(probes[i].target)) + settings.stop_slack for i in answers]
+    budgets = [answer_budget(tokenizer, str(probes[i].target), settings) for i in answers]
     generated = generate_greedy(
         model,
         tokenizer,

@@ -21,7 +21,8 @@ from torch import nn
 
 from ...batching import left_pad, left_padded_positions
 from ...devices import input_device
-from ...tuners.ffn import ffn_spec, num_layers
+from ...shared_prefix import shared_length
+from ...tuners.ffn import _block_stack, ffn_spec, num_layers
 from ..prefix import run_until
 
 
@@ -38,7 +39,7 @@ class RetrievalGate:
     def __init__(self, model: nn.Module, depth: float, margin: float, pad: int) -> None:
         self.model, self.margin, self.pad = model, margin, pad
         self.layer = min(int(depth * num_layers(model.config)), num_layers(model.config) - 1)
-        self.block = _block(model, self.layer)
+        self.block = _block_stack(model, ffn_spec(model))[self.layer]
         self.preamble: list[int] = []  # the tokens every unrelated text starts with
         self._unrelated_states: torch.Tensor | None = None  # [N, d] pooled states of the unrelated texts
         self._fact_states: list[torch.Tensor] = []  # [d] pooled state of each stored fact's prompt
@@ -86,7 +87,7 @@ class RetrievalGate:
         if len(rows) < 2:
             raise ValueError("The retrieval gate calibrates on unrelated texts: give it at least two.")
         if self._unrelated_states is None:
-            self.preamble = _common_prefix(rows)
+            self.preamble = rows[0][: shared_length(rows)]
         states = torch.cat([self.states(rows[i : i + 16]) for i in range(0, len(rows), 16)])
         if self._unrelated_states is not None:
             states = torch.cat([self._unrelated_states, states])
@@ -143,20 +144,3 @@ class RetrievalGate:
         self._fact_states = [fact.to(device) for fact in state["fact_states"]]
         if self._unrelated_states is not None:
             self._calibrate()
-
-
-def _block(model: nn.Module, index: int) -> nn.Module:
-    """Transformer block `index` of `model` (its stack named as `ffn_spec` says)."""
-    stack = ffn_spec(model).layers
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.split(".")[-1] == stack and len(module) > index:
-            return module[index]
-    raise ValueError(f"No block {index} found in {type(model).__name__} (looked for a ModuleList {stack!r}).")
-
-
-def _common_prefix(rows: Sequence[Sequence[int]]) -> list[int]:
-    length = 0
-    shortest = min(len(row) for row in rows)
-    while length < shortest - 1 and all(row[length] == rows[0][length] for row in rows):
-        length += 1
-    return list(rows[0][:length])

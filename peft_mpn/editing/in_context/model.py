@@ -43,6 +43,7 @@ from ...batching import (
     takes_logits_to_keep,
 )
 from ...devices import input_device
+from ...shared_prefix import SharedPrefix
 from .config import ICLEditorConfig
 from .gate import RetrievalGate
 
@@ -92,9 +93,10 @@ class InContextModel(nn.Module):
         to the template, so the demonstration is not followed by two line breaks where the format has one (a
         model that reads "A: London\n\n" goes on to predict a blank line after the answer)."""
         text = self.settings.template.format(prompt=prompt, target=target.rstrip())
+        tokens = self.tokenizer(prompt)["input_ids"]
         if self.gate is not None:
-            self.gate.add_fact(self.tokenizer(prompt)["input_ids"])
-        self.facts.append(_Fact(text, self._content_tokens(self.tokenizer(prompt)["input_ids"])))
+            self.gate.add_fact(tokens)
+        self.facts.append(_Fact(text, self._content_tokens(tokens)))
 
     def restore_facts(self, facts: Sequence[tuple[str, frozenset[int]]]) -> None:
         """Replace the stored facts with `facts` (demonstration text, prompt tokens), as `ICLEditor.state_dict`
@@ -167,8 +169,6 @@ class InContextModel(nn.Module):
         """The wrapped model's ``generate`` on context + each row; returns ``input_ids`` followed by the new
         tokens (``[B, S + new]``). Rows must be left-padded (or unpadded), as for any decoder's ``generate``;
         ``kwargs`` (``max_new_tokens``, ``do_sample``, ``eos_token_id``, ...) go to the wrapped model's."""
-        from ...shared_prefix import SharedPrefix
-
         taken = sorted(k for k in ("past_key_values", "position_ids", "inputs_embeds") if kwargs.get(k) is not None)
         if taken:
             raise ValueError(f"InContextModel.generate builds its own {taken}; pass input_ids and attention_mask.")
