@@ -12,7 +12,7 @@ from typing import Any
 
 from peft_mpn.bench.curve_report import format_rate
 
-from .runs import language_average, run_label, unedited, unseen_by_every_run
+from .runs import language_average, method_key, run_label, unedited, unseen_by_every_run
 from .stats import BOOTSTRAP_SAMPLES, format_difference, paired_difference
 
 #: Headline columns: (header, language set, per-language measure, per-case probe, copied cases only / translated
@@ -84,12 +84,8 @@ def _difference(mpn: Mapping[str, Any], other: Mapping[str, Any], languages: Seq
 
 
 def _short_label(run: Mapping[str, Any]) -> str:
-    """The method, marked where the group may hold it twice (MPN's disjoint augmentation, FT-M's augmented run)."""
-    if run["method"] == "mpn" and run.get("augment_languages") and not run.get("seen_languages"):
-        return "mpn (disjoint)"
-    if run["method"] == "ft-m" and run.get("augment_languages"):
-        return "ft-m (augmented)"
-    return run["method"]
+    """The method, marked where the group may hold it twice (`method_key`): ``mpn (disjoint)``."""
+    return {"mpn-disjoint": "mpn (disjoint)", "ft-m-augmented": "ft-m (augmented)"}.get(method_key(run), run["method"])
 
 
 def _ranked(runs: Sequence[Mapping[str, Any]], values: Sequence[float | None]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from peft_mpn.files import atomic_write
 
-from .runs import SUMMARY, augmentation_kind, language_average, run_label, unedited, unseen_by_every_run
+from .runs import SUMMARY, language_average, method_key, run_label, unedited, unseen_by_every_run
 from .stats import case_interval
 
 #: One colour per method on every plot of the page (tab10's), the unedited model grey.
@@ -27,12 +27,7 @@ METHOD_COLOURS = {
 
 def method_colour(run: Mapping[str, Any]) -> str:
     """``run``'s fixed colour: by method, a lighter one for MPN's disjoint and FT-M's augmented runs."""
-    method = run["method"]
-    if method == "mpn" and augmentation_kind(run) == "disjoint":
-        method = "mpn-disjoint"
-    elif method == "ft-m" and run.get("augment_languages"):
-        method = "ft-m-augmented"
-    return METHOD_COLOURS.get(method, "#7f7f7f")
+    return METHOD_COLOURS.get(method_key(run), "#7f7f7f")
 
 
 #: Where each plotted summary column's per-case cells are: (probe, whose languages, copied targets only /

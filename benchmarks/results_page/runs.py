@@ -124,6 +124,16 @@ def run_label(run: Mapping[str, Any]) -> str:
     return f"{run['method']} (augment: {' '.join(augment)}; {augmentation_kind(run)})"
 
 
+def method_key(run: Mapping[str, Any]) -> str:
+    """The method, told apart where a group may hold it twice: ``mpn-disjoint`` (MPN trained on languages that
+    are not judged) and ``ft-m-augmented`` (FT-M on the parallel versions)."""
+    if run["method"] == "mpn" and augmentation_kind(run) == "disjoint":
+        return "mpn-disjoint"
+    if run["method"] == "ft-m" and run.get("augment_languages"):
+        return "ft-m-augmented"
+    return run["method"]
+
+
 def unedited(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The unedited model's results on these runs' cases, from a run without augmentation where there is one.
 
