@@ -40,6 +40,7 @@ def editor(
         "learning_rate": 0.05,
         "locality_weight": 10.0,
         "locator": LocatorConfig(top_k=16, language_vote=0.5),
+        "subject_gate_depth": None,  # the paper's LAFN (tests/test_lafn_gates.py: with subject gates)
         **config,
     }
     return LAFNEditor(

@@ -12,7 +12,7 @@ keeps that attention's output, and later passes run the block, the final norm an
 positions only (`positionwise`), which is most of an edit step's cost gone. The cache checks once that the
 short pass reproduces the block's output and otherwise falls back to the full sequence.
 
-A subject gate (`peft_mpn.tuners.mpn.SubjectGate`) reads a block below the cached one, which replayed passes do
+A subject gate (`peft_mpn.tuners.gate.SubjectGate`) reads a block below the cached one, which replayed passes do
 not run: given the gate, the cache also keeps that block's FFN inputs, and the gates of the patches already in
 the model read them during replay, so those patches open and shut as they do at inference.
 """
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..tuners.ffn import locate_block
+from ..tuners.gate import SubjectGate
 from ..tuners.mpn import MPNLayer
-from ..tuners.mpn.gate import SubjectGate
 
 
 class _StopForward(Exception):

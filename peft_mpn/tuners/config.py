@@ -132,3 +132,13 @@ class FFNBlockConfig(PeftConfig):
                     f"({mine!r} vs {yours!r}), so {why}. "
                     f"Only adapters that agree on {name} combine into one."
                 )
+
+
+def check_gate_layers(ours: int | None, theirs: int | None, names: tuple[str, str], method: str) -> None:
+    """Adapters whose subject gates read different blocks do not combine (one without gates joins with open ones)."""
+    if None not in (ours, theirs) and ours != theirs:
+        raise AdapterCompositionError(
+            f"Cannot compose {method} adapters {names[0]} and {names[1]}: their subject gates read different blocks "
+            f"(gate_layer {ours!r} vs {theirs!r}). Only adapters whose gates read the same block (or that have none) "
+            "combine into one."
+        )

@@ -64,6 +64,45 @@ class LAFNEditorConfig(EditorConfig):
             "only 4 of 30 CounterFact edits on Gemma-3-270M held (docs/concepts/language-agnostic-neurons.md).",
         },
     )
+    subject_gate_depth: float | None = field(
+        default=0.25,
+        metadata={
+            "help": "Subject gates: an edit's neurons act only once the text has mentioned the edit's subject, "
+            "read at the block this far into the model (0.25: block 4 of Gemma-3-270M's 18; neurons located at or "
+            "below it are left out), so the deltas stay silent on unrelated text and on the same question about "
+            "another subject (peft_mpn.editing.lafn.gating). Needs the requests' subject field and a fast "
+            "tokenizer; an edit whose subject is not found keeps open gates. None: no gates (the paper's LAFN).",
+        },
+    )
+    subject_gate_neighbours: int = field(
+        default=8,
+        metadata={
+            "min": 0,
+            "help": "Neighbour questions per trained version the gate must stay shut on: the prompt with its "
+            "subject replaced by this many others (from add_unrelated_from_requests' facts, the reference facts "
+            "and earlier edits).",
+        },
+    )
+    subject_gate_swaps: int = field(
+        default=2,
+        metadata={
+            "min": 0,
+            "help": "Versions of each trained prompt with its subject's first words swapped for this many other "
+            "subjects' ('Pala Rural Municipality' for 'Kadrina Rural Municipality'), on which the gate must stay "
+            "shut: a gate reads the subject's last token.",
+        },
+    )
+    subject_gate_memory: int = field(
+        default=20000,
+        metadata={
+            "min": 1,
+            "help": "Most gate-block FFN inputs of the unrelated texts (every token) kept for fitting gates.",
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={"help": "Seeds the subject gates' draws (neighbour subjects, swapped first words, memory sample)."},
+    )
     keep_unfixed: bool = field(
         default=False,
         metadata={
@@ -75,8 +114,10 @@ class LAFNEditorConfig(EditorConfig):
     def __post_init__(self) -> None:
         if self.cached and self.activation_threshold is None:
             raise ValueError("cached=True needs an activation_threshold (the cached update's gate); set one.")
+        if self.subject_gate_depth is not None and not 0 <= self.subject_gate_depth < 1:
+            raise ValueError(f"subject_gate_depth must be in [0, 1) or None, got {self.subject_gate_depth!r}.")
         super().__post_init__()
 
     def for_run(self, *, edit_language: str, augment_languages: Sequence[str], seed: int) -> LAFNEditorConfig:
         """Locate and train on the edit language and exactly `augment_languages`."""
-        return replace(self, train_languages=[edit_language, *augment_languages])
+        return replace(self, train_languages=[edit_language, *augment_languages], seed=seed)

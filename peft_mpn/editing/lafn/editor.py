@@ -25,12 +25,13 @@ from ...batching import (
 from ...data.requests import EditRequest, EditRequestError
 from ...devices import check_placed, input_device
 from ...locating import LocatorConfig, estimate_generic_neurons, locate_neurons
-from ...tuners.ffn import ffn_blocks, locate_block
+from ...tuners.ffn import ffn_blocks, ffn_spec, locate_block
 from ...tuners.lafn import LAFNConfig, LAFNModel
 from ..base import Editor, EditResult, unrelated_strings
 from ..common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
 from ..prefix import PrefixCache
 from .config import LAFNEditorConfig
+from .gating import LAFNGates
 from .objective import LAFNTrainerObjective, delta_norm
 from .preserve import UnrelatedActivations, edit_projections, project
 from .state import LAFNEditorState
@@ -91,6 +92,10 @@ class LAFNEditor(LAFNEditorState, Editor):
         self._activations: UnrelatedActivations | None = None  # of `unrelated_texts`, read when first needed
         self.reference_requests = list(reference_requests or [])
         self._generic: dict[tuple[str, ...], Any] = {}
+        gated = self.config.subject_gate_depth is not None and not ffn_spec(self.base_model).encoder
+        self.gates = LAFNGates(self) if gated else None
+        if self.gates is not None:
+            self.gates.add_unrelated(self.reference_requests)
         if unrelated_texts is not None:
             self.add_unrelated_texts(unrelated_texts)
 
@@ -100,6 +105,14 @@ class LAFNEditor(LAFNEditorState, Editor):
         preservation projection (`LAFNEditorConfig.preserved_energy`)."""
         self.unrelated_texts = list(dict.fromkeys(self.unrelated_texts + unrelated_strings(texts)))
         self._activations = None
+
+    def add_unrelated_from_requests(self, requests: Iterable[EditRequest]) -> None:
+        """Use the locality prompts of `requests` as unrelated text, and their subjects for the subject gates'
+        neighbour questions."""
+        requests = list(requests)
+        super().add_unrelated_from_requests(requests)
+        if self.gates is not None:
+            self.gates.add_unrelated(requests)
 
     @property
     def base_model(self) -> PreTrainedModel:
@@ -113,6 +126,12 @@ class LAFNEditor(LAFNEditorState, Editor):
         """Remove the LAFN adapter: back to the base model."""
         if isinstance(self.model, PeftModel):
             self.model = self.model.unload()
+        if self.gates is not None:
+            self.gates.reset()
+
+    def subject_gate(self):
+        """The adapter's `SubjectGate` (None: no adapter yet, or no gates)."""
+        return None if self.tuner is None else self.tuner.subject_gate(self.adapter_name)
 
     def training_languages(self, request: EditRequest) -> list[str]:
         """The languages whose versions of ``request`` an edit trains on (``train_languages``)."""
@@ -143,6 +162,14 @@ class LAFNEditor(LAFNEditorState, Editor):
                 generic = self._generic[key]
             return locate_neurons(self.base_model, self.tokenizer, views, config, reference_requests=generic)
 
+    def located(self, requests: Sequence[EditRequest]) -> dict[int, list[int]]:
+        """The union of `requests`' located neurons (`{layer: indices}`), above the subject gates' block."""
+        located: dict[int, list[int]] = {}
+        for request in requests:
+            for layer, indices in self.locate(request).neurons.items():
+                located[layer] = sorted({*located.get(layer, []), *indices})
+        return located if self.gates is None else self.gates.above_gate(located)
+
     # -- editing ---------------------------------------------------------------------------------------------
     def edit_batch(self, requests: Sequence[EditRequest]) -> LAFNEditResult:
         """Several facts into one adapter: the union of their neuron sets, trained jointly."""
@@ -162,10 +189,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         if self._all_correct(batch):
             return LAFNEditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 
-        located: dict[int, list[int]] = {}
-        for request in requests:
-            for layer, indices in self.locate(request).neurons.items():
-                located[layer] = sorted({*located.get(layer, []), *indices})
+        located = self.located(requests)
         offloaded = [i for i, down in ffn_blocks(self.base_model, list(located)).downs.items() if down.weight.is_meta]
         if offloaded:
             raise EditRequestError(
@@ -177,6 +201,8 @@ class LAFNEditor(LAFNEditorState, Editor):
         trained, collisions = self.add_neurons(located)
         if not any(trained.values()):
             return LAFNEditResult(case_ids, "collided", collisions=collisions, languages=languages)
+        if self.gates is not None:
+            self.gates.fit(requests, trained)
         deltas = list(self.tuner.delta_parameters(self.adapter_name))
         before = [delta.detach().clone() for delta in deltas]
         steps, losses = self._train(batch, trained)
@@ -199,6 +225,8 @@ class LAFNEditor(LAFNEditorState, Editor):
             )
             self.load_state_dict(saved)
             trained = {}
+        elif self.gates is not None:
+            self.gates.add_edits(requests)
         return LAFNEditResult(
             case_ids,
             status,
@@ -222,6 +250,7 @@ class LAFNEditor(LAFNEditorState, Editor):
                 update_input=self.config.update_input,
                 cached=self.config.cached,
                 activation_threshold=self.config.activation_threshold,
+                gate_layer=None if self.gates is None else self.gates.layer,
             )
             self.model = get_peft_model(self.model, config, adapter_name=self.adapter_name)
             return dict(located), {}
@@ -261,7 +290,14 @@ class LAFNEditor(LAFNEditorState, Editor):
         root = self.tuner.model
         with frozen(self.model), self.trainable_deltas(trained) as params:
             inputs = self._inputs(batch)
-            cache = PrefixCache(self.model, lowest, batch.model_inputs(), root=root, enabled=config.prefix_cache)
+            cache = PrefixCache(
+                self.model,
+                lowest,
+                batch.model_inputs(),
+                root=root,
+                enabled=config.prefix_cache,
+                gate=self.subject_gate(),
+            )
             with torch.no_grad(), cache.replay():
                 full = window_logits_at_targets(self.model(**inputs).logits, batch.target_ids)
             vocab = (
@@ -332,7 +368,9 @@ class LAFNEditor(LAFNEditorState, Editor):
         device = input_device(self.model)
         inputs = {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
         inputs["position_ids"] = left_padded_positions(inputs["attention_mask"])
-        cache = PrefixCache(self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache)
+        cache = PrefixCache(
+            self.model, lowest, inputs, root=root, enabled=self.config.prefix_cache, gate=self.subject_gate()
+        )
         if self._keeps_logits:
             inputs["logits_to_keep"] = 1
         with torch.no_grad(), cache.replay(), self._disabled():

@@ -27,15 +27,14 @@ class LAFNTrainerObjective:
     def __init__(self, editor: LAFNEditor, requests: Sequence[EditRequest]) -> None:
         self.editor = editor
         self.rephrases = editor.config.use_rephrases
-        located: dict[int, list[int]] = {}
-        for request in requests:
-            for layer, indices in editor.locate(request).neurons.items():
-                located[layer] = sorted({*located.get(layer, []), *indices})
+        located = editor.located(requests)
         if not located:
             raise ValueError("No neurons were located for the training cases; nothing for LAFN to train.")
         self.trained, self.collisions = editor.add_neurons(located)
         if not any(self.trained.values()):
             raise ValueError(f"Every located neuron already belongs to an earlier edit ({self.collisions}).")
+        if editor.gates is not None:
+            editor.gates.fit(requests, self.trained)
         self.locality = editor.locality_reference()
         self.projections = editor.preservation(self.trained)
 

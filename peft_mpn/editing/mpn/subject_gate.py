@@ -1,4 +1,4 @@
-"""How an edit's patches learn their subject gates (the tuner side is `peft_mpn.tuners.mpn.gate`).
+"""How an edit's patches learn their subject gates (the tuner side is `peft_mpn.tuners.gate`).
 
 A gate is a linear key on the FFN input of an early block. For each patch it is fitted, after the patch itself, to
 fire at the last token of the edit's subject in every version the patch was trained on, and nowhere in unrelated
@@ -28,7 +28,7 @@ from ...data.requests import EditRequest
 from ...data.subjects import find_subject
 from ...shared_prefix import SharedPrefix
 from ...tuners.ffn import num_layers
-from ...tuners.mpn.gate import OPEN, SubjectGate
+from ...tuners.gate import OPEN, SubjectGate
 from ...tuners.mpn.layer import PatchSet
 from ..common import frozen
 from ..prefix import run_until
@@ -175,8 +175,10 @@ class SubjectGates:
                 picks = torch.randperm(len(heads), generator=self.generator)[: self.swaps].tolist()
                 for subject in [rest, *(f"{heads[i]} {rest}" for i in picks)]:
                     texts.append(view.prompt[:start] + subject + view.prompt[end:])
-        if not texts:
-            return None
+        return self.text_inputs(texts) if texts else None
+
+    def text_inputs(self, texts: Sequence[str]) -> torch.Tensor:
+        """The gate block's FFN inputs at every text position of `texts` ([N, d]; padding left out)."""
         h, mask, _ = self._inputs(texts)
         return h[mask]
 
@@ -186,6 +188,28 @@ class SubjectGates:
         firsts = dict.fromkeys(words[0] for words in (s.split() for s in subjects) if words)
         return [first for first in firsts if first.casefold() != head.casefold()]
 
+    def _negatives(self, views: Sequence[Any], languages: Sequence[str]) -> list[torch.Tensor]:
+        """Where gates fitted for `views` must stay shut: the memory, the neighbour questions (consumed) and the
+        views with their subjects cut or swapped."""
+        partial = self._partial_subject_vectors(views, languages)
+        negatives = [v for v in (self.memory.vectors, self.neighbours, partial) if v is not None]
+        self.neighbours = None
+        return negatives
+
+    def fit_views(
+        self, views: Sequence[Any], owners: Sequence[int], languages: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One gate (key `[d]`, bias) open at the subject of every one of `views` (`FactView`s; `owners`: each
+        one's request, `languages`: its language) and shut on the negatives, as the module says; None where a
+        subject cannot be placed or the fit misses one: the gate stays open."""
+        vectors = self._subject_vectors(views, owners)
+        negatives = self._negatives(views, languages)
+        if not negatives or any(vector is None for vector in vectors):
+            return None
+        anchors = torch.stack(vectors)
+        keys, bias = fit_gates([anchors], torch.cat([n.to(anchors.device) for n in negatives]).float(), self.hardest)
+        return (keys[0], bias[0]) if bool((anchors @ keys[0] + bias[0] > 0).all()) else None
+
     def fit(
         self, patches: PatchSet, plan: Sequence[PlannedPatch], rows: EditRows, requests: Sequence[EditRequest]
     ) -> PatchSet:
@@ -194,9 +218,7 @@ class SubjectGates:
         views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
         vectors = self._subject_vectors(views, [int(r) for r in rows.request])
         trained = sorted({int(r) for patch in plan for r in patch.rows})
-        partial = self._partial_subject_vectors([views[r] for r in trained], [rows.language[r] for r in trained])
-        negatives = [v for v in (self.memory.vectors, self.neighbours, partial) if v is not None]
-        self.neighbours = None
+        negatives = self._negatives([views[r] for r in trained], [rows.language[r] for r in trained])
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, patch in enumerate(plan):
             groups.setdefault(tuple(int(r) for r in patch.rows), []).append(index)

@@ -7,7 +7,7 @@ from typing import ClassVar
 from peft.config import PeftConfig
 
 from ..._registration import add_peft_type
-from ..config import FFNBlockConfig, NeuronCollisionError
+from ..config import FFNBlockConfig, NeuronCollisionError, check_gate_layers
 
 
 def normalise_neurons(neurons: object) -> dict[int, list[int]]:
@@ -105,6 +105,18 @@ class LAFNConfig(FFNBlockConfig):
             )
         },
     )
+    gate_layer: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Block whose FFN input the neurons' subject gates read (negative: from the end; it must come before "
+                "every block in `neurons`). A gated neuron's delta acts only once the text has mentioned the subject "
+                "of the edit that trained it, so an edit stays silent on unrelated text and on the same question "
+                "about another subject. None (default for a bare adapter): no gates; editors set it "
+                "(LAFNEditorConfig.subject_gate_depth). A gated adapter cannot be merged."
+            )
+        },
+    )
     intermediate_size: int | None = field(
         default=None,
         metadata={
@@ -167,6 +179,7 @@ class LAFNConfig(FFNBlockConfig):
             NeuronCollisionError: both edit some neuron; its `collisions` say which, by layer.
         """
         super().composable_with(other, names=names)
+        check_gate_layers(self.gate_layer, other.gate_layer, names, "LAFN")
         shared = self.shared_neurons(other)
         if shared:
             ours, theirs = names

@@ -11,6 +11,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from ..ffn import FFNSpec, neuron_dim, neuron_rows
+from ..gate import OPEN, SubjectGate
 from ..layer import FFNBlockLayer
 from .config import LAFNConfig
 
@@ -27,10 +28,12 @@ class LAFNLayer(FFNBlockLayer):
     masked per token by `activation_score > threshold` on the base activation.
 
     Deltas are stored neuron-major, `[n, d]` (`lafn_down`, `lafn_up`, `lafn_gate`); the neuron indices
-    are a persistent int64 buffer (`lafn_indices`) so they travel with the saved weights.
+    are a persistent int64 buffer (`lafn_indices`) so they travel with the saved weights. An adapter with a
+    `gate_layer` also holds a subject gate per neuron (`lafn_subject_keys` `[n, d]`, `lafn_subject_bias` `[n]`, see
+    `peft_mpn.tuners.gate`): a neuron's delta acts only where its gate is open (zero key, bias `OPEN`: always).
     """
 
-    adapter_layer_names = ("lafn_down", "lafn_up", "lafn_gate")
+    adapter_layer_names = ("lafn_down", "lafn_up", "lafn_gate", "lafn_subject_keys", "lafn_subject_bias")
     other_param_names = ("lafn_indices", "lafn_update_input", "lafn_threshold")
 
     def __init__(
@@ -49,6 +52,9 @@ class LAFNLayer(FFNBlockLayer):
         self.lafn_down = nn.ParameterDict({})
         self.lafn_up = nn.ParameterDict({})
         self.lafn_gate = nn.ParameterDict({})
+        self.lafn_subject_keys = nn.ParameterDict({})  # only for adapters with a `gate_layer`
+        self.lafn_subject_bias = nn.ParameterDict({})
+        self.__dict__["_gates"] = {}  # adapter name -> its SubjectGate (set by the tuner; not a submodule)
         self.lafn_indices = BufferDict(persistent=True)  # peft's default (False) would not save them
         self.lafn_update_input: dict[str, bool] = {}
         self.lafn_threshold: dict[str, float | None] = {}
@@ -81,7 +87,7 @@ class LAFNLayer(FFNBlockLayer):
         random = not config.init_lafn_weights
         self.lafn_indices[adapter_name] = torch.tensor(indices, dtype=torch.int64, device=self.down_proj.weight.device)
         self.lafn_down[adapter_name] = nn.Parameter(self._new_deltas(len(indices), random, 1.0))
-        for store in (self.lafn_up, self.lafn_gate):
+        for store in (self.lafn_up, self.lafn_gate, self.lafn_subject_keys, self.lafn_subject_bias):
             if adapter_name in store:
                 del store[adapter_name]
         if config.update_input:
@@ -91,7 +97,32 @@ class LAFNLayer(FFNBlockLayer):
                 self.lafn_gate[adapter_name] = nn.Parameter(self._new_deltas(len(indices), random, scale))
         self.lafn_update_input[adapter_name] = config.update_input
         self.lafn_threshold[adapter_name] = config.activation_threshold if config.cached else None
+        if config.gate_layer is not None:
+            self.add_gates(adapter_name)
         self.set_adapter(self.active_adapters)
+
+    def gated(self, adapter_name: str) -> bool:
+        return adapter_name in self.lafn_subject_keys
+
+    def add_gates(self, adapter_name: str) -> None:
+        """Give `adapter_name`'s neurons open subject gates (zero keys, bias `OPEN`) until an editor (or a saved
+        adapter) sets them."""
+        down = self.lafn_down[adapter_name]
+        keys = down.detach().new_zeros(down.shape[0], self.hidden_size)
+        self.lafn_subject_keys[adapter_name] = nn.Parameter(keys, requires_grad=False)
+        self.lafn_subject_bias[adapter_name] = nn.Parameter(torch.full_like(keys[:, 0], OPEN), requires_grad=False)
+
+    def attach_gate(self, adapter_name: str, gate: SubjectGate) -> None:
+        """The `SubjectGate` that opens `adapter_name`'s gated neurons (the tuner attaches it)."""
+        self._gates[adapter_name] = gate
+
+    def set_gates(self, adapter_name: str, indices: list[int], key: torch.Tensor, bias: torch.Tensor) -> None:
+        """Gate the neurons `indices` of `adapter_name` with one subject gate (`key` `[d]`, `bias` scalar)."""
+        rows = [i for i, neuron in enumerate(self.neurons(adapter_name)) if neuron in set(indices)]
+        keys, biases = self.lafn_subject_keys[adapter_name], self.lafn_subject_bias[adapter_name]
+        with torch.no_grad():
+            keys[rows] = key.to(keys)
+            biases[rows] = bias.to(biases)
 
     def add_neurons(self, adapter_name: str, indices: list[int]) -> None:
         """Append neurons (zero deltas) to `adapter_name`; existing deltas are kept, trainability follows them."""
@@ -103,11 +134,15 @@ class LAFNLayer(FFNBlockLayer):
             raise ValueError(f"Neurons {sorted(present & set(indices))[:10]} are already in adapter {adapter_name!r}.")
         old_idx = self.lafn_indices[adapter_name]
         self.lafn_indices[adapter_name] = torch.cat([old_idx, torch.tensor(indices, dtype=old_idx.dtype).to(old_idx)])
-        for store in (self.lafn_down, self.lafn_up, self.lafn_gate):
+        for store in (self.lafn_down, self.lafn_up, self.lafn_gate, self.lafn_subject_keys):
             if adapter_name in store:
                 old = store[adapter_name]
                 zeros = old.new_zeros(len(indices), old.shape[1])
                 store[adapter_name] = nn.Parameter(torch.cat([old.detach(), zeros]), requires_grad=old.requires_grad)
+        if adapter_name in self.lafn_subject_bias:  # the new neurons' gates are open
+            old = self.lafn_subject_bias[adapter_name]
+            opened = torch.cat([old.detach(), old.new_full((len(indices),), OPEN)])
+            self.lafn_subject_bias[adapter_name] = nn.Parameter(opened, requires_grad=old.requires_grad)
 
     # -- forward ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -135,20 +170,31 @@ class LAFNLayer(FFNBlockLayer):
         idx = self.lafn_indices[adapter_name]
         down = self.lafn_down[adapter_name]
         a_located = a.index_select(-1, idx).to(down.dtype)
+        opened = self._opened(adapter_name, a.shape[-2] if a.dim() > 2 else 1)  # [B, T, n] or None: all open
+        gated = (lambda x: x) if opened is None else (lambda x: x * opened.reshape(x.shape).to(x.dtype))
         if self.lafn_update_input[adapter_name]:
             h = h.to(down.dtype)
             # Both terms go through the same code, so zero input deltas give exactly zero here.
             edited = self._located_activations(h, adapter_name, edited=True)
-            change = edited - self._located_activations(h, adapter_name, edited=False)
+            change = gated(edited - self._located_activations(h, adapter_name, edited=False))
             down_rows = neuron_rows(self.down_proj, down=True, index=idx).to(down.dtype)
-            delta = (a_located + change) @ down + change @ down_rows
+            delta = (gated(a_located) + change) @ down + change @ down_rows
         else:
-            delta = a_located @ down
+            delta = gated(a_located) @ down
         threshold = self.lafn_threshold[adapter_name]
         if threshold is not None:
             fires = self.activation_score(a_located) > threshold
             delta = delta * fires.unsqueeze(-1).to(delta.dtype)
         return delta
+
+    def _opened(self, adapter_name: str, positions: int) -> torch.Tensor | None:
+        """[B, positions, n]: where each neuron's subject gate is open in this pass (None: all open)."""
+        if not self.gated(adapter_name):
+            return None
+        gate = self._gates.get(adapter_name)
+        if gate is None:
+            raise RuntimeError(f"LAFN adapter {adapter_name!r} has subject gates but no SubjectGate attached.")
+        return gate.open(self.lafn_subject_keys[adapter_name], self.lafn_subject_bias[adapter_name], positions)
 
     def _adapter_terms(self, adapter_name: str) -> list[str]:
         """`[adapter_name]` if it has deltas in this layer."""
@@ -165,6 +211,12 @@ class LAFNLayer(FFNBlockLayer):
 
     # -- merge -----------------------------------------------------------------------------------------------
     def check_mergeable(self, adapter_name: str) -> None:
+        if self.gated(adapter_name):
+            raise ValueError(
+                f"Cannot merge LAFN adapter {adapter_name!r}: its neurons have subject gates (gate_layer), so each "
+                "delta applies only once the text has mentioned its edit's subject; merged weights would apply it "
+                "everywhere. Keep the adapter unmerged."
+            )
         if self.lafn_threshold.get(adapter_name) is not None:
             raise ValueError(
                 f"Cannot merge LAFN adapter {adapter_name!r}: it is cached (cached=True), so its delta applies only "

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..base import FFNBlockTuner
 from ..ffn import UnsupportedArchitectureError, ffn_spec, ffn_width, locate_block, model_width, num_layers
+from ..gate import SubjectGatedTuner
 from .config import LAFNConfig
 from .layer import LAFNLayer
 
@@ -35,7 +36,7 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
     return location.index
 
 
-class LAFNModel(FFNBlockTuner):
+class LAFNModel(SubjectGatedTuner, FFNBlockTuner):
     """Language-Agnostic Factual Neurons (LAFN) tuner: learned deltas on located FFN neurons.
 
     Created by `peft.get_peft_model(model, LAFNConfig(neurons={layer: [neuron, ...]}))` (after
@@ -43,7 +44,8 @@ class LAFNModel(FFNBlockTuner):
     trains the deltas.
 
     Interface for editors: `lafn_layers`, `neuron_sets`, `add_neurons` (grow a neuron set,
-    e.g. to union the sets of a batch or of sequential edits) and `resolve_adapter`.
+    e.g. to union the sets of a batch or of sequential edits), `enable_subject_gates` / `gate_neurons` (an
+    edit's neurons act only once the text mentions its subject) and `resolve_adapter`.
 
     Examples:
         ```py
@@ -136,7 +138,16 @@ class LAFNModel(FFNBlockTuner):
                 )
             self._check_neurons(layer, neurons[layer], width)
         peft_config.neurons = dict(sorted(neurons.items()))
+        if peft_config.gate_layer is not None:
+            peft_config.gate_layer = self._gate_layer(peft_config, peft_config.gate_layer, total)
         return peft_config
+
+    def _gated_blocks(self, peft_config: LAFNConfig) -> list[int] | None:
+        total = num_layers(self.model.config)
+        return sorted(layer % total for layer in peft_config.neurons)
+
+    def _gated_layers(self, adapter_name: str) -> dict[str, LAFNLayer]:
+        return self.lafn_layers(adapter_name)
 
     def _layer_kwargs(self, peft_config: LAFNConfig, current_key: str) -> dict[str, object]:
         return {"layer_index": _layer_index(current_key, peft_config.layers_pattern)}
@@ -194,6 +205,12 @@ class LAFNModel(FFNBlockTuner):
             raise ValueError(f"No neuron indices given for layer {layer_index}.")
         if any(layer.merged for layer in self.lafn_layers(adapter_name).values()):
             raise RuntimeError("Unmerge the adapter before adding neurons.")
+        if config.gate_layer is not None and layer_index <= config.gate_layer:
+            raise ValueError(
+                f"Layer {layer_index} is not above block {config.gate_layer}, whose FFN input the adapter's subject "
+                "gates read: a gated neuron must lie above its gate. Locate in higher layers "
+                "(LocatorConfig.lowest_layer_fraction)."
+            )
         blocks = self._ffn_blocks(config)
         if layer_index not in blocks:
             raise ValueError(f"No FFN block matching target_modules={config.target_modules!r} in layer {layer_index}.")
@@ -229,14 +246,35 @@ class LAFNModel(FFNBlockTuner):
         config.neurons = dict(sorted(config.neurons.items()))
         layer = self.model.get_submodule(key)
         layer.set_adapter(self.active_adapters)
-        for store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate):
+        for store in (
+            layer.lafn_down,
+            layer.lafn_up,
+            layer.lafn_gate,
+            layer.lafn_subject_keys,
+            layer.lafn_subject_bias,
+        ):
             if adapter_name in store:
                 # The adapter's other deltas set the dtype (float32 when peft autocast them, else the model's).
                 delta = store[adapter_name].to(existing[0].dtype) if existing else store[adapter_name]
-                store[adapter_name] = nn.Parameter(delta.detach(), requires_grad=trainable)
+                is_delta = store in (layer.lafn_down, layer.lafn_up, layer.lafn_gate)
+                store[adapter_name] = nn.Parameter(delta.detach(), requires_grad=trainable and is_delta)
+        if config.gate_layer is not None:
+            layer.attach_gate(adapter_name, self.subject_gate(adapter_name))
         if key not in self.targeted_module_names:
             self.targeted_module_names.append(key)
         return result
+
+    def gate_neurons(
+        self, neurons: dict[int, list[int]], key: torch.Tensor, bias: torch.Tensor, adapter_name: str | None = None
+    ) -> None:
+        """Give the `neurons` (`{layer: indices}`) of `adapter_name` one subject gate: `key` `[d]` and `bias` read
+        at the adapter's `gate_layer` (`enable_subject_gates` first)."""
+        name = self.resolve_adapter(adapter_name)
+        if self.peft_config[name].gate_layer is None:
+            raise ValueError(f"LAFN adapter {name!r} has no subject gates: call enable_subject_gates first.")
+        for layer in self.lafn_layers(name).values():
+            if neurons.get(layer.layer_index):
+                layer.set_gates(name, neurons[layer.layer_index], key, bias)
 
     def delta_parameters(self, adapter_name: str | None = None) -> list[torch.nn.Parameter]:
         """All delta tensors of `adapter_name` (what an editor optimises)."""
@@ -264,6 +302,9 @@ class LAFNModel(FFNBlockTuner):
         self.peft_config[adapter_name].composable_with(
             self.peft_config[source_adapter], names=(repr(adapter_name), repr(source_adapter))
         )
+        gate_layer = self.peft_config[source_adapter].gate_layer
+        if gate_layer is not None and self.peft_config[adapter_name].gate_layer is None:
+            self.enable_subject_gates(gate_layer, adapter_name)  # its neurons so far: open gates
         incoming = self.neuron_sets(source_adapter)
         source_layers = {layer.layer_index: layer for layer in self.lafn_layers(source_adapter).values()}
         additions = []

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..._registration import add_peft_type
-from ..config import AdapterCompositionError, FFNBlockConfig
+from ..config import FFNBlockConfig, check_gate_layers
 
 
 @dataclass
@@ -94,12 +94,7 @@ class MPNConfig(FFNBlockConfig):
         """`FFNBlockConfig.composable_with`, and subject gates that read the same block where both have gates (an
         ungated adapter's patches join a gated one with open gates)."""
         super().composable_with(other, names=names)
-        if None not in (self.gate_layer, other.gate_layer) and self.gate_layer != other.gate_layer:
-            raise AdapterCompositionError(
-                f"Cannot compose MPN adapters {names[0]} and {names[1]}: their subject gates read different blocks "
-                f"(gate_layer {self.gate_layer!r} vs {other.gate_layer!r}). Only adapters whose gates read the same "
-                "block (or that have none) combine into one."
-            )
+        check_gate_layers(self.gate_layer, other.gate_layer, names, "MPN")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,16 +11,16 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from ..ffn import FFNSpec, append_neurons, drop_neurons
+from ..gate import OPEN, SubjectGate
 from ..layer import FFNBlockLayer
 from ..recording import Recorders
 from .config import MPNConfig
-from .gate import OPEN, SubjectGate
 
 
 @dataclass
 class PatchSet:
     """Patch neurons as plain tensors: `act(h·keysᵀ + bias)·values`, each added only where its subject gate
-    (`gate_keys`, `gate_bias`; see `peft_mpn.tuners.mpn.gate`) is open; no gate tensors: ungated patches."""
+    (`gate_keys`, `gate_bias`; see `peft_mpn.tuners.gate`) is open; no gate tensors: ungated patches."""
 
     keys: torch.Tensor  # [P, d]
     bias: torch.Tensor  # [P]

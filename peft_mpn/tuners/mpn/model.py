@@ -5,13 +5,13 @@ from collections.abc import Sequence
 import torch
 
 from ..base import FFNBlockTuner
-from ..ffn import _block_stack, activation_name, base_model, ffn_spec, num_layers
+from ..ffn import activation_name, ffn_spec, num_layers
+from ..gate import SubjectGatedTuner
 from .config import MPNConfig
-from .gate import SubjectGate
 from .layer import MPNLayer, PatchSet
 
 
-class MPNModel(FFNBlockTuner):
+class MPNModel(SubjectGatedTuner, FFNBlockTuner):
     """Multilingual Patch Neuron (MPN) tuner: patch neurons added to FFN blocks.
 
     Created by `peft.get_peft_model(model, MPNConfig())` (after `import peft_mpn`). A fresh adapter has no
@@ -60,59 +60,11 @@ class MPNModel(FFNBlockTuner):
             )
         return peft_config
 
-    @staticmethod
-    def _gate_layer(peft_config: MPNConfig, gate_layer: int, total: int) -> int:
-        """`gate_layer` as a block index, checked to come before every patched block."""
-        if not -total <= gate_layer < total:
-            raise ValueError(f"gate_layer {gate_layer} out of range for a {total}-layer model.")
-        patched = peft_config.layers_to_transform
-        if patched is None or gate_layer % total >= min(patched):
-            raise ValueError(
-                f"gate_layer {gate_layer} must come before the patched block(s) {patched}: a gate reads an earlier "
-                "block. Choose a smaller gate_layer."
-            )
-        return gate_layer % total
+    def _gated_blocks(self, peft_config: MPNConfig) -> list[int] | None:
+        return peft_config.layers_to_transform
 
-    def inject_adapter(self, model, adapter_name: str, *args, **kwargs) -> None:  # noqa: ANN001
-        super().inject_adapter(model, adapter_name, *args, **kwargs)
-        if self.peft_config[adapter_name].gate_layer is not None:
-            self._attach_gate(adapter_name)
-
-    def _unload_and_optionally_merge(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        model = super()._unload_and_optionally_merge(*args, **kwargs)
-        for gate in self.__dict__.pop("_subject_gates", {}).values():  # the base model keeps no hook of ours
-            gate.remove()
-        return model
-
-    def _attach_gate(self, adapter_name: str) -> SubjectGate:
-        layer_index = self.peft_config[adapter_name].gate_layer
-        gates: dict[int, SubjectGate] = self.__dict__.setdefault("_subject_gates", {})
-        if layer_index not in gates:
-            spec = ffn_spec(self.model)
-            block = _block_stack(base_model(self.model), spec)[layer_index]
-            gates[layer_index] = SubjectGate(block, block.get_submodule(spec.block), spec.input_kwarg, self.model)
-        for layer in self.patch_layers(adapter_name).values():
-            layer.attach_gate(adapter_name, gates[layer_index])
-        return gates[layer_index]
-
-    def subject_gate(self, adapter_name: str | None = None) -> SubjectGate | None:
-        """The `SubjectGate` of `adapter_name` (None when its patches have no gates)."""
-        adapter_name = self.resolve_adapter(adapter_name)
-        layer_index = self.peft_config[adapter_name].gate_layer
-        return None if layer_index is None else self.__dict__["_subject_gates"][layer_index]
-
-    def enable_subject_gates(self, gate_layer: int, adapter_name: str | None = None) -> SubjectGate:
-        """Give `adapter_name` subject gates read at block `gate_layer` (its patches so far get open gates)."""
-        adapter_name = self.resolve_adapter(adapter_name)
-        config = self.peft_config[adapter_name]
-        if config.gate_layer is not None:
-            if config.gate_layer != self._gate_layer(config, gate_layer, num_layers(self.model.config)):
-                raise ValueError(f"Adapter {adapter_name!r} already has gates at block {config.gate_layer}.")
-            return self.subject_gate(adapter_name)
-        config.gate_layer = self._gate_layer(config, gate_layer, num_layers(self.model.config))
-        for layer in self.patch_layers(adapter_name).values():
-            layer.add_gates(adapter_name)
-        return self._attach_gate(adapter_name)
+    def _gated_layers(self, adapter_name: str) -> dict[str, MPNLayer]:
+        return self.patch_layers(adapter_name)
 
     # -- the interface editors use ---------------------------------------------------------------------------
     def patch_layers(self, adapter_name: str | None = None) -> dict[str, MPNLayer]:

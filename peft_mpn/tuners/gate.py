@@ -1,4 +1,4 @@
-"""Subject gates: a gated patch answers only in a text that has mentioned its subject.
+"""Subject gates: a gated patch (MPN) or neuron delta (LAFN) acts only in a text that has mentioned its subject.
 
 A patch's key reads the patched block's FFN input at the position where an answer is written. There, a question
 about a nearby subject with the same relation ("What language do they understand in Kemijärvi?" beside the edited
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache
 
-from ..recording import Recorders
+from .ffn import _block_stack, base_model, ffn_spec, num_layers
+from .recording import Recorders
 
 #: The gate bias of a patch that has no gate: with a zero key the gate is open everywhere.
 OPEN = 1.0
@@ -177,4 +178,73 @@ def _opened(
     return fires.cummax(dim=1).values
 
 
-__all__ = ["OPEN", "SubjectGate"]
+class SubjectGatedTuner:
+    """What a tuner whose adapter layers can carry subject gates shares: one `SubjectGate` per gate block, attached
+    to the adapter's layers, read at the config's `gate_layer`.
+
+    A tuner using it implements `_gated_blocks(config)` (the block indices the adapter changes, which the gate must
+    come before) and `_gated_layers(adapter_name)` (its layers, each with `attach_gate(name, gate)` and
+    `add_gates(name)`).
+    """
+
+    def _gated_blocks(self, peft_config: Any) -> list[int] | None:
+        raise NotImplementedError
+
+    def _gated_layers(self, adapter_name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _gate_layer(self, peft_config: Any, gate_layer: int, total: int) -> int:
+        """`gate_layer` as a block index, checked to come before every block the adapter changes."""
+        if not -total <= gate_layer < total:
+            raise ValueError(f"gate_layer {gate_layer} out of range for a {total}-layer model.")
+        changed = self._gated_blocks(peft_config)
+        if not changed or gate_layer % total >= min(changed):
+            raise ValueError(
+                f"gate_layer {gate_layer} must come before the adapted block(s) {changed}: a gate reads an earlier "
+                "block. Choose a smaller gate_layer."
+            )
+        return gate_layer % total
+
+    def inject_adapter(self, model, adapter_name: str, *args, **kwargs) -> None:  # noqa: ANN001
+        super().inject_adapter(model, adapter_name, *args, **kwargs)
+        if self.peft_config[adapter_name].gate_layer is not None:
+            self._attach_gate(adapter_name)
+
+    def _unload_and_optionally_merge(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model = super()._unload_and_optionally_merge(*args, **kwargs)
+        for gate in self.__dict__.pop("_subject_gates", {}).values():  # the base model keeps no hook of ours
+            gate.remove()
+        return model
+
+    def _attach_gate(self, adapter_name: str) -> SubjectGate:
+        layer_index = self.peft_config[adapter_name].gate_layer
+        gates: dict[int, SubjectGate] = self.__dict__.setdefault("_subject_gates", {})
+        if layer_index not in gates:
+            spec = ffn_spec(self.model)
+            block = _block_stack(base_model(self.model), spec)[layer_index]
+            gates[layer_index] = SubjectGate(block, block.get_submodule(spec.block), spec.input_kwarg, self.model)
+        for layer in self._gated_layers(adapter_name).values():
+            layer.attach_gate(adapter_name, gates[layer_index])
+        return gates[layer_index]
+
+    def subject_gate(self, adapter_name: str | None = None) -> SubjectGate | None:
+        """The `SubjectGate` of `adapter_name` (None when it has no gates)."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        layer_index = self.peft_config[adapter_name].gate_layer
+        return None if layer_index is None else self.__dict__["_subject_gates"][layer_index]
+
+    def enable_subject_gates(self, gate_layer: int, adapter_name: str | None = None) -> SubjectGate:
+        """Give `adapter_name` subject gates read at block `gate_layer` (what it holds so far gets open gates)."""
+        adapter_name = self.resolve_adapter(adapter_name)
+        config = self.peft_config[adapter_name]
+        if config.gate_layer is not None:
+            if config.gate_layer != self._gate_layer(config, gate_layer, num_layers(self.model.config)):
+                raise ValueError(f"Adapter {adapter_name!r} already has gates at block {config.gate_layer}.")
+            return self.subject_gate(adapter_name)
+        config.gate_layer = self._gate_layer(config, gate_layer, num_layers(self.model.config))
+        for layer in self._gated_layers(adapter_name).values():
+            layer.add_gates(adapter_name)
+        return self._attach_gate(adapter_name)
+
+
+__all__ = ["OPEN", "SubjectGate", "SubjectGatedTuner"]
