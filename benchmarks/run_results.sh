@@ -51,7 +51,7 @@ done
 
 DATA=${DATA:-../shared/data}
 SEED=${SEED:-0}
-ALL_METHODS="mpn t-patcher lafn ft-l ft-m icl icl-gated"
+ALL_METHODS="mpn t-patcher lafn lafn-ungated ft-l ft-m icl icl-gated"
 EXTRA=""  # options every run of this mode takes
 if [[ -n "$CALIBRATE" ]]; then
   OUT=${OUT:-results/bench-calibration}
@@ -120,6 +120,7 @@ augment_for() {  # the --method and --augment-languages of a method's run name
   case "$1" in
     mpn | lafn) echo "--method $1 --augment-languages $AUGMENT" ;;
     ft-m-augmented) echo "--method ft-m --augment-languages $AUGMENT" ;;
+    lafn-ungated) echo "--method lafn --augment-languages $AUGMENT --editor-option subject_gate_depth=null" ;;
     *) echo "--method $1 --augment-languages" ;;
   esac
 }

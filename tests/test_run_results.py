@@ -76,7 +76,7 @@ def test_every_listed_run_is_a_valid_bench_command(tmp_path, cli):
     parsed = load_benchmark_script("classifier_task").parse_args(shlex.split(classifier)[2:])
     assert parsed.output.endswith("classifier_task.json")
     outputs = [option(line, "--output") for line in lines]
-    assert len(set(outputs)) == len(lines) == 52  # 7 methods x 3 data sets x 2 modes, + MPN disjoint, FT-M augmented
+    assert len(set(outputs)) == len(lines) == 58  # 7 methods + ungated LAFN x 3 data sets x 2 modes, + MPN disjoint, FT-M aug.
     assert {option(line, "--method") for line in lines} == set(EDITORS)
     assert all(output.startswith(str(tmp_path / "out")) and output.endswith(".json") for output in outputs)
     for line in lines:
@@ -89,11 +89,13 @@ def test_every_listed_run_is_a_valid_bench_command(tmp_path, cli):
     augmented = [line for line in lines if "ft-m-augmented" in line]
     assert len(augmented) == 6 and all("--augment-languages de fr es ru zh" in line for line in augmented)
     assert sum("--sequential" in line for line in lines) == len(lines) // 2
+    ungated = [line for line in lines if "lafn-ungated" in line]
+    assert len(ungated) == 6 and all("--editor-option subject_gate_depth=null" in line for line in ungated)
 
 
 def test_calibration_is_ten_single_mode_mzsre_edits_per_method(tmp_path, cli):
     lines = listed_commands(tmp_path, "--calibrate")
-    assert sorted(option(line, "--method") for line in lines) == sorted(EDITORS)
+    assert sorted(option(line, "--method") for line in lines) == sorted([*EDITORS, "lafn"])  # + ungated LAFN
     for line in lines:
         assert cli(line)["dataset"] == "mzsre"
         assert option(line, "--num-edits") == "10" and "--sequential" not in line
@@ -106,7 +108,7 @@ def test_finished_runs_are_skipped_interrupted_ones_rerun_and_unknown_flags_refu
     for name in ("mzsre_icl_single.json", "mzsre_icl_single.md", "mzsre_icl_single.png", "mzsre_mpn_single.json"):
         (out / name).write_text("{}")  # MPN's run stopped after its JSON, before its table and plot
     lines = listed_commands(tmp_path, "--calibrate")
-    assert f"skip {out / 'mzsre_icl_single.json'} (exists)" in lines and len(lines) == len(EDITORS)
+    assert f"skip {out / 'mzsre_icl_single.json'} (exists)" in lines and len(lines) == len(EDITORS) + 1
     assert not any("mzsre_mpn_single" in line and line.startswith("skip") for line in lines)
     assert [option(line, "--output") for line in lines if "--method mpn" in line] == [
         str(out / "mzsre_mpn_single.json")
@@ -117,7 +119,7 @@ def test_finished_runs_are_skipped_interrupted_ones_rerun_and_unknown_flags_refu
 
 def test_the_headline_runs_every_method_on_thirty_counterfact_cases(tmp_path, cli):
     lines = listed_commands(tmp_path, "--headline")
-    assert sorted(option(line, "--method") for line in lines) == sorted(EDITORS)
+    assert sorted(option(line, "--method") for line in lines) == sorted([*EDITORS, "lafn"])  # + ungated LAFN
     for line in lines:
         load = cli(line)
         assert load["split"] == "counterfact" and len(load["languages"]) == 16

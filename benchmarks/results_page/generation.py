@@ -85,7 +85,8 @@ def _difference(mpn: Mapping[str, Any], other: Mapping[str, Any], languages: Seq
 
 def _short_label(run: Mapping[str, Any]) -> str:
     """The method, marked where the group may hold it twice (`method_key`): ``mpn (disjoint)``."""
-    return {"mpn-disjoint": "mpn (disjoint)", "ft-m-augmented": "ft-m (augmented)"}.get(method_key(run), run["method"])
+    labels = {"mpn-disjoint": "mpn (disjoint)", "ft-m-augmented": "ft-m (augmented)", "lafn-ungated": "lafn (ungated)"}
+    return labels.get(method_key(run), run["method"])
 
 
 def _ranked(runs: Sequence[Mapping[str, Any]], values: Sequence[float | None]) -> str:

@@ -17,6 +17,7 @@ METHOD_COLOURS = {
     "mpn-disjoint": "#9ecae1",
     "t-patcher": "#ff7f0e",
     "lafn": "#2ca02c",
+    "lafn-ungated": "#98df8a",
     "ft-l": "#d62728",
     "ft-m": "#9467bd",
     "ft-m-augmented": "#c5b0d5",
@@ -26,7 +27,7 @@ METHOD_COLOURS = {
 
 
 def method_colour(run: Mapping[str, Any]) -> str:
-    """``run``'s fixed colour: by method, a lighter one for MPN's disjoint and FT-M's augmented runs."""
+    """``run``'s fixed colour by method; lighter for MPN's disjoint, FT-M's augmented and LAFN's ungated runs."""
     return METHOD_COLOURS.get(method_key(run), "#7f7f7f")
 
 

@@ -119,14 +119,18 @@ def augmentation_kind(run: Mapping[str, Any]) -> str:
 def run_label(run: Mapping[str, Any]) -> str:
     """The method, with its augmentation languages and their kind when it has some."""
     augment = run.get("augment_languages") or []
+    method = "lafn-ungated" if method_key(run) == "lafn-ungated" else run["method"]
     if not augment:
-        return run["method"]
-    return f"{run['method']} (augment: {' '.join(augment)}; {augmentation_kind(run)})"
+        return method
+    return f"{method} (augment: {' '.join(augment)}; {augmentation_kind(run)})"
 
 
 def method_key(run: Mapping[str, Any]) -> str:
     """The method, told apart where a group may hold it twice: ``mpn-disjoint`` (MPN trained on languages that
-    are not judged) and ``ft-m-augmented`` (FT-M on the parallel versions)."""
+    are not judged), ``ft-m-augmented`` (FT-M on the parallel versions) and ``lafn-ungated`` (LAFN without subject
+    gates, as published; runs made before the gates have no ``subject_gate_depth`` in their editor config)."""
+    if run["method"] == "lafn" and (run.get("editor_config") or {}).get("subject_gate_depth") is None:
+        return "lafn-ungated"
     if run["method"] == "mpn" and augmentation_kind(run) == "disjoint":
         return "mpn-disjoint"
     if run["method"] == "ft-m" and run.get("augment_languages"):
