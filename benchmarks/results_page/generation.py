@@ -12,7 +12,7 @@ from typing import Any
 
 from peft_mpn.bench.curve_report import format_rate
 
-from .runs import language_average, method_key, run_label, unedited, unseen_by_every_run
+from .runs import generality_not_held_out, language_average, method_key, run_label, unedited, unseen_by_every_run
 from .stats import BOOTSTRAP_SAMPLES, format_difference, paired_difference
 
 #: Headline columns: (header, language set, per-language measure, per-case probe, copied cases only / translated
@@ -75,6 +75,7 @@ def _tables(runs: Sequence[Mapping[str, Any]], sets: Mapping[str, list[str]]) ->
         "Teacher-forced, the same cells (token accuracy / exact match of the answer tokens):",
         "",
         *forced,
+        *generality_not_held_out(runs),
     ]
 
 

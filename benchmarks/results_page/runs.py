@@ -138,6 +138,18 @@ def method_key(run: Mapping[str, Any]) -> str:
     return run["method"]
 
 
+def generality_not_held_out(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warning under the tables where a run trained on the rephrases that generality is judged on."""
+    trained = [run_label(run) for run in runs if (run.get("editor_config") or {}).get("use_rephrases")]
+    if not trained:
+        return []
+    return [
+        "",
+        f"Generality of {', '.join(trained)} is not held out: it trains on each version's rephrases "
+        "(`use_rephrases`, LAFN's setting), which are the rephrases generality is judged on.",
+    ]
+
+
 def unedited(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The unedited model's results on these runs' cases, from a run without augmentation where there is one.
 

@@ -12,6 +12,7 @@ from .runs import (
     SUMMARY,
     TRANSFER,
     augmentation_kind,
+    generality_not_held_out,
     language_average,
     run_label,
     run_name,
@@ -178,6 +179,7 @@ def section(dataset: str, mode: str, runs: Sequence[Mapping[str, Any]], image: s
     lines += [_summary_row(run_label(run), run, run) for run in runs]
     if any(run["case_ids"] != first["case_ids"] for run in runs):
         lines += ["", "Note: these runs edited different cases (different seeds or data); compare with care."]
+    lines += generality_not_held_out(runs)
     if common:
         lines += [
             "",

@@ -7,15 +7,16 @@ elsewhere. MPN met the same problem on same-relation neighbours and answered it 
 (`peft_mpn.tuners.gate`): a linear key on an early block's FFN input, fitted to fire at the last token of the
 edit's subject in every trained version and nowhere in unrelated text, in the edited question asked about other
 subjects, or in the question with the subject cut or its first words swapped. LAFN's neurons get the same gates,
-fitted the same way (`SubjectGates.fit_views`), one per edit, before its deltas are trained, so the deltas are
-trained as they will act. The gate reads a block below every located neuron; neurons located at or below it are
-left out of the edit.
+fitted the same way (`SubjectGates.fit_views`), one per edit, on every row the edit trains (each version's prompt
+and rephrases), before its deltas are trained, so the deltas are trained as they will act. The gate reads a block
+below every located neuron; neurons located at or below it are left out of the edit.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -113,10 +114,13 @@ class LAFNGates:
         """Fit one gate for `requests`' trained versions and put it on their `neurons`; False where it stays open
         (a subject that cannot be placed, or no unrelated text to fit against)."""
         fitter = self._fitter_for(self.gate())
-        views = [
-            (request.views[language], language, r)
+        rephrases = self.editor.config.use_rephrases
+        views = [  # every trained row: each version's prompt and, when they are trained on, its rephrases
+            (replace(view, prompt=prompt), language, r)
             for r, request in enumerate(requests)
             for language in self.editor.training_languages(request)
+            for view in [request.views[language]]
+            for prompt in [view.prompt, *(view.rephrases if rephrases else ())]
         ]
         count = self.editor.config.subject_gate_neighbours
         texts = self.subjects.neighbour_texts(
