@@ -54,7 +54,8 @@ def neighbour_questions() -> list[str]:
 
 
 def test_a_gated_edit_holds_and_leaves_unrelated_text_and_neighbour_questions_exactly_as_they_were():
-    ed = editor()
+    # prompts only: a linear gate on this random 32-wide model cannot also be shut on every generated token
+    ed = editor(subject_gate_continuations=0)
     texts = UNRELATED + neighbour_questions()
     before = outputs(ed.model, ed.tokenizer, texts)
     result = ed.edit(FRANCE)
@@ -109,3 +110,24 @@ def test_a_stream_resumed_from_a_checkpoint_gives_the_same_adapter():
     for name, kinds in expected["deltas"].items():
         assert set(kinds) >= {"down", "subject_keys", "subject_bias"}
         assert all(torch.equal(tensor, got["deltas"][name][kind]) for kind, tensor in kinds.items())
+
+
+def test_the_gate_memory_holds_what_the_model_writes_after_each_unrelated_text():
+    ed = editor()
+    assert ed.edit(FRANCE).status == "edited"
+    fitter = ed.gates._fitter
+    text = UNRELATED[1]
+    with ed._disabled(), torch.no_grad():
+        ids = ed.tokenizer(text, return_tensors="pt")
+        written = ed.model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    with ed._disabled():
+        got = fitter.continuation_inputs([text], 4)
+    with torch.no_grad(), fitter.gate.record_inputs() as recorded:
+        ed.model(input_ids=written)
+    new = written[0, ids["input_ids"].shape[1] :].tolist()
+    ends = {ed.tokenizer.pad_token_id, ed.tokenizer.eos_token_id}
+    kept = next((i for i, token in enumerate(new) if token in ends), len(new))  # up to the model's end of text
+    start = ids["input_ids"].shape[1]
+    expected = recorded[-1][0, start : start + kept].float()
+    assert kept > 0 and got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)

@@ -76,7 +76,7 @@ def test_every_listed_run_is_a_valid_bench_command(tmp_path, cli):
     parsed = load_benchmark_script("classifier_task").parse_args(shlex.split(classifier)[2:])
     assert parsed.output.endswith("classifier_task.json")
     outputs = [option(line, "--output") for line in lines]
-    assert len(set(outputs)) == len(lines) == 58  # 7 methods + ungated LAFN x 3 data sets x 2 modes, + MPN disjoint, FT-M aug.
+    assert len(set(outputs)) == len(lines) == 58  # 8 methods (ungated LAFN too) x 3 x 2, + MPN disjoint, FT-M aug.
     assert {option(line, "--method") for line in lines} == set(EDITORS)
     assert all(output.startswith(str(tmp_path / "out")) and output.endswith(".json") for output in outputs)
     for line in lines:

@@ -92,6 +92,15 @@ class LAFNEditorConfig(EditorConfig):
             "shut: a gate reads the subject's last token.",
         },
     )
+    subject_gate_continuations: int = field(
+        default=16,
+        metadata={
+            "min": 0,
+            "help": "The gates must also stay shut on the first this many tokens the unedited model writes after each "
+            "unrelated text (greedy, computed once): a gate fitted on prompts alone can open on text the model writes "
+            "itself after an unrelated question, and the edit then changes that continuation. 0: prompts only.",
+        },
+    )
     subject_gate_memory: int = field(
         default=20000,
         metadata={

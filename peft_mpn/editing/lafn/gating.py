@@ -1,15 +1,17 @@
 """Subject gates for LAFN: an edit's neurons act only once the text has mentioned the edit's subject.
 
 A LAFN edit is a delta on the down-projection columns of a few located neurons, so it acts wherever those neurons
-are active, and they are active on much unrelated text too (the located neurons are only 1.38x as active on the
-fact as elsewhere, `docs/lafn_neurons.md`): no update rule on them is both effective on the fact and silent
-elsewhere. MPN met the same problem on same-relation neighbours and answered it with subject gates
-(`peft_mpn.tuners.gate`): a linear key on an early block's FFN input, fitted to fire at the last token of the
-edit's subject in every trained version and nowhere in unrelated text, in the edited question asked about other
-subjects, or in the question with the subject cut or its first words swapped. LAFN's neurons get the same gates,
-fitted the same way (`SubjectGates.fit_views`), one per edit, on every row the edit trains (each version's prompt
-and rephrases), before its deltas are trained, so the deltas are trained as they will act. The gate reads a block
-below every located neuron; neurons located at or below it are left out of the edit.
+are active, and they are active on much unrelated text too (the located neurons are only 1.38x as active on the fact
+as elsewhere, `docs/lafn_neurons.md`): no update rule on them is both effective on the fact and silent elsewhere.
+MPN met the same problem on same-relation neighbours and answered it with subject gates (`peft_mpn.tuners.gate`): a
+linear key on an early block's FFN input, fitted to fire at the last token of the edit's subject in every trained
+version and nowhere in unrelated text, in the edited question asked about other subjects, or in the question with
+the subject cut or its first words swapped. LAFN's neurons get the same gates, fitted the same way
+(`SubjectGates.fit_views`), one per edit, on every row the edit trains (each version's prompt and rephrases), before
+its deltas are trained, so the deltas are trained as they will act. Besides the unrelated texts, the gate must stay
+shut on what the model writes after them (`subject_gate_continuations`): a gate fitted on prompts alone opened on
+generated text that no prompt resembled. The gate reads a block below every located neuron; neurons located at or
+below it are left out of the edit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ...data.requests import EditRequest
 from ...tuners.ffn import num_layers
@@ -105,8 +108,17 @@ class LAFNGates:
             )
             self._fitter.generator = self._swaps
         texts = editor.unrelated_texts[self._remembered :]
-        for start in range(0, len(texts), _BATCH):
-            self.memory.add_unrelated(self._fitter.text_inputs(texts[start : start + _BATCH]))
+        written = editor.config.subject_gate_continuations
+        for start in tqdm(
+            range(0, len(texts), _BATCH), desc="gate memory", disable=not editor.progress or not texts, leave=False
+        ):
+            batch = texts[start : start + _BATCH]
+            self.memory.add_unrelated(self._fitter.text_inputs(batch))
+            if written:
+                with editor._disabled():
+                    continuations = self._fitter.continuation_inputs(batch, written)
+                if continuations is not None:
+                    self.memory.add_unrelated(continuations)
         self._remembered = len(editor.unrelated_texts)
         return self._fitter
 

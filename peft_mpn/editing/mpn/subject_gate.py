@@ -26,6 +26,7 @@ from torch import nn
 
 from ...data.requests import EditRequest
 from ...data.subjects import find_subject
+from ...devices import input_device
 from ...shared_prefix import SharedPrefix
 from ...tuners.ffn import num_layers
 from ...tuners.gate import OPEN, SubjectGate
@@ -116,14 +117,42 @@ class SubjectGates:
     def _inputs(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
         """Gate-block FFN inputs [B, T, d] of `texts` (left-padded), their mask, and each text's encoding."""
         encodings = [self.tokenizer(t, truncation=True, max_length=128, return_offsets_mapping=True) for t in texts]
-        shared = SharedPrefix([e["input_ids"] for e in encodings], self.pad)
+        h, mask = self._row_inputs([e["input_ids"] for e in encodings])
+        return h, mask, encodings
+
+    def _row_inputs(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gate-block FFN inputs [B, T, d] of token `rows` (left-padded) and their mask."""
+        shared = SharedPrefix(rows, self.pad)
         with frozen(self.model), self.gate.record_inputs() as recorded:
             inputs = shared.inputs(self.model)
             run_until(self.model, self.gate.ffn, inputs)
         h = recorded[-1]
         if len(recorded) > 1:  # the shared prefix ran on its own: put its inputs back in front of every row
-            h = torch.cat([recorded[0].expand(len(texts), -1, -1), h], dim=1)
-        return h.float(), inputs["attention_mask"].bool(), encodings
+            h = torch.cat([recorded[0].expand(len(rows), -1, -1), h], dim=1)
+        return h.float(), inputs["attention_mask"].bool()
+
+    def continuation_inputs(self, texts: Sequence[str], tokens: int) -> torch.Tensor | None:
+        """The gate block's FFN inputs at the first `tokens` tokens the model writes greedily after each of `texts`
+        ([N, d]; run it with the edits switched off). A gate is read there at inference, and a gate fitted only on
+        prompts can open on text the model itself writes after an unrelated question."""
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=128)["input_ids"]
+        batch = self.tokenizer.pad({"input_ids": encoded}, padding_side="left", return_tensors="pt")
+        device = input_device(self.model)
+        with frozen(self.model), torch.no_grad():
+            written = self.model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                max_new_tokens=tokens,
+                do_sample=False,
+                pad_token_id=self.pad,
+            )[:, batch["input_ids"].shape[1] :].tolist()
+        ends = {self.pad, getattr(self.tokenizer, "eos_token_id", None)}
+        new = [row[: next((i for i, t in enumerate(row) if t in ends), len(row))] for row in written]
+        rows = [prompt + extra for prompt, extra in zip(encoded, new) if extra]
+        if not rows:
+            return None
+        h, _ = self._row_inputs(rows)  # left-padded: every row's written tokens are its last ones
+        return torch.cat([h[i, h.shape[1] - len(extra) :] for i, extra in enumerate(e for e in new if e)])
 
     def _subject_vectors(self, views: Sequence[Any], owners: Sequence[int]) -> list[torch.Tensor | None]:
         """The gate-block input at each view's subject's last token (None where it cannot be placed). `owners`:
