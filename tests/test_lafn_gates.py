@@ -131,3 +131,13 @@ def test_the_gate_memory_holds_what_the_model_writes_after_each_unrelated_text()
     expected = recorded[-1][0, start : start + kept].float()
     assert kept > 0 and got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_a_gated_stream_keeps_every_edit_and_leaves_unrelated_text_as_it_was():
+    ed = editor(subject_gate_continuations=0)
+    before = outputs(ed.model, ed.tokenizer, UNRELATED)
+    spain = capital("spain", "rome", "spain")
+    assert [result.status for result in ed.edit_stream([FRANCE, spain])] == ["edited", "edited"]
+    pairs = [(view.prompt, view.target) for request in (FRANCE, spain) for view in request.views.values()]
+    assert all(score.exact for score in score_targets(ed.model, ed.tokenizer, pairs))  # the first edit still holds
+    assert all(torch.equal(a, b) for a, b in zip(before, outputs(ed.model, ed.tokenizer, UNRELATED)))
