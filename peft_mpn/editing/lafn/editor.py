@@ -26,6 +26,7 @@ from ...data.requests import EditRequest, EditRequestError
 from ...devices import check_placed, input_device
 from ...locating import LocatorConfig, estimate_generic_neurons, locate_neurons
 from ...tuners.ffn import ffn_blocks, ffn_spec, locate_block
+from ...tuners.gate import SubjectGate
 from ...tuners.lafn import LAFNConfig, LAFNModel
 from ..base import Editor, EditResult, unrelated_strings
 from ..common import CandidateVocabulary, check_generation_requests, fixed_languages, frozen
@@ -129,7 +130,7 @@ class LAFNEditor(LAFNEditorState, Editor):
         if self.gates is not None:
             self.gates.reset()
 
-    def subject_gate(self):
+    def subject_gate(self) -> SubjectGate | None:
         """The adapter's `SubjectGate` (None: no adapter yet, or no gates)."""
         return None if self.tuner is None else self.tuner.subject_gate(self.adapter_name)
 
@@ -190,6 +191,9 @@ class LAFNEditor(LAFNEditorState, Editor):
             return LAFNEditResult(case_ids, "skipped", languages=languages, fixed_languages=languages)
 
         located = self.located(requests)
+        if not located:
+            logger.warning("Edit %s: no neuron located above the subject gates' block; nothing to train.", case_ids)
+            return LAFNEditResult(case_ids, "unfixed", languages=languages)
         offloaded = [i for i, down in ffn_blocks(self.base_model, list(located)).downs.items() if down.weight.is_meta]
         if offloaded:
             raise EditRequestError(

@@ -118,7 +118,8 @@ class LAFNLayer(FFNBlockLayer):
 
     def set_gates(self, adapter_name: str, indices: list[int], key: torch.Tensor, bias: torch.Tensor) -> None:
         """Gate the neurons `indices` of `adapter_name` with one subject gate (`key` `[d]`, `bias` scalar)."""
-        rows = [i for i, neuron in enumerate(self.neurons(adapter_name)) if neuron in set(indices)]
+        chosen = set(indices)
+        rows = [i for i, neuron in enumerate(self.neurons(adapter_name)) if neuron in chosen]
         keys, biases = self.lafn_subject_keys[adapter_name], self.lafn_subject_bias[adapter_name]
         with torch.no_grad():
             keys[rows] = key.to(keys)
