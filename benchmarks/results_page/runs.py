@@ -145,7 +145,8 @@ def generality_not_held_out(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     return [
         "",
-        f"Generality of {', '.join(trained)} is not held out: it trains on each version's rephrases "
+        f"Generality is not held out for {', '.join(trained)}: "
+        f"{'this run trains' if len(trained) == 1 else 'these runs train'} on each version's rephrases "
         "(`use_rephrases`, LAFN's setting), which are the rephrases generality is judged on.",
     ]
 
