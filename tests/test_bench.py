@@ -315,9 +315,9 @@ def test_results_page_from_two_runs(setup, tmp_path):
     assert len(row.strip("|").split("|")) == 7 and re.fullmatch(r"[\d.]+", row.strip("|").split("|")[1].strip())
     forced = page[page.index("Teacher-forced, the same cells") :]
     assert re.search(r"\| t-patcher \| [\d.]+ / [\d.]+ \|", forced)
-    assert "This page holds 2 of the 52 runs" in page  # the runs are named as run_results.sh names them
+    assert "This page holds 2 of the 58 runs" in page  # the runs are named as run_results.sh names them
     assert "patch activation ([why it matters](mpn_patch_plans.md#patch-activation)): relu: 2 runs." in page
-    assert "| mzsre | single | lafn, ft-l, ft-m, ft-m-augmented, icl, icl-gated |" in page
+    assert "| mzsre | single | lafn, lafn-ungated, ft-l, ft-m, ft-m-augmented, icl, icl-gated |" in page
     with pytest.raises(FileNotFoundError, match="run_results.sh"):
         results.main([str(docs / "img"), "--docs", str(docs)])
     images = list((docs / "img").glob("*.png"))
