@@ -141,3 +141,16 @@ def test_a_gated_stream_keeps_every_edit_and_leaves_unrelated_text_as_it_was():
     pairs = [(view.prompt, view.target) for request in (FRANCE, spain) for view in request.views.values()]
     assert all(score.exact for score in score_targets(ed.model, ed.tokenizer, pairs))  # the first edit still holds
     assert all(torch.equal(a, b) for a, b in zip(before, outputs(ed.model, ed.tokenizer, UNRELATED)))
+
+
+def test_editing_a_loaded_gated_adapter_keeps_its_gate_block(tmp_path):
+    first = editor(subject_gate_depth=0.34)  # block 1 of 3
+    assert first.edit(FRANCE).status == "edited"
+    first.model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(tiny_model("llama", seed=1), tmp_path, is_trainable=True)
+    settings = {"max_steps": 150, "learning_rate": 0.05, "locator": first.config.locator}
+    second = LAFNEditor(loaded, make_tokenizer(), LAFNEditorConfig(**settings), progress=False)  # depth 0.25: block 0
+    second.add_unrelated_texts(UNRELATED)
+    second.add_unrelated_from_requests(NEIGHBOURS)
+    assert second.edit(capital("spain", "rome", "spain")).status == "edited"
+    assert second.tuner.peft_config["default"].gate_layer == 1 and min(second.tuner.neuron_sets()) > 1

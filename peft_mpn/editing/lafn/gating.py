@@ -54,7 +54,12 @@ class LAFNGates:
 
     @property
     def layer(self) -> int:
-        """The block whose FFN input the gates read."""
+        """The block whose FFN input the gates read: the adapter's `gate_layer` where it has one (a loaded gated
+        adapter keeps its own), else `subject_gate_depth` of the model's blocks."""
+        tuner = self.editor.tuner
+        gate_layer = None if tuner is None else tuner.peft_config[self.editor.adapter_name].gate_layer
+        if gate_layer is not None:
+            return gate_layer
         return int(self.editor.config.subject_gate_depth * num_layers(self.editor.base_model.config))
 
     def above_gate(self, located: dict[int, list[int]]) -> dict[int, list[int]]:
@@ -71,8 +76,7 @@ class LAFNGates:
 
     def gate(self) -> SubjectGate:
         """The adapter's `SubjectGate` (enabled at `subject_gate_depth` if the adapter has none yet)."""
-        tuner, name = self.editor.tuner, self.editor.adapter_name
-        return tuner.subject_gate(name) or tuner.enable_subject_gates(self.layer, name)
+        return self.editor.tuner.enable_subject_gates(self.layer, self.editor.adapter_name)
 
     def reset(self) -> None:
         """Forget the fitter (its model is gone) and the subjects of edits; the memory of unrelated text stays."""
