@@ -5,26 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import PeftModel
-from tiny import make_tokenizer, tiny_model
+from tiny import capital, make_tokenizer, tiny_model
 
-from peft_mpn import EditRequest
 from peft_mpn.editing import LAFNEditor, LAFNEditorConfig
 from peft_mpn.locating import LocatorConfig
 from peft_mpn.metrics import score_targets
 
 UNRELATED = ["the weather is nice today", "a cat sat on the mat", "hello world again", "the sky is blue"]
-
-
-def capital(country: str, city: str, german: str) -> EditRequest:
-    return EditRequest.single(
-        f"the capital of {country} is",
-        city,
-        subject=country,
-        locality_prompt="a cat sat on the",
-        locality_answer="mat",
-        case_id=country,
-        parallel={"de": {"prompt": f"die hauptstadt von {german} ist", "target": city, "subject": german}},
-    )
 
 
 FRANCE = capital("france", "lyon", "frankreich")

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import torch
-from tiny import make_tokenizer, tiny_model
+from tiny import capital, make_tokenizer, tiny_model
 
 from peft_mpn import EditRequest
 from peft_mpn.editing import MPNEditor
 from peft_mpn.editing.mpn.config import MPNEditorConfig
 from peft_mpn.editing.mpn.neighbours import SubjectPool, neighbour_prompts
 from peft_mpn.metrics import score_targets
-
-
-def capital(country: str, city: str) -> EditRequest:
-    return EditRequest.single(
-        f"the capital of {country} is",
-        city,
-        subject=country,
-        locality_prompt="a cat sat on the",
-        locality_answer="mat",
-        case_id=country,
-    )
 
 
 def neighbour_answers(model, tokenizer) -> list[tuple[int, ...]]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -189,3 +190,20 @@ def run_fresh(script: str, *args: str, env: dict[str, str] | None = None) -> dic
     )
     assert proc.returncode == 0, f"child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def capital(country: str, city: str, german: str | None = None) -> Any:
+    """The edit "the capital of COUNTRY is CITY" with its subject and an unrelated question; with `german`, a
+    German version whose subject is `german`."""
+    from peft_mpn import EditRequest
+
+    parallel = {"de": {"prompt": f"die hauptstadt von {german} ist", "target": city, "subject": german}}
+    return EditRequest.single(
+        f"the capital of {country} is",
+        city,
+        subject=country,
+        locality_prompt="a cat sat on the",
+        locality_answer="mat",
+        case_id=country,
+        parallel=parallel if german else None,
+    )
