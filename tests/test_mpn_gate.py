@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from peft import PeftModel, get_peft_model
 from tiny import make_tokenizer, tiny_model
 
 import peft_mpn
+from peft_mpn.batching import left_padded_positions
 from peft_mpn.editing.mpn.subject_gate import fit_gates
 from peft_mpn.editing.prefix import PrefixCache
 from peft_mpn.tuners.config import AdapterCompositionError
@@ -205,3 +207,41 @@ def test_a_prefix_cache_pass_opens_and_shuts_gates_as_the_full_pass_does(only_la
     torch.testing.assert_close(replayed, full, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(other_row[0], full[1], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(suspended[1], full[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
+def test_a_prefix_cache_continues_its_rows_as_generate_does(arch):
+    """An edit reads the patched FFN's inputs at the tokens the model writes after each answer; the cache writes them
+    on from the pass it already ran, and must read what `generate()` feeds back, the gates carried through."""
+    model, tokenizer, _ = gated_model(arch=arch)
+    tuner = model.base_model
+    ((name, layer),) = tuner.patch_layers().items()
+    tokenizer.padding_side = "left"
+    texts = [SUBJECT_TEXT, "a cat sat on the mat and " + OTHER_TEXT]
+    batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
+    pad = tokenizer.pad_token_id
+
+    def written(adapter: bool) -> torch.Tensor:
+        with layer.record_inputs() as recorded, torch.no_grad(), nullcontext() if adapter else model.disable_adapter():
+            model.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=pad)
+        return torch.stack([step[:, -1] for step in recorded[1:]], dim=1)  # the tokens fed back in
+
+    inputs = {**batch, "position_ids": left_padded_positions(batch["attention_mask"])}
+    last = torch.full((2, 1), batch["input_ids"].shape[1] - 1)
+    with torch.no_grad():
+        cache = PrefixCache(
+            model,
+            name,
+            inputs,
+            root=tuner.model,
+            stop_after=layer,
+            positions=last,
+            attention=layer.spec.attention,
+            gate=tuner.subject_gate(),
+            continue_steps=3,
+            pad_token_id=pad,
+        )
+    expected = written(adapter=True)
+    assert cache.continued.shape == expected.shape == (2, 3, expected.shape[-1])
+    torch.testing.assert_close(cache.continued, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(written(adapter=False)[0], expected[0], atol=1e-3)  # the gated patch wrote on row 0

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..batching import takes_logits_to_keep
 from ..tuners.ffn import locate_block
 from ..tuners.gate import SubjectGate
 from ..tuners.mpn import MPNLayer
@@ -110,6 +111,10 @@ class PrefixCache:
             and the block last in its stack, later passes can run on those positions only (`positionwise`).
         attention: the block's self-attention module, relative to the block (`FFNSpec.attention`).
         gate: the subject gate of the patches in the model, if any; its block must lie below the cached one.
+        continue_steps: with `positionwise` possible and `stop_after` an `MPNLayer`, also continue every row greedily
+            past its end for this many tokens, as `generate()` would, on this pass's key/value cache (no second pass
+            over the batch); `continued` then holds `stop_after`'s inputs at those tokens ([B, steps, d]), else None.
+        pad_token_id: what a row writes once it has written an end-of-sequence token (with `continue_steps`).
     """
 
     def __init__(
@@ -124,6 +129,8 @@ class PrefixCache:
         positions: torch.Tensor | None = None,
         attention: str | None = None,
         gate: SubjectGate | None = None,
+        continue_steps: int = 0,
+        pad_token_id: int = 0,
     ) -> None:
         location = locate_block(module_name)
         self.stack = (root or model).get_submodule(location.stack)
@@ -150,9 +157,14 @@ class PrefixCache:
             handles.append(block.get_submodule(attention).register_forward_hook(keep_attention))
             handles.append(block.register_forward_hook(lambda module, args, output: kept.update(block=_first(output))))
         self.gate, self.gate_inputs = gate if self.enabled else None, None
+        decode = continue_steps > 0 and short and isinstance(stop_after, MPNLayer) and "position_ids" in inputs
         try:
             with self.gate.record_inputs() if self.gate is not None else nullcontext([]) as gate_inputs:
-                run_until(model, block if short else (stop_after or block), inputs)
+                if decode:  # the rest of the model too: its cache and last logits start the continuation
+                    with torch.no_grad():
+                        outputs = model(**{**inputs, "use_cache": True, **_last_logits(model)})
+                else:
+                    run_until(model, block if short else (stop_after or block), inputs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -165,6 +177,9 @@ class PrefixCache:
         if not entering:
             raise RuntimeError(f"Block {self.index} of {location.stack!r} was not reached in the forward pass.")
         self.entering = entering[0]
+        self.continued = None
+        if decode:  # before any other pass over the whole model: the gates follow the text through its cache
+            self.continued = _continue_greedily(model, stop_after, inputs, outputs, continue_steps, pad_token_id)
         if short and "attention" in kept and "block" in kept:
             self.attention_output, self.attention_extras = kept["attention"], kept["extras"]
             self.positionwise = self._reproduces(model, inputs, kept["block"])
@@ -248,6 +263,39 @@ class PrefixCache:
                 self.stack[i] = original
             if self.positionwise:
                 setattr(parent, child, original_attention)
+
+
+def _last_logits(model: nn.Module) -> dict[str, int]:
+    base = getattr(model, "get_base_model", lambda: model)()
+    return {"logits_to_keep": 1} if takes_logits_to_keep(base) else {}
+
+
+def _continue_greedily(
+    model: nn.Module, layer: MPNLayer, inputs: dict[str, torch.Tensor], outputs: Any, steps: int, pad: int
+) -> torch.Tensor:
+    """`layer`'s inputs [B, steps, d] at the next `steps` tokens each row of `inputs` is continued with greedily
+    (`outputs`: the model's on `inputs`, with its cache), as `generate()` writes them: a row that has written an
+    end-of-sequence token writes `pad` from then on."""
+    config = getattr(getattr(model, "get_base_model", lambda: model)(), "generation_config", None)
+    ends = getattr(config, "eos_token_id", None)
+    ends = torch.tensor([] if ends is None else [ends] if isinstance(ends, int) else list(ends), dtype=torch.long)
+    cache, logits = outputs.past_key_values, outputs.logits[:, -1]
+    mask, position = inputs["attention_mask"], inputs["position_ids"][:, -1:]
+    done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
+    written: list[torch.Tensor] = []
+    for step in range(steps):
+        token = torch.where(done, pad, logits.argmax(-1).to(mask.device))
+        done |= torch.isin(token, ends.to(token.device))
+        mask, position = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1), position + 1
+        step_inputs = {"input_ids": token[:, None], "attention_mask": mask, "position_ids": position}
+        step_inputs |= {"past_key_values": cache, "use_cache": True}
+        with layer.record_inputs() as recorded, torch.no_grad():
+            if step == steps - 1:  # the last token's input is all that is read: no output layer
+                run_until(model, layer, step_inputs)
+            else:
+                logits = model(**step_inputs, **_last_logits(model)).logits[:, -1]
+        written.append(recorded[0][:, -1])
+    return torch.stack(written, dim=1)
 
 
 def _first(output: Any) -> torch.Tensor:

@@ -317,6 +317,8 @@ class MPNEditor(MPNEditorState, Editor):
                 positions=positions if isinstance(batch, TargetBatch) else None,
                 attention=self.layer.spec.attention,
                 gate=self.gates.gate if self.gates else None,  # earlier patches open and shut as at inference
+                continue_steps=max(config.silent_after_answer - 1, 0) if isinstance(batch, TargetBatch) else 0,
+                pad_token_id=self._pad,
             )
         with torch.no_grad():
             full_logits = self._forward(batch, cache, None)
@@ -335,9 +337,8 @@ class MPNEditor(MPNEditorState, Editor):
             logger.warning("The memory bank is empty: patches are trained without the memory loss (less local).")
         active = sorted({p.request for p in plan})
         trained_rows = torch.tensor([r for r in range(len(rows.request)) if rows.request[r] in active])
-        memory = apart_from_anchors(
-            self._silent_vectors(self._edit_silent(requests, rows, batch, h, trained_rows)), plan
-        )
+        silent = self._edit_silent(requests, rows, batch, h, trained_rows, cache.continued)
+        memory = apart_from_anchors(self._silent_vectors(silent), plan)
         keys, bias, noise, amplifier = init_patches(plan, config, self._generator)
         if config.warm_start:  # the start value goes into the noise; a zero amplifier would hold no value
             keys, bias, values = self._warm_start(plan, memory, batch, cache, trained_rows, vocab)
@@ -452,14 +453,14 @@ class MPNEditor(MPNEditorState, Editor):
         return neighbour_inputs(self, views)
 
     def _edit_silent(
-        self, requests: list[EditRequest], rows: EditRows, batch: Any, h: torch.Tensor, trained: torch.Tensor
+        self, requests: list, rows: EditRows, batch: Any, h: torch.Tensor, trained: torch.Tensor, continued: Any = None
     ) -> torch.Tensor | None:
-        """This edit's own FFN inputs where its patches must stay silent: after each trained answer, and on the
-        neighbour questions of each trained version (None when there are none)."""
+        """This edit's own FFN inputs where its patches must stay silent: after each trained answer (`continued`:
+        `PrefixCache.continued`, if any), and on the neighbour questions of each trained version (None: none)."""
         after = None
         if isinstance(batch, TargetBatch):
             steps = self.config.silent_after_answer
-            after = after_answer_inputs(self.model, self.layer, batch, h, trained, steps, self._pad)
+            after = after_answer_inputs(self.model, self.layer, batch, h, trained, steps, self._pad, continued)
         parts = [after, self._neighbours(requests, rows, trained)]
         return joined_rows(parts)
 
