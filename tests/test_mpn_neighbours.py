@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tiny import capital, make_tokenizer, tiny_model
 
@@ -40,8 +41,9 @@ def test_subject_gates_alone_keep_the_other_subjects_answers():
     assert patches.gated and bool(patches.gate_keys.any(-1).all())  # every patch got a gate
 
 
-def test_neighbour_questions_keep_the_other_subjects_answers():
-    before, after, editor = edit_france(neighbour_negatives=8)
+@pytest.mark.parametrize("fields", [{}, {"subject_gate_depth": None}], ids=["to-the-gate", "to-the-key"])
+def test_neighbour_questions_keep_the_other_subjects_answers(fields):
+    before, after, editor = edit_france(neighbour_negatives=8, **fields)
     assert before == after
     assert editor.subjects.subjects("en") == ["germany", "italy", "france"]  # the edit's subject joins the pool
     editor.reset()

@@ -71,11 +71,12 @@ class SubjectPool:
 
 def neighbour_inputs(editor: Any, views: Sequence[tuple[Any, str]]) -> torch.Tensor | None:
     """An `MPNEditor`'s FFN inputs [N, d] where the neighbour questions of `views` (`(FactView, language)` pairs)
-    are answered (None without any); the inputs at every position of those questions at its subject gates' block
-    go to `editor.gates.neighbours`, for the gates to stay shut on them too."""
+    are answered (None without any, or when only the gates take them: `neighbour_key_negatives`); the inputs at
+    every position of those questions at its subject gates' block go to `editor.gates.neighbours`, for the gates to
+    stay shut on them too."""
     from ...shared_prefix import SharedPrefix
     from ..common import frozen
-    from ..prefix import capture_ffn_inputs
+    from ..prefix import capture_ffn_inputs, run_until
 
     texts = editor.subjects.neighbour_texts(views, editor.config.neighbour_negatives, editor._generator)
     if not texts:
@@ -84,11 +85,16 @@ def neighbour_inputs(editor: Any, views: Sequence[tuple[Any, str]]) -> torch.Ten
     gates = editor.gates
     with frozen(editor.model), gates.gate.record_inputs() if gates is not None else nullcontext([]) as at_gate:
         inputs = SharedPrefix(rows, editor._pad).inputs(editor.model)  # left-padded: every question ends last
-        h = capture_ffn_inputs(editor.model, editor.layer, inputs)
+        key = gates is None or editor.config.neighbour_key_negatives
+        h = (
+            capture_ffn_inputs(editor.model, editor.layer, inputs)
+            if key
+            else run_until(editor.model, gates.gate.ffn, inputs)
+        )
     if at_gate:
         rest = at_gate[-1]
         gates.neighbours = rest[inputs["attention_mask"][:, -rest.shape[1] :].bool()].float()
-    return h[:, -1].float()
+    return h[:, -1].float() if key else None
 
 
 def neighbour_prompts(
