@@ -206,7 +206,7 @@ def _with(rows, index, **changes):
         (_with(ROWS, 0, predictions=[10]), {}, "1 predictions for 2 reference tokens"),
         (_with(ROWS, 0, predictions=[], references=[]), {}, "empty references"),
         (ROWS, {"edit_language": "fr"}, "edit language 'fr' has no row"),
-        (ROWS, {"augment_languages": ["de", "zh"]}, r"Augmentation language\(s\) \['zh'\] have no row"),
+        (ROWS, {"augment_languages": ["de", "zh"]}, r"Language\(s\) \['zh'\] of augment_languages have no row"),
         (ROWS, {"augment_languages": ["en"]}, "also listed in augment_languages"),
         (ROWS, {"languages": ["en", "de", "ru", "th"]}, r"Language\(s\) \['th'\] have no row"),
         (ROWS, {"languages": ["en", "de"]}, r"Rows in language\(s\) \['ru'\]"),

@@ -50,6 +50,9 @@ def bench(
     curve_sample: int = 50,
     judge_sample: int | None = None,
     num_processes: int = 1,
+    translate_languages: Sequence[str] = (),
+    translator: str = "self",
+    translation_cache: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Path]:
     """`peft-mpn bench`: load the data and the model, `run_benchmark`, `write_results`.
@@ -57,7 +60,9 @@ def bench(
     `augment_languages=None` is `DEFAULT_AUGMENT` (de fr es ru zh, where the data has them) for the methods
     that augment by default (MPN, LAFN) and none for the others. The model is loaded in `dtype` (a torch dtype
     name) and moved to `device`. `num_processes > 1` splits a single-edit run's cases over that many processes,
-    each with its own model (`run_in_processes`). Returns the written paths (`json`, `markdown`, `plot`).
+    each with its own model (`run_in_processes`). `translate_languages` are trained on versions `translator` writes
+    (`"self"`: the model; or a translation model's id or folder), kept in `translation_cache` (default: next to
+    `output`, `.translations.json`). Returns the written paths (`json`, `markdown`, `plot`).
     """
     if num_processes < 1 or (num_processes > 1 and sequential):
         raise ValueError(
@@ -89,7 +94,7 @@ def bench(
         method,
         layer=layer,
         adapter_options=adapter_overrides,
-        augment_languages=[a for a in augment_languages or [] if a != edit_language],
+        augment_languages=[a for a in [*(augment_languages or []), *translate_languages] if a != edit_language],
     )
     settings = GenerationSettings(locality_tokens=locality_tokens) if generation else None
     if prompt_format not in (None, "family"):
@@ -130,6 +135,9 @@ def bench(
         checkpoint=Path(output).with_suffix(".checkpoint.pt") if sequential else None,
         curves=curves,
         judge_sample=judge_sample,
+        translate_languages=list(translate_languages),
+        translator=translator if translate_languages else None,
+        translation_cache=translation_cache or Path(output).with_suffix(".translations.json"),
     )
     load = (model_name, torch_dtype, str(torch_device))
     if num_processes > 1:
@@ -169,6 +177,8 @@ def bench(
             "curve_sample": curve_sample,
             "judge_sample": judge_sample,
             "num_processes": num_processes,
+            "translate_languages": list(translate_languages),
+            "translator": translator if translate_languages else None,
         },
         "versions": package_versions(),
         "torch_threads": torch.get_num_threads(),

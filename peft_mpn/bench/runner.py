@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..data import EditRequest
 from ..data.prompts import format_requests, resolve_prompt_format
+from ..data.translation import Translator, resolve_translator, translate_requests, translator_name, with_versions
 from ..editing.registry import check_method_options, editor_config, editor_spec
 from ..metrics.generation import GenerationSettings
 from ..metrics.judge import Judge, ordered_languages
@@ -86,6 +87,9 @@ def run_benchmark(
     curves: CurveSettings | None = None,
     judge_sample: int | None = None,
     shard: tuple[int, int] | None = None,
+    translate_languages: Sequence[str] = (),
+    translator: Translator | str | None = None,
+    translation_cache: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Edit ``num_edits`` seeded cases of ``requests`` with ``method`` and judge them in every evaluated language.
@@ -126,6 +130,12 @@ def run_benchmark(
             ``index``-th, and return the shard's rows (``merge_shards`` joins the shards of a run into its result,
             the same as one process's). Single edits do not depend on each other (`Editor.reset` also restarts
             the editor's random draws), so the shards can run in parallel processes.
+        translate_languages: languages the editor trains on versions that `translator` writes from each edit
+            (`peft_mpn.data.translation.translate_requests`, on the unedited model, before any edit), not on the
+            data's own; judged on the data's versions and reported as their own group (`machine_translated`).
+        translator: what writes them: a `Translator`, `"self"` (the model translates: `model_translator`) or a
+            translation model's Hub id or folder (`hf_translator`).
+        translation_cache: a JSON file that keeps the translations (`TranslationCache`), to review and reuse.
 
     Returns:
         A JSON-ready dict: ``metrics``, ``per_language`` and ``per_case`` (after; see
@@ -147,12 +157,19 @@ def run_benchmark(
         )
     check_generation(requests)
     template = resolve_prompt_format(prompt_format, model)
-    requests = format_requests(requests, template)
+    raw, requests = requests, format_requests(requests, template)
     edit_language = requests[0].edit_language
     available = requests[0].languages
     languages = ordered_languages(eval_languages or available, edit_language)
     augment = [lang for lang in dict.fromkeys(augment_languages) if lang != edit_language]
-    check_method_options(method, layer=layer, augment_languages=augment, adapter_options=adapter_options)
+    machine = [lang for lang in dict.fromkeys(translate_languages) if lang != edit_language]
+    if (machine and translator is None) or set(machine) & set(augment):
+        raise ValueError(
+            f"translate_languages={machine} need a translator, and none of them in augment_languages={augment} "
+            "(a trained version comes from the data or from the translator): pass translator=... and list each "
+            "language once."
+        )
+    check_method_options(method, layer=layer, augment_languages=augment + machine, adapter_options=adapter_options)
     unknown = [lang for lang in [*languages, *augment] if lang not in available]
     if unknown:
         raise ValueError(f"Language(s) {unknown} are not in the data (it has {available}); load them or drop them.")
@@ -161,12 +178,19 @@ def run_benchmark(
     edits = all_edits if shard is None else all_edits[shard[0] :: shard[1]]
     unrelated = [requests[i] for i in memory_ids]
     seen = [lang for lang in augment if lang in languages]
+    written = {}
+    if machine:  # from the edit-language version alone, before any edit changes the model (it may be the translator)
+        alone = [raw[i].restricted_to([]) for i in edit_ids]
+        translator = resolve_translator(translator, model, tokenizer)
+        translated = translate_requests(alone, machine, translator, cache=translation_cache)
+        written = {str(r.case_id): r for r in format_requests(translated, template)}
 
     torch.manual_seed(seed)
     judge = Judge(
         tokenizer,
         languages=languages,
         augment_languages=seen,
+        machine_translated_languages=[lang for lang in machine if lang in languages],
         batch_size=batch_size,
         cache=judge_cache,
         generation=generation,
@@ -198,6 +222,7 @@ def run_benchmark(
             "memory_cases": [str(r.case_id) for r in unrelated],
             "seed": seed,
             "augment": augment,
+            **({"translated": {"languages": machine, "by": translator_name(translator)}} if machine else {}),
             "config": config.to_dict(),
             "layer": layer,
             "adapter_options": dict(adapter_options or {}),
@@ -216,7 +241,8 @@ def run_benchmark(
         if not sequential:
             editor.reset()
         start = time.perf_counter()
-        result = editor.edit(request.restricted_to(augment))
+        trained = request.restricted_to(augment)
+        result = editor.edit(with_versions(trained, written[str(request.case_id)]) if machine else trained)
         seconds = time.perf_counter() - start
         records.append(
             {
@@ -254,6 +280,7 @@ def run_benchmark(
         "languages": languages,
         "augment_languages": augment,
         "seen_languages": seen,
+        **({"machine_translated_languages": machine, "translator": translator_name(translator)} if machine else {}),
         "num_edits": num_edits,
         "seed": seed,
         "case_ids": [str(r.case_id) for r in all_edits],
@@ -294,7 +321,10 @@ def assemble_result(
     after_rows: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """A run's result (see `run_benchmark`) from its settings, edit records and the judge's rows."""
-    judge = Judge(None, languages=run["languages"], augment_languages=run["seen_languages"])
+    machine = [lang for lang in run.get("machine_translated_languages", ()) if lang in run["languages"]]
+    judge = Judge(
+        None, languages=run["languages"], augment_languages=run["seen_languages"], machine_translated_languages=machine
+    )
     judge.edit_language = run["edit_language"]
     after = judge.scores(after_rows)
     before = judge.scores(before_rows)
@@ -317,6 +347,7 @@ def assemble_result(
         "languages": run["languages"],
         "augment_languages": run["augment_languages"],
         "seen_languages": run["seen_languages"],
+        **{key: run[key] for key in ("machine_translated_languages", "translator") if key in run},
         "unseen_languages": after["unseen_languages"],
         "edits": list(records),
         "timing": {
@@ -342,7 +373,8 @@ def generated_texts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _overall(result: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("per_language", "counts", "edit_language", "augment_languages", "unseen_languages")
+    keep = ("per_language", "counts", "edit_language", "augment_languages", "machine_translated_languages")
+    keep += ("unseen_languages",)
     return {key: value for key, value in result.items() if key not in keep}
 
 

@@ -69,6 +69,9 @@ def _bench(args: argparse.Namespace) -> int:
         curve_every=args.curve_every,
         curve_sample=args.curve_sample,
         judge_sample=args.judge_sample,
+        translate_languages=args.translate_languages,
+        translator=args.translator,
+        translation_cache=args.translation_cache,
         progress=not args.no_progress,
     )
     print("\n".join(f"wrote {path}" for path in paths.values()))
@@ -229,6 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="with --sequential: judge only K of the edited cases (a seeded sample), before, on the curves and at "
         "the end; every case is still edited (a 1,000-edit stream's judging takes hours on a CPU)",
+    )
+    bench.add_argument(
+        "--translate-languages",
+        nargs="*",
+        default=[],
+        help="languages the editor trains on machine-written versions of each edit (written by --translator from "
+        "the edit language before any edit), not on the data's; judged on the data's, reported as their own group",
+    )
+    bench.add_argument(
+        "--translator",
+        default="self",
+        metavar="self|MODEL",
+        help="what writes them: self (default: the model being edited, shown two translated examples) or a "
+        "translation model's Hub id or folder (e.g. facebook/nllb-200-distilled-600M)",
+    )
+    bench.add_argument(
+        "--translation-cache",
+        default=None,
+        metavar="FILE",
+        help="JSON file keeping the translations, to review and correct before training and to reuse (default: "
+        "next to --output, .translations.json)",
     )
     bench.set_defaults(run=_bench)
     add_commands(commands, common, progress)

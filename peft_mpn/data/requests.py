@@ -91,11 +91,16 @@ class FactView:
 
 @dataclass(frozen=True)
 class EditRequest:
-    """One fact to edit, in ``edit_language``, with optional parallel versions in other languages."""
+    """One fact to edit, in ``edit_language``, with optional parallel versions in other languages.
+
+    ``machine_translated`` names the parallel versions a translator wrote (`peft_mpn.data.translation`) rather than
+    a person; the judge and the edit manifest keep them apart.
+    """
 
     views: Mapping[str, FactView]
     edit_language: str = "en"
     case_id: str | None = None
+    machine_translated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         views = {str(lang): view for lang, view in self.views.items()}
@@ -104,6 +109,14 @@ class EditRequest:
             raise EditRequestError(
                 f"The edit language {self.edit_language!r} has no version in this request "
                 f"(languages given: {sorted(views)}); add it or set edit_language to one of them."
+            )
+        machine = (self.machine_translated,) if isinstance(self.machine_translated, str) else self.machine_translated
+        object.__setattr__(self, "machine_translated", tuple(dict.fromkeys(str(lang) for lang in machine)))
+        stray = [lang for lang in self.machine_translated if lang not in views or lang == self.edit_language]
+        if stray:
+            raise EditRequestError(
+                f"machine_translated names {stray}, which are not parallel versions of this request (languages "
+                f"{sorted(views)}, edit language {self.edit_language!r}); name only translated versions."
             )
         for lang, view in views.items():
             view.validate(lang)
@@ -176,6 +189,7 @@ class EditRequest:
             views={lang: view for lang, view in self.views.items() if lang in keep},
             edit_language=self.edit_language,
             case_id=self.case_id,
+            machine_translated=tuple(lang for lang in self.machine_translated if lang in keep),
         )
 
     def with_prompt_format(self, template: str) -> EditRequest:
@@ -210,15 +224,16 @@ class EditRequest:
             )
             for lang, view in self.views.items()
         }
-        return EditRequest(views=views, edit_language=self.edit_language, case_id=self.case_id)
+        return replace(self, views=views)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON- and ``datasets``-friendly record."""
-        return {
+        record = {
             "case_id": self.case_id,
             "edit_language": self.edit_language,
             "views": {lang: {**asdict(view), "rephrases": list(view.rephrases)} for lang, view in self.views.items()},
         }
+        return record | ({"machine_translated": list(self.machine_translated)} if self.machine_translated else {})
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> EditRequest:
@@ -235,6 +250,7 @@ class EditRequest:
             views=views,
             edit_language=record.get("edit_language", "en"),
             case_id=None if case_id is None else str(case_id),
+            machine_translated=tuple(record.get("machine_translated") or ()),
         )
 
 

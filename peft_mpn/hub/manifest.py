@@ -99,6 +99,11 @@ def edit_records(edits: Iterable[EditLike], *, method: str, date: str | None = N
                 "method": method,
                 "date": date,
             }
+            if edit.machine_translated:  # what the edit was trained on in those languages, for review
+                record["machine_translated"] = {
+                    lang: {"prompt": edit.views[lang].prompt, "target": edit.views[lang].target}
+                    for lang in edit.machine_translated
+                }
         elif isinstance(edit, Mapping):
             missing = [key for key in _REQUIRED if edit.get(key) in (None, "")]
             if missing:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..batching import pad_token_id
+from ..data.languages import LANGUAGE_NAMES, language_name
 from ..data.requests import EditRequest, FactView, Target
 from ..devices import input_device
 from .config import LocatorConfig
@@ -105,13 +106,6 @@ def add_paraphrases(groups: dict[str, PromptGroup], paraphraser: Paraphraser | N
 
 
 # -- paraphrases from a model -----------------------------------------------------------------------------------
-#: English names of language codes, for the `{language}` slot of a paraphrase template.
-LANGUAGE_NAMES = {
-    "ar": "Arabic", "cs": "Czech", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-    "hi": "Hindi", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch",
-    "pl": "Polish", "pt": "Portuguese", "ru": "Russian", "sv": "Swedish", "th": "Thai", "tr": "Turkish",
-    "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
-}  # fmt: skip
 
 #: The prompt `model_paraphraser` completes by default.
 DEFAULT_PARAPHRASE_TEMPLATE = (
@@ -148,7 +142,7 @@ def model_paraphraser(
     beams = max(n, num_beams or n)
 
     def paraphrase(prompt: str, language: str) -> list[str]:
-        text = template.replace("{prompt}", prompt).replace("{language}", LANGUAGE_NAMES.get(language, language))
+        text = template.replace("{prompt}", prompt).replace("{language}", language_name(language))
         device = input_device(model)
         inputs = {k: v.to(device) for k, v in tokenizer(text, return_tensors="pt").items() if k != "token_type_ids"}
         with torch.no_grad():

@@ -87,6 +87,7 @@ def compute_cross_lingual_edit(
     augment_languages: Iterable[str] = (),
     languages: Iterable[str] | None = None,
     generated: Sequence[Mapping[str, Any] | None] | None = None,
+    machine_translated_languages: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Reliability, generality, locality and portability of an edit, per language and averaged.
 
@@ -104,19 +105,23 @@ def compute_cross_lingual_edit(
             row, or a row in a language not named, is an error -- it catches a language silently dropped.
         generated: per row, its generation reading (``exact``/``stops``, or ``unchanged`` for locality) or None;
             see the module docstring. Without it the ``_gen``/``_stops`` readings are None.
+        machine_translated_languages: languages the editor trained on versions a translator wrote
+            (`peft_mpn.data.translation`), not a person: their own group, neither "seen" nor "unseen".
 
     Returns:
         ``reliability``, ``generality``, ``locality``, ``portability`` (+ ``_em``): the edit language's scores;
         ``per_language``: ``{language: {measure: value}}`` for every measure in `MEASURES` and its
         ``_em``, ``_gen`` and ``_stops`` twins (``None`` where a language has no case for it or was not
         generated); ``average`` (all languages),
-        ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``:
+        ``average_cross_lingual`` (all but the edit language), ``average_augment``, ``average_unseen``,
+        ``average_machine_translated`` (only with such languages):
         the per-language values averaged over those languages (a language without a value is skipped);
         ``counts``: ``{language: {measure: number of cases}}``;
         ``per_case``: ``{case: {language: {probe: [token, exact, generated, stops]}}}`` (token accuracy and
         exact match; the last two with ``generated``), the case scores every per-language value averages (rows
         of a case, language and probe averaged), with ``"copied"`` outside the edit language, for comparing two
-        edits case by case; ``edit_language``, ``augment_languages``,
+        edits case by case; ``edit_language``, ``augment_languages``, ``machine_translated_languages`` (only
+        with such languages),
         ``unseen_languages``, ``num_cases``. Every score is a fraction in [0, 1] or ``None``.
 
     Raises:
@@ -188,8 +193,17 @@ def compute_cross_lingual_edit(
     if languages is not None:
         languages = [languages] if isinstance(languages, str) else list(dict.fromkeys(languages))
     augment = _check_languages(seen_languages, edit_language, augment_languages, languages)
+    machine = _check_languages(
+        seen_languages, edit_language, machine_translated_languages, languages, "machine_translated_languages"
+    )
+    both = [lang for lang in machine if lang in augment]
+    if both:
+        raise ValueError(
+            f"Language(s) {both} are both augmentation (human) and machine-translated languages; a language's "
+            "trained version came from one of them: list it once."
+        )
     ordered = [edit_language] + [lang for lang in (languages or seen_languages) if lang != edit_language]
-    unseen = [lang for lang in ordered if lang != edit_language and lang not in augment]
+    unseen = [lang for lang in ordered if lang != edit_language and lang not in augment and lang not in machine]
 
     # per (language, probe): {case: (token accuracy, exact match)} averaged over the case's rows
     by_case: dict[tuple[str, str], dict[str, Score]] = {}
@@ -236,10 +250,12 @@ def compute_cross_lingual_edit(
         average_cross_lingual=_average(per_language, cross_lingual),
         average_augment=_average(per_language, augment),
         average_unseen=_average(per_language, unseen),
+        **({"average_machine_translated": _average(per_language, machine)} if machine else {}),
         counts=counts,
         per_case=per_case,
         edit_language=edit_language,
         augment_languages=augment,
+        **({"machine_translated_languages": machine} if machine else {}),
         unseen_languages=unseen,
         num_cases=len({case for (_, _, case) in rows}),
     )
@@ -247,7 +263,11 @@ def compute_cross_lingual_edit(
 
 
 def _check_languages(
-    seen: list[str], edit_language: str, augment_languages: Iterable[str], languages: list[str] | None
+    seen: list[str],
+    edit_language: str,
+    augment_languages: Iterable[str],
+    languages: list[str] | None,
+    name: str = "augment_languages",
 ) -> list[str]:
     if isinstance(augment_languages, str):
         augment_languages = [augment_languages]
@@ -259,12 +279,12 @@ def _check_languages(
         )
     if edit_language in augment:
         raise ValueError(
-            f"The edit language {edit_language!r} is also listed in augment_languages; list only the other "
+            f"The edit language {edit_language!r} is also listed in {name}; list only the other "
             "languages whose parallel versions were used while editing."
         )
     missing = [lang for lang in augment if lang not in seen]
     if missing:
-        raise ValueError(f"Augmentation language(s) {missing} have no row (languages given: {seen}).")
+        raise ValueError(f"Language(s) {missing} of {name} have no row (languages given: {seen}).")
     if languages is not None:
         missing = [lang for lang in languages if lang not in seen]
         if missing:

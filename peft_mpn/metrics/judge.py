@@ -96,6 +96,8 @@ class Judge:
         languages: the languages to judge (the edit language is always judged first); None: each case's own.
         augment_languages: the languages an editor trained on besides the edit language ("seen"); the others
             are reported as unseen.
+        machine_translated_languages: languages the editor trained on machine-written versions of
+            (`peft_mpn.data.translation`): reported as their own group, neither seen nor unseen.
         batch_size: scoring batch size (scores do not depend on it).
         cache: a folder that keeps the unedited model's judgements per case, so later runs on the same model and
             cases skip them (about half of a benchmark run's judging).
@@ -118,6 +120,7 @@ class Judge:
         *,
         languages: Sequence[str] | None = None,
         augment_languages: Sequence[str] = (),
+        machine_translated_languages: Sequence[str] = (),
         batch_size: int = 16,
         cache: str | Path | None = None,
         generation: GenerationSettings | None = GenerationSettings(),  # noqa: B008 - frozen, never mutated
@@ -127,6 +130,7 @@ class Judge:
         self.generation_reference: dict[str, dict[str, tuple[int, ...]]] = {}
         self.languages = None if languages is None else list(languages)
         self.augment_languages = list(augment_languages)
+        self.machine_translated_languages = list(machine_translated_languages)
         self.batch_size = batch_size
         self.cache = None if cache is None else Path(cache).expanduser()
         self.locality_reference: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -276,6 +280,7 @@ class Judge:
             languages=languages,
             edit_language=self.edit_language,
             augment_languages=[lang for lang in self.augment_languages if lang in present],
+            machine_translated_languages=[lang for lang in self.machine_translated_languages if lang in present],
         )
 
 

@@ -46,6 +46,8 @@ Args:
     edit_language (`str`): the language the edit was made in. Defaults to "en".
     augment_languages (`list` of `str`): languages whose parallel versions were used while editing (MPN's
         augmentation). The other non-edit languages are "unseen". Defaults to none.
+    machine_translated_languages (`list` of `str`): languages whose trained versions a translator wrote rather
+        than a person; reported apart from augment_languages and from the unseen ones. Defaults to none.
     languages (`list` of `str`, *optional*): the languages the rows must cover; a language named here without
         rows, or rows in a language not named, raise a ValueError. Defaults to the languages present.
 
@@ -58,7 +60,8 @@ Returns:
         are always `None` in the edit language: they describe transfer).
     average, average_cross_lingual, average_augment, average_unseen (`dict`): the per-language values averaged
         over all languages, all but the edit language, the augmentation languages and the unseen languages
-        (languages without a value skipped; `None` if none has one).
+        (languages without a value skipped; `None` if none has one); average_machine_translated as well where
+        machine_translated_languages were given.
     counts (`dict`): language -> {measure: number of cases behind it}.
     per_case (`dict`): case -> language -> {probe: [token accuracy, exact match], copied (outside the edit
         language)}: the case scores behind every per-language value, for comparing two edits case by case.
@@ -147,6 +150,7 @@ class CrossLingualEdit(evaluate.Metric):
         edit_language="en",
         augment_languages=(),
         languages=None,
+        machine_translated_languages=(),
     ):
         return compute_cross_lingual_edit(
             predictions,
@@ -158,4 +162,5 @@ class CrossLingualEdit(evaluate.Metric):
             edit_language=edit_language,
             augment_languages=augment_languages,
             languages=languages,
+            machine_translated_languages=machine_translated_languages,
         )
