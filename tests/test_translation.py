@@ -206,3 +206,14 @@ def test_the_metric_reports_machine_translated_languages_apart():
     assert result["average_unseen"]["reliability"] == 0.0 and result["average_augment"]["reliability"] == 1.0
     with pytest.raises(ValueError, match="both augmentation"):
         compute_cross_lingual_edit(**rows, augment_languages=["de"], machine_translated_languages=["de"])
+
+
+def test_the_bench_refuses_a_language_from_two_sources():
+    model, tokenizer = tiny_model("llama"), make_tokenizer()
+    requests = [france(parallel={"de": ("hauptstadt von frankreich ist", "lyon")})]
+    common = dict(method="mpn", num_edits=1, memory_cases=0, prompt_format="raw", progress=False)
+    with pytest.raises(ValueError, match=r"need a translator.*list each language once"):
+        run_benchmark(model, tokenizer, requests, augment_languages=["de"], translate_languages=["de"],
+                      translator=Dictionary(GERMAN), **common)  # fmt: skip
+    with pytest.raises(ValueError, match=r"need a translator"):
+        run_benchmark(model, tokenizer, requests, translate_languages=["de"], **common)
