@@ -124,6 +124,7 @@ def test_the_models_own_translations_reach_the_request():
         translator(["lyon"], "en", "xx")
     own = model_translator(model, tokenizer, examples={"xx": ("a", "b", "c", "d")}, max_new_tokens=2)
     assert len(own(["lyon"], "en", "xx")) == 1
+    assert own.name != translator.name  # other examples write other translations: cached apart
 
 
 def test_a_translation_model_from_config(tmp_path):

@@ -17,6 +17,7 @@ file to read and correct by hand before training, which later runs reuse.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -134,7 +135,10 @@ def model_translator(
         shown = dict(pairs)  # an example's translation given for another text is a copied demonstration, not one
         return ["" if line in shown.values() and shown.get(text) != line else line for text, line in zip(texts, lines)]
 
-    translate.name = f"model:{getattr(getattr(model, 'config', None), '_name_or_path', '') or type(model).__name__}"
+    name = getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__
+    if examples:  # other examples, other translations: not the cache entries of the built-in ones
+        name += "+examples:" + hashlib.sha256(json.dumps(examples, sort_keys=True).encode()).hexdigest()[:8]
+    translate.name = f"model:{name}"
     return translate
 
 
@@ -186,8 +190,9 @@ def hf_translator(
         out: list[str] = []
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[start : start + batch_size]), return_tensors="pt", padding=True)
+            inputs = {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}
             with torch.no_grad():
-                ids = model.generate(**batch.to(device), max_new_tokens=max_new_tokens, do_sample=False, **forced)
+                ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **forced)
             out += [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
         return out
 
