@@ -10,7 +10,9 @@ from peft_mpn import EditRequest
 from peft_mpn.editing import MPNEditor
 from peft_mpn.editing.mpn.config import MPNEditorConfig
 from peft_mpn.editing.mpn.neighbours import SubjectPool, neighbour_prompts
+from peft_mpn.editing.mpn.planning import EditRows, PlannedPatch
 from peft_mpn.metrics import score_targets
+from peft_mpn.tuners.mpn import PatchSet
 
 
 def neighbour_answers(model, tokenizer) -> list[tuple[int, ...]]:
@@ -109,3 +111,31 @@ def test_a_subject_that_shares_the_last_word_keeps_its_answer():
     """The gate reads the subject's last token: "south france" ends as "north france" does, and must stay shut."""
     before, after = south_france_answers()
     assert before == after
+
+
+def test_a_gate_opens_wherever_its_patch_fired_while_the_edit_trained():
+    """Patches train ungated and are gated after. A patch planned for the German row that also fires on the English
+    one carries the English edit there too; a gate fitted on the German subject alone shut it on the English
+    prompt, and an edit reported to hold did not (BMIKE-53 CounterFact case 7925 on Gemma-3-270M)."""
+    tokenizer = make_tokenizer()
+    editor = MPNEditor(tiny_model("llama"), tokenizer, MPNEditorConfig(augment_languages=["de"]), progress=False)
+    editor.add_unrelated_from_requests([capital("germany", "berlin"), capital("italy", "rome")])
+    request = capital("france", "lyon", "frankreich")
+    rows = EditRows(request=[0, 0], language=["en", "de"], is_edit=[True, False])
+    d = editor.layer.hidden_size
+    key = torch.nn.functional.normalize(torch.randn(d, generator=torch.Generator().manual_seed(0)), dim=0)
+    inputs = torch.zeros(2, 4, d)
+    inputs[:, 3] = 3 * key  # the patch fires at both rows' decision position
+    positions = torch.tensor([[3], [3]])
+    plan = [PlannedPatch(request=0, rows=torch.tensor([1]), anchors=inputs[1, 3:], edit_anchor=inputs[1, 3])]
+    patches = PatchSet(key[None], torch.zeros(1), torch.zeros(1, d))
+    english = editor.gates._subject_vectors([request.views["en"]], [0])[0]
+
+    def opens_on_english(*known) -> bool:
+        gated = editor.gates.fit(patches, plan, rows, [request], *known)
+        return bool(english @ gated.gate_keys[0] + gated.gate_bias[0] > 0)
+
+    assert not opens_on_english()  # fitted on the planned German row only
+    assert opens_on_english(inputs, positions)
+    inputs[0, 3] = -3 * key  # where the patch does not fire on the English row, its gate need not open there
+    assert not opens_on_english(inputs, positions)

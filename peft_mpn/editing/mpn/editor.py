@@ -410,7 +410,7 @@ class MPNEditor(MPNEditorState, Editor):
             )
             return EditResult(case_ids, "unfixed", step, 0, 0.0, languages, fixed_languages, loss_values)
         if self.gates is not None:
-            final = self.gates.fit(final, plan, rows, requests)
+            final = self.gates.fit(final, plan, rows, requests, h, positions)
         with torch.no_grad():
             self.tuner.add_patches(self.layer_name, final, self.adapter_name)
         self.history.replace(requests, [sum(p.request == i for p in plan) for i in range(len(requests))])

@@ -240,17 +240,29 @@ class SubjectGates:
         return (keys[0], bias[0]) if bool((anchors @ keys[0] + bias[0] > 0).all()) else None
 
     def fit(
-        self, patches: PatchSet, plan: Sequence[PlannedPatch], rows: EditRows, requests: Sequence[EditRequest]
+        self,
+        patches: PatchSet,
+        plan: Sequence[PlannedPatch],
+        rows: EditRows,
+        requests: Sequence[EditRequest],
+        inputs: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> PatchSet:
         """`patches` with a gate each, fitted as the module says (against the memory and `neighbours`, which this
-        consumes)."""
+        consumes). Each gate opens on the subjects of its patch's planned rows and, given the edit batch's FFN
+        `inputs` ([B, T, d]) and decision `positions` ([B, T], -1: none), of every other row of its request where
+        the patch fires: the edit was trained with the patch firing there, and holds only if it still does."""
         views = [requests[rows.request[r]].views[rows.language[r]] for r in range(len(rows.request))]
         vectors = self._subject_vectors(views, [int(r) for r in rows.request])
         trained = sorted({int(r) for patch in plan for r in patch.rows})
         negatives = self._negatives([views[r] for r in trained], [rows.language[r] for r in trained])
+        fires = _firing(patches, inputs, positions) if inputs is not None and positions is not None else None
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, patch in enumerate(plan):
-            groups.setdefault(tuple(int(r) for r in patch.rows), []).append(index)
+            own = {int(r) for r in patch.rows}
+            if fires is not None:
+                own |= {r for r in range(len(rows.request)) if rows.request[r] == patch.request and fires[index, r]}
+            groups.setdefault(tuple(sorted(own)), []).append(index)
         d = patches.keys.shape[1]
         gate_keys, gate_bias = torch.zeros(len(plan), d), torch.full((len(plan),), OPEN)  # fitted where vectors are
         fittable = [g for g in groups if all(vectors[r] is not None for r in g)]
@@ -264,6 +276,13 @@ class SubjectGates:
                     gate_keys[groups[g]], gate_bias[groups[g]] = key, b
         like = patches.keys
         return PatchSet(patches.keys, patches.bias, patches.values, gate_keys.to(like), gate_bias.to(like))
+
+
+def _firing(patches: PatchSet, inputs: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[P, B]: whether each patch's key fires (pre-activation above 0) at some decision position of each row."""
+    at = inputs[torch.arange(len(inputs), device=inputs.device)[:, None], positions.clamp_min(0)]  # [B, T, d]
+    scores = torch.einsum("btd,pd->pbt", at.float(), patches.keys.float()) + patches.bias.float()[:, None, None]
+    return ((scores > 0) & (positions >= 0)[None]).any(-1)
 
 
 def _question_span(prompt: str, versions: Sequence[str]) -> tuple[int, int]:
