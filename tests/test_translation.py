@@ -157,7 +157,14 @@ def test_machine_versions_reach_the_editor_the_manifest_and_their_own_group(tmp_
     ]  # fmt: skip
     trained = []
     edit = MPNEditor.edit
-    monkeypatch.setattr(MPNEditor, "edit", lambda self, request: trained.append(request) or edit(self, request))
+    results_of = []
+
+    def recording(self, request):
+        trained.append(request)
+        results_of.append(edit(self, request))
+        return results_of[-1]
+
+    monkeypatch.setattr(MPNEditor, "edit", recording)
     cache = tmp_path / "translations.json"
     results = run_benchmark(
         model,
@@ -179,6 +186,7 @@ def test_machine_versions_reach_the_editor_the_manifest_and_their_own_group(tmp_
         "germany": "die hauptstadt von deutschland ist",
     }
     assert all(r.machine_translated == ("de",) for r in trained)
+    assert all(result.languages == ["en", "de"] for result in results_of)  # and the editor trained on them
     assert results["machine_translated_languages"] == ["de"] and results["unseen_languages"] == []
     assert results["translator"] == "dictionary" and "average_machine_translated" in results["metrics"]
     assert cache.is_file()

@@ -200,7 +200,10 @@ def run_benchmark(
     before_rows = judge.reference(model, judged, progress=progress)
 
     spec = editor_spec(method)
-    config = editor_config(method, config).for_run(edit_language=edit_language, augment_languages=augment, seed=seed)
+    training_languages = augment + machine  # the machine-written versions train like the data's
+    config = editor_config(method, config).for_run(
+        edit_language=edit_language, augment_languages=training_languages, seed=seed
+    )
     config, kwargs = spec.editor_kwargs(config, layer, adapter_options)
     kwargs["progress"] = False
     if spec.other_facts is not None:
