@@ -376,8 +376,14 @@ def generated_texts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _overall(result: Mapping[str, Any]) -> dict[str, Any]:
-    keep = ("per_language", "counts", "edit_language", "augment_languages", "machine_translated_languages")
-    keep += ("unseen_languages",)
+    keep = (
+        "per_language",
+        "counts",
+        "edit_language",
+        "augment_languages",
+        "machine_translated_languages",
+        "unseen_languages",
+    )
     return {key: value for key, value in result.items() if key not in keep}
 
 

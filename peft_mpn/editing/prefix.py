@@ -279,7 +279,7 @@ def _continue_greedily(
     config = getattr(getattr(model, "get_base_model", lambda: model)(), "generation_config", None)
     ends = getattr(config, "eos_token_id", None)
     ends = torch.tensor([] if ends is None else [ends] if isinstance(ends, int) else list(ends), dtype=torch.long)
-    cache, logits = outputs.past_key_values, outputs.logits[:, -1]
+    cache, logits, keep = outputs.past_key_values, outputs.logits[:, -1], _last_logits(model)
     mask, position = inputs["attention_mask"], inputs["position_ids"][:, -1:]
     done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
     written: list[torch.Tensor] = []
@@ -293,7 +293,7 @@ def _continue_greedily(
             if step == steps - 1:  # the last token's input is all that is read: no output layer
                 run_until(model, layer, step_inputs)
             else:
-                logits = model(**step_inputs, **_last_logits(model)).logits[:, -1]
+                logits = model(**step_inputs, **keep).logits[:, -1]
         written.append(recorded[0][:, -1])
     return torch.stack(written, dim=1)
 

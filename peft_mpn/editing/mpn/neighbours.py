@@ -86,11 +86,10 @@ def neighbour_inputs(editor: Any, views: Sequence[tuple[Any, str]]) -> torch.Ten
     with frozen(editor.model), gates.gate.record_inputs() if gates is not None else nullcontext([]) as at_gate:
         inputs = SharedPrefix(rows, editor._pad).inputs(editor.model)  # left-padded: every question ends last
         key = gates is None or editor.config.neighbour_key_negatives
-        h = (
-            capture_ffn_inputs(editor.model, editor.layer, inputs)
-            if key
-            else run_until(editor.model, gates.gate.ffn, inputs)
-        )
+        if key:
+            h = capture_ffn_inputs(editor.model, editor.layer, inputs)
+        else:  # the gate's block is as far as the questions need to go
+            run_until(editor.model, gates.gate.ffn, inputs)
     if at_gate:
         rest = at_gate[-1]
         gates.neighbours = rest[inputs["attention_mask"][:, -rest.shape[1] :].bool()].float()
